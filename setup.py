@@ -1,0 +1,38 @@
+"""Packaging for tempo_jax: TEMPO test-time training on JAX/TPU."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tempo_jax",
+    version="0.1.0",
+    description="TEMPO (test-time training as EM) and its baselines on JAX/TPU",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tempo_jax", "tempo_jax.*"]),
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.11",
+        "optax",
+        "orbax-checkpoint",
+        "ml-collections",
+        "numpy",
+        "safetensors",
+        "tokenizers",
+        "transformers",
+        "tensorflow-datasets",
+        "array-record",
+        "pyarrow",
+        "math-verify",
+        "sympy",
+        "matplotlib",
+        "tqdm",
+        "tensorboardX",
+    ],
+    extras_require={
+        # torch is only the parity reference; the pin takes the CPU build on disk.
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0"],
+        "cuda": ["jax[cuda12]"],
+        "tpu": ["jax[tpu]"],
+    },
+    entry_points={"console_scripts": ["tempo-jax=tempo_jax.cli:main"]},
+)

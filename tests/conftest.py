@@ -1,0 +1,28 @@
+"""Test-wide setup: 8 fake CPU devices, set once before JAX is imported anywhere."""
+import os
+
+_FLAG = "--xla_force_host_platform_device_count=8"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+DATA_DIR = pathlib.Path(
+    os.environ.get("TEMPO_JAX_DATA_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: longer than a few seconds; excluded from CI when a fast test covers it")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    """The shared evaluation data (`../shared/data` or $TEMPO_JAX_DATA_DIR)."""
+    if not DATA_DIR.exists():
+        pytest.skip(f"shared data not found at {DATA_DIR}; set TEMPO_JAX_DATA_DIR")
+    return DATA_DIR
