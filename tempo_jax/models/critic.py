@@ -1,0 +1,53 @@
+"""The value critic: the actor's backbone with a scalar ``Linear(hidden, 1)`` head.
+
+Value of response token t is read from the hidden state at position t-1, i.e.
+V_t = V(x, y_<t) (TEMPO_SPEC §1.3); :func:`response_values` does that shift.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tempo_jax.models.config import ModelConfig
+from tempo_jax.models.decoder import CausalLM, Decoder, default_positions
+from tempo_jax.models.layers import _init
+
+
+class Critic(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.model = Decoder(cfg, rngs)
+        # HF token classification head: Linear(hidden, num_labels=1) with bias.
+        self.score = nnx.Linear(cfg.hidden_size, 1, use_bias=True, dtype=cfg.jnp_dtype,
+                                param_dtype=cfg.jnp_param_dtype, kernel_init=_init(),
+                                bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+    def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
+                 valid: jax.Array | None = None) -> jax.Array:
+        """Per-position values [B, L] in float32."""
+        positions, valid = default_positions(tokens, positions, valid)
+        hidden, _ = self.model(tokens, positions, valid)
+        return self.score(hidden)[..., 0].astype(jnp.float32)
+
+
+def critic_from_actor(actor: CausalLM, seed: int = 0) -> Critic:
+    """An independent critic: a copy of the actor's backbone with a fresh value head."""
+    cfg = actor.cfg
+    critic = nnx.eval_shape(lambda: Critic(cfg, nnx.Rngs(seed)))
+    backbone_state = nnx.state(actor.model)
+    copied = jax.tree.map(lambda x: jnp.array(x, copy=True), backbone_state)
+    nnx.update(critic.model, copied)
+    head = nnx.Linear(cfg.hidden_size, 1, use_bias=True, dtype=cfg.jnp_dtype, param_dtype=cfg.jnp_param_dtype,
+                      kernel_init=_init(), bias_init=nnx.initializers.zeros_init(), rngs=nnx.Rngs(seed))
+    critic.score = head
+    return critic
+
+
+def response_values(values: jax.Array, prompt_len: int, response_len: int) -> jax.Array:
+    """V_t for response tokens from per-position values over [prompt ++ response].
+
+    The value of response token t comes from the hidden state of the previous token, so we
+    take positions prompt_len-1 .. prompt_len+response_len-2 (verl's ``values[:, -L-1:-1]``).
+    """
+    return jax.lax.dynamic_slice_in_dim(values, prompt_len - 1, response_len, axis=1)

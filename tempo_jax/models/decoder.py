@@ -1,0 +1,130 @@
+"""The decoder backbone and the causal LM (actor) built on it.
+
+Layers are a list of blocks, or (``scan_layers``) one block with stacked parameters run by
+``lax.scan`` so compile time and HLO size stay flat in depth. ``remat`` checkpoints each
+block. Attention masks come from a per-token ``valid`` flag (left padding) plus slot order,
+so the same code serves training (no cache), prefill and decode.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tempo_jax.models.cache import KVCache, init_cache
+from tempo_jax.models.config import SLIDING, ModelConfig
+from tempo_jax.models.layers import NO_WINDOW, Block, RMSNorm, _init
+from tempo_jax.models.rope import rope_cos_sin
+
+
+def _make_layers(cfg: ModelConfig, rngs: nnx.Rngs):
+    if not cfg.scan_layers:
+        return nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+
+    @nnx.split_rngs(splits=cfg.num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make(r: nnx.Rngs) -> Block:
+        return Block(cfg, r)
+
+    return make(rngs)
+
+
+class Decoder(nnx.Module):
+    """Embedding + blocks + final norm. Returns final hidden states [B, L, hidden]."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.jnp_dtype,
+                                      param_dtype=cfg.jnp_param_dtype, embedding_init=_init(), rngs=rngs)
+        self.layers = _make_layers(cfg, rngs)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+
+    def __call__(self, tokens: jax.Array, positions: jax.Array, valid: jax.Array,
+                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+        cfg = self.cfg
+        x = self.embed_tokens(tokens).astype(cfg.jnp_dtype)
+        length = tokens.shape[1]
+        full = rope_cos_sin(positions, cfg.rope, cfg.head_dim)
+        sliding = rope_cos_sin(positions, cfg.sliding_rope, cfg.head_dim) if cfg.sliding_rope else full
+        if cache is None:
+            q_slots = jnp.arange(length, dtype=jnp.int32)
+            kv_valid, write_index = valid, None
+        else:
+            q_slots = cache.index + jnp.arange(length, dtype=jnp.int32)
+            kv_valid = jax.lax.dynamic_update_slice(cache.valid, valid, (0, cache.index))
+            write_index = cache.index
+        windows = [cfg.sliding_window if t == SLIDING else NO_WINDOW for t in cfg.layer_types]
+        is_sliding = [t == SLIDING for t in cfg.layer_types]
+
+        def run(graphdef, state, h, cos, sin, window, kv):
+            block = nnx.merge(graphdef, state)
+            return block(h, cos, sin, q_slots, kv_valid, window, kv, write_index)
+
+        if cfg.remat:
+            run = jax.checkpoint(run, static_argnums=(0,), prevent_cse=not cfg.scan_layers)
+
+        if cfg.scan_layers:
+            graphdef, state = nnx.split(self.layers)
+            flags = jnp.asarray(is_sliding)
+            win = jnp.asarray(windows, jnp.int32)
+
+            def body(h, xs):
+                layer_state, flag, w, kv = xs
+                cos = jnp.where(flag, sliding[0], full[0])
+                sin = jnp.where(flag, sliding[1], full[1])
+                h, new_kv = run(graphdef, layer_state, h, cos, sin, w, kv)
+                return h, new_kv
+
+            kv_in = None if cache is None else (cache.k, cache.v)
+            x, new_kv = jax.lax.scan(body, x, (state, flags, win, kv_in))
+        else:
+            new_k, new_v = [], []
+            for i, block in enumerate(self.layers):
+                graphdef, state = nnx.split(block)
+                cos, sin = sliding if is_sliding[i] else full
+                kv = None if cache is None else (cache.k[i], cache.v[i])
+                x, layer_kv = run(graphdef, state, x, cos, sin, windows[i], kv)
+                if cache is not None:
+                    new_k.append(layer_kv[0])
+                    new_v.append(layer_kv[1])
+            new_kv = None if cache is None else (jnp.stack(new_k), jnp.stack(new_v))
+        x = self.norm(x)
+        if cache is None:
+            return x, None
+        return x, KVCache(k=new_kv[0], v=new_kv[1], valid=kv_valid, index=cache.index + length)
+
+
+class CausalLM(nnx.Module):
+    """The actor: decoder + LM head (tied to the embedding or separate)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.model = Decoder(cfg, rngs)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = nnx.Linear(cfg.hidden_size, cfg.vocab_size, use_bias=False, dtype=cfg.jnp_dtype,
+                                      param_dtype=cfg.jnp_param_dtype, kernel_init=_init(), rngs=rngs)
+
+    def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
+        """LM-head projection in float32 (sampling and log-probs need the precision)."""
+        if self.cfg.tie_word_embeddings:
+            table = self.model.embed_tokens.embedding[...].astype(hidden.dtype)
+            return jnp.einsum("bld,vd->blv", hidden, table, preferred_element_type=jnp.float32)
+        return self.lm_head(hidden).astype(jnp.float32)
+
+    def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, valid: jax.Array | None = None,
+                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+        positions, valid = default_positions(tokens, positions, valid)
+        hidden, cache = self.model(tokens, positions, valid, cache)
+        return self.logits_from_hidden(hidden), cache
+
+    def init_cache(self, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
+        return init_cache(self.cfg, batch, max_len, dtype)
+
+
+def default_positions(tokens: jax.Array, positions: jax.Array | None, valid: jax.Array | None):
+    """Valid = all tokens unless given; positions count valid tokens (left padding aware)."""
+    if valid is None:
+        valid = jnp.ones(tokens.shape, jnp.bool_)
+    if positions is None:
+        positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
+    return positions, valid
