@@ -78,20 +78,21 @@ class Decoder(nnx.Module):
             kv_in = None if cache is None else (cache.k, cache.v)
             x, new_kv = jax.lax.scan(body, x, (state, flags, win, kv_in))
         else:
-            new_k, new_v = [], []
+            rows = []
             for i, block in enumerate(self.layers):
                 graphdef, state = nnx.split(block)
                 cos, sin = sliding if is_sliding[i] else full
                 kv = None if cache is None else (cache.k[i], cache.v[i])
-                x, layer_kv = run(graphdef, state, x, cos, sin, windows[i], kv)
-                if cache is not None:
-                    new_k.append(layer_kv[0])
-                    new_v.append(layer_kv[1])
-            new_kv = None if cache is None else (jnp.stack(new_k), jnp.stack(new_v))
+                x, layer_rows = run(graphdef, state, x, cos, sin, windows[i], kv)
+                rows.append(layer_rows)
+            new_kv = None if cache is None else (jnp.stack([r[0] for r in rows]), jnp.stack([r[1] for r in rows]))
         x = self.norm(x)
         if cache is None:
             return x, None
-        return x, KVCache(k=new_kv[0], v=new_kv[1], valid=kv_valid, index=cache.index + length)
+        start = (0, 0, cache.index, 0, 0)
+        k = jax.lax.dynamic_update_slice(cache.k, new_kv[0], start)
+        v = jax.lax.dynamic_update_slice(cache.v, new_kv[1], start)
+        return x, KVCache(k=k, v=v, valid=kv_valid, index=cache.index + length)
 
 
 class CausalLM(nnx.Module):

@@ -88,16 +88,17 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
+            # Only the new rows are returned; the decoder writes them into its stacked buffer
+            # once, so a decode step costs O(new tokens) in cache writes.
             k_cache, v_cache = kv_cache
+            new_rows = (k.astype(k_cache.dtype), v.astype(v_cache.dtype))
             start = (0, write_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
-            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
-            new_cache = (k, v)
-            k, v = k.astype(q.dtype), v.astype(q.dtype)
+            k = jax.lax.dynamic_update_slice(k_cache, new_rows[0], start).astype(q.dtype)
+            v = jax.lax.dynamic_update_slice(v_cache, new_rows[1], start).astype(q.dtype)
         else:
-            new_cache = None
+            new_rows = None
         out = attend(q, k, v, q_slots, kv_valid, window)
-        return self.o_proj(out), new_cache
+        return self.o_proj(out), new_rows
 
 
 class MLP(nnx.Module):
