@@ -1,0 +1,40 @@
+"""KV-cache budgeting: compute bytes before allocating, fail with the largest batch that fits."""
+from __future__ import annotations
+
+import os
+
+import jax
+
+from tempo_jax.models.cache import cache_bytes
+from tempo_jax.models.config import ModelConfig
+
+
+class CacheTooLargeError(MemoryError):
+    """The requested rollout batch cannot hold its KV cache in the memory budget."""
+
+
+def default_budget_bytes(num_devices: int = 1) -> int:
+    """Free accelerator memory when JAX reports it; otherwise half the host RAM."""
+    stats = None
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - CPU backends may not implement it
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)) * num_devices
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+
+
+def check_cache_fits(cfg: ModelConfig, rows: int, max_len: int, dtype: str | None,
+                     budget_bytes: int | None = None, num_devices: int = 1) -> int:
+    """Return the cache size in bytes, or raise naming the largest number of rows that fits."""
+    need = cache_bytes(cfg, rows, max_len, dtype)
+    budget = default_budget_bytes(num_devices) if budget_bytes is None else int(budget_bytes)
+    if need > budget:
+        per_row = cache_bytes(cfg, 1, max_len, dtype)
+        fits = max(budget // per_row, 0)
+        raise CacheTooLargeError(
+            f"KV cache for {rows} sequences x {max_len} slots ({dtype or cfg.dtype}) needs {need / 2**30:.2f} GiB, "
+            f"over the budget of {budget / 2**30:.2f} GiB. The largest batch that fits is {fits} sequences "
+            f"(prompts x samples); or shorten max_new_tokens, use kv_cache_dtype='bfloat16', or shard over more devices.")
+    return need
