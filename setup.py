@@ -20,6 +20,8 @@ setup(
         "tokenizers",
         "transformers",
         "tensorflow-datasets",
+        "importlib_resources",  # TFDS 4.9 looks builder code up through it
+        "ml_dtypes",
         "array-record",
         "pyarrow",
         "math-verify",
