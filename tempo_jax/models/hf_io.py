@@ -104,7 +104,10 @@ def from_hf(path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None 
             raise CheckpointError(f"{path}: tensor {name!r} is missing; expected shape "
                                   f"{tuple(reversed(expected)) if transpose else expected}{hint}")
         handle = tensors[key]
-        arr = handle.get(key)
+        try:
+            arr = handle.get(key)
+        except SafetensorsError as err:  # e.g. a truncated file: report it as a checkpoint problem
+            raise CheckpointError(str(err)) from err
         if name == "score.weight" and arr.ndim == 2 and arr.shape[0] != 1:
             raise CheckpointError(f"{handle.path}: {key!r} has {arr.shape[0]} labels; a critic needs num_labels=1")
         arr = arr.T if transpose else arr

@@ -1,0 +1,100 @@
+"""`tempo-jax train | eval | demo | convert` — the command-line entry point."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.train.config import load_config
+    from tempo_jax.train.loop import Trainer
+
+    cfg = load_config(args.config, overrides)
+    result = Trainer(cfg, resume=args.resume).run()
+    print(f"run directory: {result['run_dir']}")
+    if result["stopped_by"]:
+        print(f"stopped by {result['stopped_by']} after saving a checkpoint; continue with --resume")
+    return 0
+
+
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.eval.model_eval import eval_main
+
+    datasets = [d for d in args.datasets.split(",") if d]
+    results = eval_main(args.hf, datasets, args.out, critic_dir=args.critic or None, n=args.n,
+                        max_new_tokens=args.max_new_tokens, limit=args.limit or None, data_dir=args.data_dir or None,
+                        template=args.template, tokenizer_path=args.tokenizer or None, seed=args.seed)
+    print(f"results: {os.path.join(args.out, 'results.md')}")
+    return 0 if results else 1
+
+
+def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.models.hf_io import from_hf, to_hf
+
+    model = from_hf(args.src, critic=args.critic)
+    to_hf(model, args.dst)
+    print(f"wrote {args.dst}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.demo import run_demo
+
+    run_demo(out_dir=args.out, quick=args.quick, overrides=overrides)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tempo-jax", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train with a recipe: tempo-jax train --config configs/<recipe>.py "
+                                     "[--config.section.key=value ...] [--resume]")
+    p.add_argument("--config", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of run_dir")
+    p.set_defaults(fn=_train)
+
+    p = sub.add_parser("eval", help="avg@n / pass@k evaluation of a HF checkpoint")
+    p.add_argument("--hf", required=True, help="HF directory of the actor")
+    p.add_argument("--critic", default="", help="optional HF directory of a critic (adds calibration metrics)")
+    p.add_argument("--datasets", default="aime24")
+    p.add_argument("--out", default="runs/eval")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--template", default="qwen3")
+    p.add_argument("--tokenizer", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_eval)
+
+    p = sub.add_parser("convert", help="load a HF checkpoint and write it back (validates the mapping)")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--critic", action="store_true")
+    p.set_defaults(fn=_convert)
+
+    p = sub.add_parser("demo", help="the CPU demo: TEMPO vs baselines on a synthetic task")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="a CI-sized version (minutes)")
+    p.set_defaults(fn=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if a.startswith("--config.")]
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        parser.error(f"unrecognised arguments: {' '.join(unknown)}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.fn(args, overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Load a tokenizer through transformers from a local directory or ``tokenizer.json`` (no network).
+
+Handles the two layouts users bring: a full HF tokenizer directory (``tokenizer_config.json``
+with ``vocab.json``/``merges.txt`` or ``tokenizer.json``, e.g. Qwen3) and a bare
+``tokenizer.json`` (e.g. the OLMo dolma2 tokenizer), which carries no eos/pad declaration; for
+those the conventional special tokens are filled in when the vocabulary has them.
+"""
+from __future__ import annotations
+
+import os
+
+# Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
+_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
+_PAD_CANDIDATES = ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>")
+
+
+class TokenizerError(ValueError):
+    """A tokenizer path that cannot be loaded; the message names it."""
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """A ``transformers`` fast/slow tokenizer with ``eos_token`` and ``pad_token`` set."""
+    import transformers
+
+    path = str(path)
+    if os.path.isfile(path):
+        tok = transformers.PreTrainedTokenizerFast(tokenizer_file=path)
+    elif os.path.isdir(path):
+        has_config = os.path.isfile(os.path.join(path, "tokenizer_config.json"))
+        has_json = os.path.isfile(os.path.join(path, "tokenizer.json"))
+        has_bpe = os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt"))
+        if not (has_config or has_json or has_bpe):
+            raise TokenizerError(f"{path}: no tokenizer files (expected tokenizer.json, or tokenizer_config.json "
+                                 "with vocab.json + merges.txt)")
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, TypeError) as err:
+            if not has_json:
+                raise TokenizerError(f"{path}: transformers cannot load this tokenizer ({err})") from err
+            tok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(path, "tokenizer.json"))
+    else:
+        raise TokenizerError(f"tokenizer path {path} does not exist")
+    vocab = tok.get_vocab()
+    if tok.eos_token is None:
+        eos = next((t for t in _EOS_CANDIDATES if t in vocab), None)
+        if eos is not None:
+            tok.eos_token = eos
+    if tok.pad_token is None:
+        pad = next((t for t in _PAD_CANDIDATES if t in vocab), tok.eos_token)
+        if pad is not None:
+            tok.pad_token = pad
+    return tok

@@ -1,0 +1,226 @@
+"""The training loop for every method (stage-1 RLVR, TEMPO, Zero-RL PPO, TTRL, EMPO).
+
+One step (TEMPO_SPEC §1.2): rollout -> grade -> filter -> old log-probs and critic values
+(pre-update: the one-step critic lag) -> advantages -> E-step (critic) -> M-step (actor) ->
+metrics -> checkpoint at the alternation boundary. Per-step randomness is a pure function of
+(seed, step) and the data stream position is checkpointed, so a resumed run continues
+bit-for-bit on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+import tempo_jax.rl.advantages  # noqa: F401  (registers estimators)
+import tempo_jax.rl.losses  # noqa: F401
+import tempo_jax.rl.value_losses  # noqa: F401
+from tempo_jax.models.critic import critic_from_actor
+from tempo_jax.models.hf_io import from_hf
+from tempo_jax.rl.registry import ADVANTAGES
+from tempo_jax.train import setup
+from tempo_jax.train.checkpoint import Checkpointer
+from tempo_jax.train.config import uses_critic, validate
+from tempo_jax.train.metrics import MetricsWriter
+from tempo_jax.train.optim import make_optimizer
+from tempo_jax.train.preemption import PreemptionGuard
+from tempo_jax.train.rollout import RolloutSettings, collect
+from tempo_jax.train.state import TrainState, create_train_state
+from tempo_jax.train.step_metrics import step_metrics
+from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, UpdateSpec, make_e_step, make_logprob_fn, make_m_step, \
+    make_value_fn
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps with non-finite losses; the last good checkpoint is intact."""
+
+
+@dataclasses.dataclass
+class Role:
+    graphdef: Any
+    state: TrainState
+    update: Any
+    forward: Any
+    lr: float
+
+
+class Trainer:
+    def __init__(self, cfg: ml_collections.ConfigDict, resume: bool = False):
+        validate(cfg)
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.tokenizer = setup.load_run_tokenizer(cfg)
+        self.stream, self.data_report = setup.build_stream(cfg, self.tokenizer)
+        actor, critic = self._load_models()
+        self.model_cfg = actor.cfg
+        self.actor = self._make_actor(actor)
+        self.critic = self._make_critic(critic) if critic is not None else None
+        self.settings = setup.rollout_settings(cfg, self.tokenizer, self.model_cfg)
+        self.checkpointer = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=cfg.checkpoint.keep,
+                                         save_every=cfg.checkpoint.save_every, async_save=cfg.checkpoint.async_save)
+        self.start_step = 0
+        self.consecutive_bad = 0
+        if resume:
+            self._resume()
+        setup.write_run_files(cfg, self.model_cfg, self.run_dir)
+
+    # ------------------------------------------------------------------ construction
+    def _load_models(self):
+        cfg = self.cfg
+        overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
+                         scan_layers=cfg.model.scan_layers)
+        if cfg.model.init_from:
+            return setup.load_from_run(cfg.model.init_from, need_critic=uses_critic(cfg), **overrides)
+        actor = from_hf(cfg.model.actor_hf, **overrides)
+        if not uses_critic(cfg):
+            return actor, None
+        if cfg.model.critic_hf:
+            return actor, from_hf(cfg.model.critic_hf, critic=True, **overrides)
+        return actor, critic_from_actor(actor, seed=cfg.seed)
+
+    def _spec(self) -> UpdateSpec:
+        t, n = self.cfg.train, self.cfg.rollout.n
+        seq = self.cfg.data.max_prompt_tokens + self.cfg.rollout.max_new_tokens
+        mini_rows = t.ppo_mini_batch_size * n
+        micro = max(1, min(mini_rows, t.micro_batch_tokens // seq))
+        while mini_rows % micro:
+            micro -= 1
+        return UpdateSpec(mini_batch_rows=mini_rows, micro_rows=micro, epochs=t.ppo_epochs,
+                          shuffle=t.shuffle_minibatches, loss_weighting=self.cfg.algo.loss_weighting)
+
+    def _make_actor(self, actor) -> Role:
+        t, a = self.cfg.train, self.cfg.algo
+        tx = make_optimizer(t.actor_lr, t.actor_weight_decay, t.actor_grad_clip)
+        graphdef, state = create_train_state(actor, tx)
+        spec = self._spec()
+        kwargs = dict(clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, entropy_coef=a.entropy_coef)
+        if a.policy_loss == "ppo" and a.clip_ratio_c:
+            kwargs["clip_ratio_c"] = a.clip_ratio_c
+        update = make_m_step(graphdef, tx, spec, a.policy_loss, **kwargs)
+        return Role(graphdef, state, update, make_logprob_fn(graphdef, spec.micro_rows), t.actor_lr)
+
+    def _make_critic(self, critic) -> Role:
+        t, a = self.cfg.train, self.cfg.algo
+        tx = make_optimizer(t.critic_lr, t.critic_weight_decay, t.critic_grad_clip)
+        graphdef, state = create_train_state(critic, tx)
+        spec = self._spec()
+        update = make_e_step(graphdef, tx, spec, a.value_loss, cliprange_value=a.cliprange_value, agg=a.loss_agg,
+                             labeled_only=a.value_labeled_only)
+        return Role(graphdef, state, update, make_value_fn(graphdef, spec.micro_rows), t.critic_lr)
+
+    def _arrays(self) -> dict[str, Any]:
+        return {"actor": self.actor.state, "critic": self.critic.state if self.critic else None}
+
+    def _resume(self) -> None:
+        if self.checkpointer.latest_step() is None:
+            log.warning("--resume: no checkpoint in %s; starting from step 0", self.checkpointer.directory)
+            return
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                self._arrays())
+        step, arrays, meta = self.checkpointer.restore(abstract)
+        self.actor.state = arrays["actor"]
+        if self.critic is not None:
+            self.critic.state = arrays["critic"]
+        self.stream.restore(meta["stream"])
+        self.start_step = int(step)
+        self.consecutive_bad = int(meta.get("consecutive_bad", 0))
+        log.info("resumed from step %d", step)
+
+    # ------------------------------------------------------------------ one step
+    def step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+        actor_split = (self.actor.graphdef, self.actor.state.params)
+        batch, info = collect(actor_split, self.stream, self.tokenizer, self.grader, self.settings,
+                              jax.random.fold_in(key, 0))
+        dev = {k: jnp.asarray(v) for k, v in batch.items() if k in (set(ACTOR_KEYS) | set(CRITIC_KEYS) | {
+            "scores", "rewards", "group_ids", "sampler_logprobs"})}
+        t0 = time.perf_counter()
+        logp, entropy = self.actor.forward(self.actor.state.params, dev)
+        dev["old_logprobs"] = logp if cfg.algo.recompute_old_logprobs else dev["sampler_logprobs"]
+        if self.critic is not None:
+            dev["values"] = self.critic.forward(self.critic.state.params, dev)
+        else:
+            dev["values"] = jnp.zeros_like(logp)
+        score = dev["scores"] if cfg.algo.reward == "outcome" else dev["rewards"]
+        estimator = ADVANTAGES.get(cfg.algo.adv_estimator)
+        options = {"whiten": cfg.algo.whiten} if cfg.algo.adv_estimator == "em_token" else {}
+        if cfg.algo.adv_estimator == "gae":
+            options = {"gamma": cfg.algo.gamma, "lam": cfg.algo.lam}
+        adv = estimator(score, dev["values"], dev["response_mask"], dev["is_labeled"], dev["group_ids"], **options)
+        dev["advantages"], dev["returns"] = adv.advantages, adv.returns
+        if step in setup.nan_injection_steps(cfg):
+            dev["advantages"] = dev["advantages"] * jnp.nan
+        jax.block_until_ready(dev["advantages"])
+        info["forward"] = time.perf_counter() - t0
+
+        critic_out = None
+        t0 = time.perf_counter()
+        if self.critic is not None and self.critic.lr > 0 and step % cfg.algo.critic_update_every == 0:
+            self.critic.state, summary, sums = self.critic.update(
+                self.critic.state, {k: dev[k] for k in CRITIC_KEYS}, jax.random.fold_in(key, 1))
+            critic_out = jax.device_get((summary, sums))
+        info["e_step"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.actor.state, summary, sums = self.actor.update(
+            self.actor.state, {k: dev[k] for k in ACTOR_KEYS}, jax.random.fold_in(key, 2))
+        actor_out = jax.device_get((summary, sums))
+        info["m_step"] = time.perf_counter() - t0
+        return step_metrics(batch, jax.device_get(dev), jax.device_get(entropy), actor_out, critic_out, info)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        total = cfg.train.total_steps
+        writer = MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar)
+        evaluator = setup.make_evaluator(cfg, self)
+        last: dict[str, float] = {}
+        stopped_by = None
+        try:
+            with setup.make_grader(cfg) as self.grader, PreemptionGuard() as guard:
+                if evaluator and cfg.eval.before_train and self.start_step == 0:
+                    writer.write(0, evaluator(0), advance=False)
+                for step in range(self.start_step + 1, total + 1):
+                    last = self.step(step)
+                    bad = last.get("actor/skipped_updates", 0) + last.get("critic/skipped_updates", 0) > 0
+                    self.consecutive_bad = self.consecutive_bad + 1 if bad else 0
+                    last["train/consecutive_bad_steps"] = float(self.consecutive_bad)
+                    if evaluator and (step % cfg.eval.test_freq == 0 or step == total):
+                        last.update(evaluator(step))
+                    writer.write(step, last)
+                    if self.consecutive_bad >= cfg.train.max_consecutive_bad_steps:
+                        raise TrainingDiverged(
+                            f"{self.consecutive_bad} consecutive steps had non-finite losses or gradients (their "
+                            f"updates were skipped); stopping at step {step}. The last good checkpoint "
+                            f"(step {self.checkpointer.latest_step()}) in {self.checkpointer.directory} is intact. "
+                            "Lower the learning rates, check the data, or raise train.max_consecutive_bad_steps.")
+                    if guard.requested:
+                        stopped_by = guard.signal_name
+                        self._save(step, force=True)
+                        log.warning("%s received: saved step %d and stopping; continue with --resume",
+                                    stopped_by, step)
+                        break
+                    self._save(step, force=(step == total))
+        finally:
+            self.checkpointer.wait()
+            writer.close()
+        if stopped_by is None:
+            setup.export_final(self)
+        return {"last_metrics": last, "stopped_by": stopped_by, "run_dir": self.run_dir}
+
+    def _save(self, step: int, force: bool = False) -> None:
+        meta = {"stream": self.stream.state(), "step": step, "consecutive_bad": self.consecutive_bad,
+                "config": json.loads(self.cfg.to_json_best_effort())}
+        self.checkpointer.save(step, self._arrays(), meta, force=force)

@@ -1,0 +1,76 @@
+"""Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars and a tqdm bar."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+# Keys shown in the progress bar, in order, when present.
+BAR_KEYS = ("reward/mean", "acc/labeled", "acc/unlabeled", "actor/pg_loss", "critic/vf_loss", "critic/explained_var")
+
+
+def to_float(value: Any) -> float:
+    return float(np.asarray(value))
+
+
+class MetricsWriter:
+    def __init__(self, run_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True,
+                 progress_bar: bool = True):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self._truncate_after(start_step)
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+        self._bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
+
+    def _truncate_after(self, step: int) -> None:
+        """On resume, drop lines of steps after the checkpoint (they will be recomputed)."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, encoding="utf-8") as fh:
+            lines = [ln for ln in fh if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            with open(self.path, "w", encoding="utf-8") as fh:
+                fh.writelines(kept)
+
+    def write(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:
+        row = {"step": int(step)}
+        row.update({k: (to_float(v) if not isinstance(v, str) else v) for k, v in sorted(metrics.items())})
+        self._fh.write(json.dumps(row, allow_nan=True) + "\n")
+        self._fh.flush()
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, float) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+        if self._bar is not None:
+            shown = {k.split("/")[-1] if k.startswith("acc/") else k.split("/")[-1]: f"{row[k]:.3g}"
+                     for k in BAR_KEYS if k in row}
+            self._bar.set_postfix(shown, refresh=False)
+            if advance:
+                self._bar.update(1)
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(ln) for ln in fh if ln.strip()]
