@@ -84,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def enable_compilation_cache() -> None:
+    """Reuse XLA executables across runs (the demo and recipes compile the same programs often).
+
+    ``TEMPO_JAX_COMPILATION_CACHE`` picks the directory (default ``~/.cache/tempo_jax/xla``);
+    ``off`` disables it. An explicit ``JAX_COMPILATION_CACHE_DIR`` wins.
+    """
+    where = os.environ.get("TEMPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/tempo_jax/xla"))
+    if where == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -93,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    enable_compilation_cache()
     return args.fn(args, overrides)
 
 
