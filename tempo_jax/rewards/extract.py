@@ -1,0 +1,94 @@
+"""Answer extraction: the last ``\\boxed{...}`` / ``\\fbox{...}`` of a model response.
+
+Linear time, iterative (no recursion), safe on arbitrarily long or unbalanced input: the last
+box command decides, and an unclosed brace means "no answer" (``None``), as in the reference
+(`rm_physics.py`, spec §3.3).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+_COMMANDS = ("\\boxed", "\\fbox")
+
+
+def _match_braces(text: str, open_pos: int) -> int:
+    """Index of the ``}`` closing the ``{`` at ``open_pos``, or -1. Escaped braces are skipped."""
+    depth = 0
+    i = open_pos
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":  # `\{`, `\}` and `\\` are never structural
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _last_command(text: str) -> tuple[int, int]:
+    """(start, end-of-name) of the last real ``\\boxed``/``\\fbox`` command, or (-1, -1).
+
+    ``\\boxedfoo`` is a different control word and is skipped. Scans right to left once.
+    """
+    end = len(text)
+    while True:
+        best, best_cmd = -1, ""
+        for cmd in _COMMANDS:
+            pos = text.rfind(cmd, 0, end)
+            if pos > best:
+                best, best_cmd = pos, cmd
+        if best < 0:
+            return -1, -1
+        after = best + len(best_cmd)
+        if after < len(text) and text[after].isalpha():
+            end = best  # part of a longer control word: keep looking further left
+            continue
+        return best, after
+
+
+def extract_boxed(text: str | None) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (also ``\\boxed 5``), else None.
+
+    Returns None when there is no box or when the last box's brace is never closed.
+    The content is stripped of surrounding whitespace (it may be the empty string).
+    """
+    if not text:
+        return None
+    start, after = _last_command(text)
+    if start < 0:
+        return None
+    i = after
+    n = len(text)
+    while i < n and text[i] in " \t\r\n":
+        i += 1
+    if i < n and text[i] == "{":
+        close = _match_braces(text, i)
+        if close < 0:
+            return None
+        return text[i + 1 : close].strip()
+    # `\boxed 5` form: up to the end of the math span / line.
+    j = i
+    while j < n and text[j] not in "$\n":
+        j += 1
+    content = text[i:j].strip()
+    return content or None
+
+
+def strip_boxed(answer: str) -> str:
+    """Ground truth helper: un-box an answer that contains ``\\boxed`` (spec §3.3)."""
+    if "\\boxed" in answer or "\\fbox" in answer:
+        inner = extract_boxed(answer)
+        if inner is not None:
+            return inner
+    return answer.strip()
+
+
+def extract_answers(responses: Iterable[str]) -> list[str]:
+    """The boxed answer of each response, ``""`` where there is none."""
+    return [extract_boxed(r) or "" for r in responses]

@@ -1,0 +1,176 @@
+"""TTRL rewards (spec §4.1) and the semantic clustering shared with EMPO (spec §4.2).
+
+Clustering of the n extracted answers of one prompt: each non-empty answer joins the first
+existing cluster whose representative (its first member) it matches under the grader
+(``equivalent(pred=answer, gold=representative)``); an empty answer is its own singleton.
+All pairwise comparisons of a whole batch of prompts go to the grader in one call (the greedy
+pass then only looks results up), so the pool sees one large, deduplicated batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+from tempo_jax.rewards.normalize import normalize_answer
+
+
+class PairGrader(Protocol):
+    """Anything with the :meth:`Grader.equivalent_pairs` method."""
+
+    def equivalent_pairs(self, pairs: Iterable[tuple[str, str]]) -> list[bool]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Clustering:
+    """Clusters of one prompt's answers."""
+
+    cluster_ids: np.ndarray  # int32 [n], clusters numbered in order of creation
+    sizes: np.ndarray  # int32 [num_clusters]
+    representatives: tuple[str, ...]  # first member's answer per cluster ("" for empties)
+
+    @property
+    def n(self) -> int:
+        return int(self.cluster_ids.shape[0])
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """float32 [n]: size of each response's cluster / n."""
+        if self.n == 0:
+            return np.zeros((0,), np.float32)
+        return (self.sizes[self.cluster_ids] / self.n).astype(np.float32)
+
+
+def _clean(answers: Sequence[str | None]) -> list[str]:
+    return [(a or "").strip() for a in answers]
+
+
+def cluster_answers(answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader) -> list[Clustering]:
+    """Greedy semantic clustering of every prompt's answers, with one grader call in total."""
+    groups = [_clean(a) for a in answers_per_prompt]
+    index: list[tuple[int, int, int]] = []  # (prompt, j, i) for pair (answer j, earlier answer i)
+    pairs: list[tuple[str, str]] = []
+    for p, answers in enumerate(groups):
+        for j, aj in enumerate(answers):
+            if not aj:
+                continue
+            for i in range(j):
+                if answers[i]:
+                    index.append((p, j, i))
+                    pairs.append((aj, answers[i]))
+    verdicts = grader.equivalent_pairs(pairs) if pairs else []
+    same = {key: bool(v) for key, v in zip(index, verdicts)}
+    out = []
+    for p, answers in enumerate(groups):
+        ids = np.zeros((len(answers),), np.int32)
+        rep_index: list[int | None] = []
+        sizes: list[int] = []
+        for j, aj in enumerate(answers):
+            hit = None
+            if aj:
+                for c, r in enumerate(rep_index):
+                    if r is not None and same.get((p, j, r), False):
+                        hit = c
+                        break
+            if hit is None:
+                rep_index.append(j if aj else None)
+                sizes.append(0)
+                hit = len(sizes) - 1
+            ids[j] = hit
+            sizes[hit] += 1
+        reps = tuple(answers[r] if r is not None else "" for r in rep_index)
+        out.append(Clustering(ids, np.asarray(sizes, np.int32), reps))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class VoteResult:
+    """TTRL outcome for one prompt."""
+
+    rewards: np.ndarray  # float32 [n], 1.0 / 0.0
+    majority_answer: str  # pseudo-label ("" if no response has an answer)
+    majority_frequency: float  # size of the majority cluster / n
+    cluster_ids: np.ndarray  # int32 [n]
+    frequencies: np.ndarray  # float32 [n], share of responses in each response's cluster
+    cluster_sizes: tuple[int, ...]
+
+
+def ttrl_rewards(answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader,
+                 mode: str = "semantic") -> list[VoteResult]:
+    """TTRL majority-vote rewards for each prompt's extracted answers.
+
+    ``mode="semantic"`` (TEMPO repo, default): reward 1 for every member of every maximal
+    cluster (ties all win; all distinct/empty → all 1, i.e. zero advantage), else 0.
+    ``mode="exact"`` (original TTRL): majority over normalised answer strings (exact Counter;
+    empty answers do not vote but count in n; ties go to the first-seen answer); then each
+    response scores 1 iff the grader finds its answer equivalent to the majority answer.
+    """
+    if mode == "semantic":
+        return [_semantic_vote(c) for c in cluster_answers(answers_per_prompt, grader)]
+    if mode == "exact":
+        return _exact_votes([_clean(a) for a in answers_per_prompt], grader)
+    raise ValueError(f"mode must be 'semantic' or 'exact', got {mode!r}")
+
+
+def _semantic_vote(c: Clustering) -> VoteResult:
+    if c.n == 0:
+        return VoteResult(np.zeros((0,), np.float32), "", 0.0, c.cluster_ids, c.frequencies, ())
+    top = int(c.sizes.max())
+    winners = c.sizes == top
+    rewards = winners[c.cluster_ids].astype(np.float32)
+    majority = next((c.representatives[k] for k in np.flatnonzero(winners) if c.representatives[k]), "")
+    return VoteResult(rewards, majority, top / c.n, c.cluster_ids, c.frequencies, tuple(int(s) for s in c.sizes))
+
+
+def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult]:
+    majorities, partial = [], []
+    for answers in groups:
+        keys = [normalize_answer(a) if a else "" for a in answers]
+        # clusters by normalised string; empties (or answers normalising to "") are singletons
+        ids, sizes, first = np.zeros((len(answers),), np.int32), [], {}
+        for j, k in enumerate(keys):
+            if k and k in first:
+                ids[j] = first[k]
+            else:
+                sizes.append(0)
+                ids[j] = len(sizes) - 1
+                if k:
+                    first[k] = ids[j]
+            sizes[ids[j]] += 1
+        votes = Counter(k for k in keys if k)
+        if votes:
+            key, count = votes.most_common(1)[0]
+            majority = answers[keys.index(key)]
+        else:
+            majority, count = "", 0
+        majorities.append(majority)
+        partial.append((ids, np.asarray(sizes, np.int32), count))
+    pairs, where = [], []
+    for p, (answers, majority) in enumerate(zip(groups, majorities)):
+        if majority:
+            for j, a in enumerate(answers):
+                if a:
+                    pairs.append((a, majority))
+                    where.append((p, j))
+    verdicts = grader.equivalent_pairs(pairs) if pairs else []
+    rewards = [np.zeros((len(a),), np.float32) for a in groups]
+    for (p, j), ok in zip(where, verdicts):
+        rewards[p][j] = 1.0 if ok else 0.0
+    out = []
+    for p, answers in enumerate(groups):
+        ids, sizes, count = partial[p]
+        n = len(answers)
+        freqs = (sizes[ids] / n).astype(np.float32) if n else np.zeros((0,), np.float32)
+        out.append(VoteResult(rewards[p], majorities[p], count / n if n else 0.0, ids, freqs,
+                              tuple(int(s) for s in sizes)))
+    return out
+
+
+def majority_correct(results: Sequence[VoteResult], golds: Sequence[str], grader: PairGrader) -> np.ndarray:
+    """bool [num_prompts]: is each prompt's majority answer right (TTRL label accuracy)."""
+    if len(results) != len(golds):
+        raise ValueError(f"{len(results)} results but {len(golds)} golds")
+    return np.asarray(grader.equivalent_pairs([(r.majority_answer, g) for r, g in zip(results, golds)]),
+                      dtype=bool)
