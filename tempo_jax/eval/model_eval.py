@@ -1,0 +1,420 @@
+"""Model-driven evaluation: the runner's callables built on the sampler, a critic and the grader.
+
+    results = evaluate_model(actor, tokenizer, ["aime24", "aime25"], out_dir="eval_out",
+                             n=16, max_new_tokens=16384, critic=critic)   # {name: EvalResult}
+
+* :func:`make_sample_fn` -- ``sample_fn(prompts, n)`` for :func:`tempo_jax.eval.runner.evaluate`
+  on :func:`tempo_jax.sampling.generate.generate`. Prompts go through the sampler in groups of
+  ``batch_prompts`` padded to one fixed width (the last group is filled with copies that are
+  dropped), so a dataset compiles prefill/decode once. Row ``i * n + j`` is sample j of prompt i.
+  Sampling keys are ``fold_in(key(seed), call_index)``: a run is reproducible for a given
+  ``seed`` and ``batch_prompts``.
+* :func:`make_value_fn` -- V_T of every response from the critic, on the sampled token ids
+  (no decode/re-encode round trip): the value at the position *before* the response's last
+  token, V(x, y_<T) (TEMPO_SPEC §1.3/§3.1). Attached to the samples as ``"value"``.
+* :func:`make_grader_fn` -- ``(correct, extracted)`` from a rule-based ``Grader``.
+* :func:`evaluate_model` / :func:`eval_main` -- datasets in, per-dataset outputs of
+  :meth:`EvalResult.write` plus ``results.md`` (one table over the datasets), ``results.json``
+  and ``pass_at_k.png`` out. Defaults follow the reference protocol (n=16, T=1.0, top_p=1.0).
+
+Prompt length (``max_prompt_tokens``): ``prompt_policy="filter"`` drops over-long questions
+before sampling (their count is logged and reported as ``prompts_filtered`` in the metrics and
+``results.md``), ``"left_truncate"`` keeps their last tokens (``prompts_truncated``), ``"error"``
+raises.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import pathlib
+import time
+import zlib
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_template
+from tempo_jax.eval import metrics as M
+from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
+from tempo_jax.models.critic import response_values
+from tempo_jax.sampling.generate import generate
+from tempo_jax.sampling.methods import Greedy, Sampling
+from tempo_jax.sampling.padding import bucket_length, left_pad
+
+log = logging.getLogger(__name__)
+
+BATCH_AXES = ("data", "fsdp")
+DEFAULT_BATCH_PROMPTS = 8
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _split(model) -> tuple[Any, Any]:
+    return nnx.split(model) if isinstance(model, nnx.Module) else tuple(model)
+
+
+def _model_cfg(graphdef, state):
+    return nnx.merge(graphdef, state).cfg
+
+
+def stop_ids_for(tokenizer, cfg) -> tuple[int, ...]:
+    """The tokenizer's eos id(s) together with the model config's eos ids (order kept, no repeats)."""
+    ids: list[int] = []
+    tok_eos = getattr(tokenizer, "eos_token_id", None)
+    for x in ([tok_eos] if isinstance(tok_eos, int) else list(tok_eos or [])) + list(cfg.eos_ids):
+        if x is not None and int(x) not in ids:
+            ids.append(int(x))
+    if not ids:
+        raise ValueError("no stop token: neither the tokenizer nor the model config declares an eos id; "
+                         "every sample would run to max_new_tokens")
+    return tuple(ids)
+
+
+def pad_id_for(tokenizer, cfg) -> int:
+    """Tokenizer pad id, else the model's pad id, else the first stop id."""
+    for x in (getattr(tokenizer, "pad_token_id", None), cfg.pad_token_id):
+        if x is not None:
+            return int(x)
+    return stop_ids_for(tokenizer, cfg)[0]
+
+
+def check_vocab(tokenizer, cfg) -> None:
+    """The tokenizer must not produce ids the model cannot embed."""
+    if len(tokenizer) > cfg.vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {cfg.vocab_size}; "
+                         "use the tokenizer the checkpoint was trained with")
+
+
+def _batch_sharding(mesh: Mesh | None, rows: int):
+    if mesh is None:
+        return None
+    size = mesh.shape["data"] * mesh.shape["fsdp"]
+    return NamedSharding(mesh, P(BATCH_AXES if rows % size == 0 else None, None))
+
+
+def _put(x: np.ndarray, mesh: Mesh | None):
+    sharding = _batch_sharding(mesh, x.shape[0]) if x.ndim == 2 else None
+    return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
+
+
+def _decode(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
+    vocab = len(tokenizer)
+    seqs = [[int(t) for t in row[:n] if 0 <= t < vocab] for row, n in zip(tokens, lengths)]
+    return list(tokenizer.batch_decode(seqs, skip_special_tokens=True))
+
+
+# ----------------------------------------------------------------------------- critic values
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _final_values(graphdef, state, prompt_tokens, prompt_valid, response_tokens, lengths):
+    """V_T [R]: the critic's value at the position before each response's last token."""
+    critic = nnx.merge(graphdef, state)
+    tokens = jnp.concatenate([prompt_tokens, response_tokens], axis=1)
+    # Tokens after a response's end are never attended by valid ones (causal): keep them valid so
+    # positions stay contiguous (as tempo_jax.train.forward.sequence_inputs does).
+    valid = jnp.concatenate([prompt_valid.astype(jnp.bool_), jnp.ones(response_tokens.shape, jnp.bool_)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
+    values = critic(tokens, positions, valid)
+    per_token = response_values(values, prompt_tokens.shape[1], response_tokens.shape[1])  # V_t = V(x, y_<t)
+    last = jnp.clip(lengths - 1, 0, response_tokens.shape[1] - 1)
+    return jnp.take_along_axis(per_token, last[:, None], axis=1)[:, 0]
+
+
+def make_value_fn(critic, *, rows_per_call: int | None = None, mesh: Mesh | None = None) -> Callable:
+    """``value_fn(prompt_tokens [R, P], prompt_valid [R, P], response_tokens [R, T], lengths [R]) -> V_T [R]``.
+
+    ``critic`` is a :class:`~tempo_jax.models.critic.Critic` (or its ``(graphdef, state)``).
+    The critic runs on fixed ``[rows_per_call, P + T]`` blocks (default: all R rows at once; the
+    last block is padded with copies), so equal-shaped calls compile once.
+    """
+    graphdef, state = _split(critic)
+    if rows_per_call is not None and rows_per_call < 1:
+        raise ValueError(f"rows_per_call must be >= 1, got {rows_per_call}")
+
+    def value_fn(prompt_tokens, prompt_valid, response_tokens, lengths) -> np.ndarray:
+        prompt_tokens, prompt_valid = np.asarray(prompt_tokens, np.int32), np.asarray(prompt_valid, bool)
+        response_tokens, lengths = np.asarray(response_tokens, np.int32), np.asarray(lengths, np.int32)
+        rows = prompt_tokens.shape[0]
+        block = rows_per_call or rows
+        out = []
+        for start in range(0, rows, block):
+            idx = np.arange(start, start + block)
+            idx = np.minimum(idx, rows - 1)  # pad the last block with copies of the last row
+            v = _final_values(graphdef, state, _put(prompt_tokens[idx], mesh), _put(prompt_valid[idx], mesh),
+                              _put(response_tokens[idx], mesh), _put(lengths[idx], None))
+            out.append(np.asarray(jax.device_get(v), np.float64)[: min(block, rows - start)])
+        return np.concatenate(out) if out else np.zeros((0,), np.float64)
+
+    return value_fn
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sampling = Sampling(),
+                   batch_prompts: int = DEFAULT_BATCH_PROMPTS, seed: int = 0,
+                   template: str | PromptTemplate | None = None, max_prompt_tokens: int | None = None,
+                   prompt_policy: str = "error", prompt_width: int | None = None, min_bucket: int = 16,
+                   mesh: Mesh | None = None, value_fn: Callable | None = None, kv_cache_dtype: str | None = None,
+                   return_tokens: bool = False, stop_ids: Sequence[int] | None = None) -> Callable:
+    """The runner's ``sample_fn(prompts: list[str], n) -> [Q][n] sample dicts`` on :func:`generate`.
+
+    Each sample: ``text`` (decoded with ``skip_special_tokens=True``), ``length`` (response
+    tokens, the stop token included), ``finish_reason`` (``"eos"``: a stop token, ``"length"``:
+    ``max_new_tokens``), ``value`` (V_T, when ``value_fn`` from :func:`make_value_fn` is given)
+    and, with ``return_tokens``, ``tokens``/``prompt_tokens`` (id lists).
+
+    Args:
+      actor: a ``CausalLM`` or its ``(graphdef, state)``.
+      template: ``None``: the strings are rendered prompts (the usual case; :func:`evaluate_model`
+        renders them); else each string is a problem rendered with this template first.
+      max_prompt_tokens, prompt_policy: prompts longer than ``max_prompt_tokens`` raise
+        (``"error"``) or keep their last tokens (``"left_truncate"``).
+      prompt_width: the fixed left-padded prompt width (one compiled shape); default the
+        power-of-two bucket (>= ``min_bucket``) of each call's longest prompt.
+      stop_ids: default the tokenizer's eos id(s) plus the model config's eos ids.
+    """
+    if prompt_policy not in ("error", "left_truncate"):
+        raise ValueError(f"make_sample_fn: prompt_policy must be 'error' or 'left_truncate' (filter whole "
+                         f"questions before sampling, as evaluate_model does), got {prompt_policy!r}")
+    if batch_prompts < 1 or max_new_tokens < 1:
+        raise ValueError(f"need batch_prompts >= 1 and max_new_tokens >= 1, got {batch_prompts}, {max_new_tokens}")
+    graphdef, state = _split(actor)
+    cfg = _model_cfg(graphdef, state)
+    check_vocab(tokenizer, cfg)
+    stops = tuple(int(s) for s in stop_ids) if stop_ids is not None else stop_ids_for(tokenizer, cfg)
+    pad = pad_id_for(tokenizer, cfg)
+    tpl = get_template(template) if template is not None else None
+    base_key = jax.random.key(seed)
+    calls = [0]
+
+    def sample_fn(prompts: list[str], n: int) -> list[list[dict]]:
+        if not prompts:
+            return []
+        texts = [tpl.render(p) for p in prompts] if tpl is not None else list(prompts)
+        enc = encode_prompts(texts, tokenizer, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
+        ids = enc.input_ids
+        longest = max(len(x) for x in ids)
+        width = prompt_width if prompt_width is not None else bucket_length(longest, min_bucket)
+        if longest > width:
+            raise ValueError(f"a prompt has {longest} tokens, more than prompt_width={width}")
+        results: list[list[dict]] = []
+        for start in range(0, len(ids), batch_prompts):
+            group = ids[start:start + batch_prompts]
+            real = len(group)
+            group = group + [group[-1]] * (batch_prompts - real)  # fixed batch shape
+            tokens, valid = left_pad(group, pad, min_bucket, length=width)
+            rng = jax.random.fold_in(base_key, calls[0])
+            calls[0] += 1
+            out = generate((graphdef, state), (tokens, valid), n=n, max_new_tokens=max_new_tokens, method=method,
+                           stop_ids=stops, pad_id=pad, rng=rng, kv_cache_dtype=kv_cache_dtype, mesh=mesh,
+                           min_bucket=min_bucket)
+            keep = real * n  # rows of the real prompts come first (row i*n+j)
+            decoded = _decode(tokenizer, out.tokens[:keep], out.lengths[:keep])
+            values = None
+            if value_fn is not None:
+                values = np.asarray(value_fn(out.prompt_tokens, out.prompt_valid, out.tokens, out.lengths))[:keep]
+            reasons = out.finish_reasons
+            for i in range(real):
+                samples = []
+                for j in range(n):
+                    r = i * n + j
+                    s = {"text": decoded[r], "length": int(out.lengths[r]), "finish_reason": reasons[r]}
+                    if values is not None:
+                        s["value"] = float(values[r])
+                    if return_tokens:
+                        s["tokens"] = out.tokens[r, :out.lengths[r]].tolist()
+                        s["prompt_tokens"] = out.prompt_tokens[r][out.prompt_valid[r]].tolist()
+                    samples.append(s)
+                results.append(samples)
+        return results
+
+    return sample_fn
+
+
+# ----------------------------------------------------------------------------- grading
+
+def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
+    """``grader_fn(responses, answers) -> (correct bool [N], extracted [N])`` for the runner.
+
+    ``grader`` has ``grade(responses, answers) -> bool array`` (a :class:`tempo_jax.rewards.Grader`);
+    ``extracted`` is each response's last ``\\boxed{}`` content (``None`` when there is none).
+    """
+    from tempo_jax.rewards.extract import extract_boxed
+
+    def grader_fn(responses, answers):
+        correct = np.asarray(grader.grade(list(responses), list(answers)), dtype=bool)
+        return correct, [extract_boxed(r) for r in responses]
+
+    return grader_fn
+
+
+# ----------------------------------------------------------------------------- datasets -> results
+
+def _dataset_label(spec: str) -> str:
+    from tempo_jax.data.tfds_builders import NAMED_DATASETS
+
+    if spec in NAMED_DATASETS:
+        return spec
+    stem = pathlib.Path(spec).name
+    for suffix in (".jsonl", ".json", ".parquet"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem or "eval"
+
+
+def _dataset_seed(seed: int, name: str) -> int:
+    """Per-dataset sampling seed: independent of the order the datasets are listed in."""
+    return int((seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2 ** 31))
+
+
+def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: str | os.PathLike, n: int = 16,
+                   max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1,
+                   critic=None, data_dir: str | os.PathLike | None = None,
+                   tfds_dir: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0,
+                   template: str | PromptTemplate = "qwen3", grader=None, batch_prompts: int | None = None,
+                   max_prompt_tokens: int | None = None, prompt_policy: str = "filter",
+                   ks: Sequence[int] = M.DEFAULT_KS, mesh: Mesh | None = None, kv_cache_dtype: str | None = None,
+                   value_rows_per_call: int | None = None, min_bucket: int = 16, greedy: bool = False,
+                   plot: bool = True, model_name: str | None = None) -> dict[str, EvalResult]:
+    """Evaluate ``actor`` (and ``critic``) on each dataset; write outputs under ``out_dir``.
+
+    Args:
+      datasets: named datasets (``aime24``, ``math500``, ...) or JSONL/JSON/Parquet paths, as a
+        list or a comma-separated string; each is read with
+        :func:`tempo_jax.data.tfds_builders.load_records` (``data_dir``/``tfds_dir``).
+      limit: evaluate the first ``limit`` questions of each dataset (``None``/0: all).
+      grader: a ``Grader`` (used, not closed), a ``grader_fn(responses, answers) -> (correct,
+        extracted)`` callable, or ``None`` (a ``Grader(num_workers=2, timeout_s=5.0)`` is made and closed).
+      batch_prompts: prompts per sampler call (default ``min(8, len(dataset))``); rows = batch_prompts * n.
+      greedy: argmax decoding instead of sampling (the reference never uses it; for debugging).
+    Writes ``<name>_samples.jsonl``, ``<name>_results.md``, ``<name>_summary.json``,
+    ``<name>_pass_at_k.png`` per dataset, and ``results.md``, ``results.json``, ``pass_at_k.png``.
+    Returns ``{name: EvalResult}`` in the order given.
+    """
+    from tempo_jax.data.tfds_builders import load_records
+
+    if isinstance(datasets, str):
+        datasets = [s.strip() for s in datasets.split(",") if s.strip()]
+    if not datasets:
+        raise ValueError("evaluate_model: no datasets given")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 (0 or None: all questions), got {limit}")
+    if prompt_policy not in ("filter", "left_truncate", "error"):
+        raise ValueError(f"prompt_policy must be 'filter', 'left_truncate' or 'error', got {prompt_policy!r}")
+    names = [_dataset_label(d) for d in datasets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two datasets share the output name: {names}")
+    method = Greedy() if greedy else Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    tpl = get_template(template)
+    graphdef, state = _split(actor)
+    value_fn = make_value_fn(critic, rows_per_call=value_rows_per_call, mesh=mesh) if critic is not None else None
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    own_grader = None
+    if grader is None:
+        from tempo_jax.rewards.grader import Grader
+
+        grader = own_grader = Grader(num_workers=2, timeout_s=5.0)
+    grader_fn = make_grader_fn(grader) if hasattr(grader, "grade") else grader
+
+    results: dict[str, EvalResult] = {}
+    prompt_reports: dict[str, dict[str, int]] = {}
+    try:
+        for spec, name in zip(datasets, names):
+            t0 = time.perf_counter()
+            records = load_records(spec, data_dir=data_dir, tfds_dir=tfds_dir)
+            if limit:
+                records = records[:limit]
+            prompts = [tpl.render(r["problem"]) for r in records]
+            enc = encode_prompts(prompts, tokenizer, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
+            prompt_reports[name] = {"prompts_filtered": enc.n_filtered, "prompts_truncated": enc.n_truncated}
+            if enc.n_filtered:
+                log.warning("%s: %d of %d questions are longer than max_prompt_tokens=%s and are not evaluated",
+                            name, enc.n_filtered, len(records), max_prompt_tokens)
+            questions = [{**records[i], "prompt": prompts[i]} for i in enc.indices]
+            if not questions:
+                raise ValueError(f"{name}: no question fits max_prompt_tokens={max_prompt_tokens} "
+                                 f"({enc.n_filtered} filtered); raise it or use prompt_policy='left_truncate'")
+            bp = min(batch_prompts or DEFAULT_BATCH_PROMPTS, len(questions))
+            sample_fn = make_sample_fn(
+                (graphdef, state), tokenizer, max_new_tokens=max_new_tokens, method=method, batch_prompts=bp,
+                seed=_dataset_seed(seed, name), template=None, max_prompt_tokens=max_prompt_tokens,
+                prompt_policy="left_truncate" if prompt_policy == "left_truncate" else "error",
+                prompt_width=bucket_length(max(enc.lengths), min_bucket), min_bucket=min_bucket, mesh=mesh,
+                value_fn=value_fn, kv_cache_dtype=kv_cache_dtype)
+            res = evaluate(questions, sample_fn, grader_fn, n=n, ks=ks, prompt_fn=lambda q: q["prompt"],
+                           chunk_size=bp, dataset_name=name)
+            res.metrics.update(prompt_reports[name])
+            res.seconds = time.perf_counter() - t0
+            res.write(out, name, plot=plot)
+            results[name] = res
+            m = res.metrics
+            log.info("%s: avg@%d %.3f, pass@%d %.3f (%d questions, %.1fs)", name, n, m.get(f"avg@{n}", math.nan),
+                     max(res.ks), m.get(f"pass@{max(res.ks)}", math.nan), len(questions), res.seconds)
+    finally:
+        if own_grader is not None:
+            own_grader.close()
+
+    settings = {"model": model_name, "n": n, "max_new_tokens": max_new_tokens,
+                "method": "greedy" if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k},
+                "seed": seed, "template": tpl.name, "max_prompt_tokens": max_prompt_tokens,
+                "prompt_policy": prompt_policy, "limit": limit or None, "critic": critic is not None}
+    write_combined(results, out, settings, plot=plot)
+    return results
+
+
+def write_combined(results: Mapping[str, EvalResult], out_dir: str | os.PathLike, settings: Mapping[str, Any],
+                   *, plot: bool = True) -> dict[str, pathlib.Path]:
+    """``results.md`` (one table, a row per dataset, plus settings), ``results.json`` and ``pass_at_k.png``."""
+    out = pathlib.Path(out_dir)
+    paths = {"table": out / "results.md", "json": out / "results.json"}
+    lines = ["# Evaluation results", "", markdown_table({k: r.metrics for k, r in results.items()}), ""]
+    lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None))
+    for k, r in results.items():
+        dropped = r.metrics.get("prompts_filtered", 0)
+        cut = r.metrics.get("prompts_truncated", 0)
+        if dropped or cut:
+            lines.append(f"- {k}: {dropped} over-long questions not evaluated, {cut} prompts left-truncated")
+    lines.append("- accuracy columns in %; avg@n = mean accuracy over n samples per question (the paper's "
+                 "mean@16); pass@k unbiased; per-dataset details in <dataset>_results.md")
+    paths["table"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    doc = {"settings": dict(settings), "datasets": {k: {"metrics": r.metrics, "seconds": r.seconds}
+                                                   for k, r in results.items()}}
+    paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False), encoding="utf-8")
+    if plot and any(r.pass_at_k for r in results.values()):
+        from tempo_jax.eval import plots
+
+        paths["pass_at_k_png"] = plots.plot_pass_at_k({k: r.pass_at_k for k, r in results.items() if r.pass_at_k},
+                                                      out / "pass_at_k.png", title="pass@k")
+    return paths
+
+
+def eval_main(hf_dir: str | os.PathLike, datasets: Sequence[str] | str, out_dir: str | os.PathLike, *,
+              critic_dir: str | os.PathLike | None = None, tokenizer_path: str | os.PathLike | None = None,
+              mesh: Mesh | None = None, model_overrides: Mapping[str, Any] | None = None,
+              **kwargs: Any) -> dict[str, EvalResult]:
+    """Load a Hugging Face actor directory (+ an optional critic directory) and its tokenizer
+    (from ``hf_dir`` unless ``tokenizer_path`` is given), then :func:`evaluate_model`.
+
+    ``model_overrides`` set ModelConfig fields at load (e.g. ``dtype="bfloat16"``); other keyword
+    arguments go to :func:`evaluate_model` (``max_new_tokens`` is required).
+    """
+    from tempo_jax.data.templates import load_tokenizer
+    from tempo_jax.models.hf_io import from_hf
+
+    overrides = dict(model_overrides or {})
+    tokenizer = load_tokenizer(tokenizer_path or hf_dir)
+    actor = from_hf(hf_dir, mesh=mesh, **overrides)
+    critic = from_hf(critic_dir, critic=True, mesh=mesh, **overrides) if critic_dir else None
+    kwargs.setdefault("model_name", str(hf_dir))
+    results = evaluate_model(actor, tokenizer, datasets, out_dir=out_dir, critic=critic, mesh=mesh, **kwargs)
+    log.info("wrote %s", pathlib.Path(out_dir) / "results.md")
+    return results
