@@ -135,13 +135,18 @@ def from_hf(path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None 
         def callback(index):
             if stacked:
                 layers = range(cfg.num_layers)[index[0]]
-                return np.stack([np.asarray(source[i][index[1:]], dtype=leaf.dtype) for i in layers])
-            return np.ascontiguousarray(source[index]).astype(leaf.dtype)
+                return np.stack([np.array(source[i][index[1:]], dtype=leaf.dtype) for i in layers])
+            return np.array(source[index], dtype=leaf.dtype)  # a copy: the file is closed after loading
 
         return jax.make_array_from_callback(leaf.shape, sharding, callback)
 
     shardings_by_path = dict(jax.tree_util.tree_leaves_with_path(shardings))
-    state = jax.tree_util.tree_map_with_path(load, abs_state)
+    try:
+        state = jax.tree_util.tree_map_with_path(load, abs_state)
+        state = jax.block_until_ready(state)
+    finally:
+        for handle in {id(h): h for h in tensors.values()}.values():
+            handle.close()
     extra = sorted(k for k in tensors if k not in used and not k.endswith(_IGNORED_SUFFIXES))
     tolerated = {"lm_head.weight"} if (critic or cfg.tie_word_embeddings) else set()
     extra = [k for k in extra if k not in tolerated]

@@ -85,7 +85,7 @@ def _make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec:
         new_params = optax.apply_updates(state.params, updates)
         updated = TrainState(params=new_params, opt_state=new_opt, step=state.step + 1)
         state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, state)
-        info = {"loss": loss, "grad_norm": optax.global_norm(grads), "skipped": (~finite).astype(jnp.float32),
+        info = {"loss": loss, "grad_norm": optax.tree.norm(grads), "skipped": (~finite).astype(jnp.float32),
                 "metrics": metrics}
         return state, info
 
