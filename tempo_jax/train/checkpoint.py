@@ -254,7 +254,7 @@ class Checkpointer:
                 raise
             except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
                 raise CheckpointRestoreError(
-                    f"checkpoint {self._step_path(step)} could not be restored ({type(e).__name__}: {e}); "
+                    f"checkpoint {self._step_path(step)} could not be restored ({type(e).__name__}: {_first_line(e)}); "
                     "restore with step=None to fall back to the newest readable checkpoint") from e
         if not steps:
             raise CheckpointRestoreError(f"no checkpoints in {self.directory}")
@@ -265,6 +265,8 @@ class Checkpointer:
             except CheckpointMismatchError:
                 raise
             except Exception as e:  # noqa: BLE001
+                if _is_resource_error(e):  # the host/device, not the checkpoint, is the problem
+                    raise
                 path = self._step_path(s)
                 moved = self._move_aside(s)
                 tried.append(f"step {s} ({type(e).__name__}: {_first_line(e)}; moved to {moved.name})")
@@ -340,6 +342,10 @@ class Checkpointer:
             more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
             raise ValueError(f"'{name}': restored data does not match the checksums recorded at save time for "
                              f"{', '.join(bad[:5])}{more}")
+
+
+def _is_resource_error(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)[:2000]
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:
