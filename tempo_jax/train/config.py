@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.remat = False
     c.model.scan_layers = False
+    c.model.preset = ""  # architecture preset (models/presets.py) or HF dir for `tempo-jax plan`; training reads actor_hf
 
     c.data = ml_collections.ConfigDict()
     c.data.data_dir = ""  # default: $TEMPO_JAX_DATA_DIR or ../shared/data
@@ -42,7 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.labeled_limit = 0
     c.data.unlabeled_limit = 0
     c.data.template = "qwen3"
-    c.data.enable_thinking = False
+    c.data.enable_thinking = True  # qwen3 templates only (HF's apply_chat_template default)
+    c.data.instruction = "default"  # "default" = the \\boxed{} instruction; "" = none; else the text
     c.data.max_prompt_tokens = 512
     c.data.prompt_policy = "filter"  # filter | left_truncate
     c.data.replicate_unlabeled_to = 0
@@ -55,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.rollout.top_p = 1.0
     c.rollout.top_k = -1
     c.rollout.kv_cache_dtype = ""
+    c.rollout.prompts_per_generate = 0  # prompts per sampler call (bounds the KV cache); 0 = the whole batch
 
     c.algo = ml_collections.ConfigDict()
     c.algo.adv_estimator = "em_token"
@@ -116,6 +119,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.log = ml_collections.ConfigDict()
     c.log.tensorboard = True
     c.log.progress_bar = True
+
+    # Device mesh (tempo_jax/parallel/mesh.py): shape = (data, fsdp, tensor), product = number of
+    # devices (one entry may be -1); (1, 1, 1) = a single device. rollout_shape: () = roll out on
+    # the training mesh (no weight copy), or another arrangement of the same devices (resharded).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (1, 1, 1)
+    c.mesh.rollout_shape = ()
+    c.mesh.topology = ""  # the TPU slice the recipe is planned for (e.g. "v5p-64"); informational + `plan`
     return c
 
 
@@ -247,5 +258,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append("checkpoint.save_every and checkpoint.keep must be >= 1")
     if cfg.data.prompt_policy not in ("filter", "left_truncate"):
         errors.append("data.prompt_policy must be 'filter' or 'left_truncate'")
+    ppg = cfg.rollout.get("prompts_per_generate", 0)
+    if ppg < 0 or (ppg and t.train_batch_size % ppg):
+        errors.append(f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
+                      f"train.train_batch_size={t.train_batch_size}")
+    if "mesh" in cfg:
+        from tempo_jax.parallel.mesh import validate_mesh_config
+
+        errors.extend(validate_mesh_config(cfg))
     if errors:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))

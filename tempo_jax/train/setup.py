@@ -12,7 +12,7 @@ import ml_collections
 from flax import nnx
 
 from tempo_jax.data.mixing import MixedStream
-from tempo_jax.data.templates import encode_prompts, get_template, load_tokenizer
+from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_template, load_tokenizer
 from tempo_jax.data.tfds_builders import load_records
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
@@ -40,10 +40,18 @@ def _records(name: str, cfg, limit: int) -> list[dict]:
     return records[:limit] if limit else records
 
 
+def run_template(cfg) -> PromptTemplate:
+    """The prompt template of a run: data.template, thinking switch and instruction."""
+    thinking = cfg.data.enable_thinking if cfg.data.template.startswith("qwen3") else None
+    overrides = {}
+    if cfg.data.instruction != "default":
+        overrides["instruction"] = cfg.data.instruction or None
+    return get_template(cfg.data.template, enable_thinking=thinking, **overrides)
+
+
 def encode(records: list[dict], tokenizer, cfg) -> list[dict]:
     """Attach ``prompt_ids`` (template + tokenizer + length policy); report what was dropped."""
-    thinking = cfg.data.enable_thinking if cfg.data.template.startswith("qwen3") else None
-    template = get_template(cfg.data.template, enable_thinking=thinking)
+    template = run_template(cfg)
     prompts = [template.render(r["problem"]) for r in records]
     enc = encode_prompts(prompts, tokenizer, max_prompt_len=cfg.data.max_prompt_tokens, policy=cfg.data.prompt_policy)
     if enc.n_filtered:
@@ -60,7 +68,7 @@ def build_stream(cfg: ml_collections.ConfigDict, tokenizer) -> tuple[MixedStream
     if not labeled and not unlabeled:
         raise ValueError("no prompts left after loading and the prompt-length policy; check data.* settings")
     stream = MixedStream(labeled, unlabeled, batch_size=cfg.train.train_batch_size, seed=cfg.seed,
-                         replicate_unlabeled_to=cfg.data.replicate_unlabeled_to or None)
+                         replicate_unlabeled_to=(cfg.data.replicate_unlabeled_to or None) if unlabeled else None)
     return stream, {"labeled": len(labeled), "unlabeled": len(unlabeled)}
 
 
@@ -84,7 +92,8 @@ def rollout_settings(cfg, tokenizer, model_cfg: ModelConfig) -> RolloutSettings:
         method=Sampling(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p), stop_ids=stop, pad_id=pad,
         reward=a.reward, filter_groups=a.filter_groups, max_num_gen_batches=a.max_num_gen_batches,
         confidence_filter=a.confidence_filter, confidence_lower=a.confidence_lower,
-        confidence_upper=a.confidence_upper, kv_cache_dtype=r.kv_cache_dtype or None)
+        confidence_upper=a.confidence_upper, kv_cache_dtype=r.kv_cache_dtype or None,
+        prompts_per_generate=r.get("prompts_per_generate", 0))
 
 
 def make_grader(cfg) -> Grader:
@@ -164,7 +173,7 @@ def make_evaluator(cfg, trainer):
                                  max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
                                  temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, critic=critic,
                                  data_dir=cfg.data.data_dir or None, limit=cfg.eval.limit or None,
-                                 seed=cfg.seed + step, template=cfg.data.template,
+                                 seed=cfg.seed + step, template=run_template(cfg),
                                  max_prompt_tokens=cfg.data.max_prompt_tokens, grader=trainer.grader)
         out: dict[str, float] = {}
         for result in results.values():

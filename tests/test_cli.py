@@ -1,0 +1,44 @@
+"""The command line: convert, eval and train entry points on the tiny assets (in-process)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tempo_jax.cli import main
+from tempo_jax.models.safetensors_io import SafetensorsFile
+from tempo_jax.testing.tiny import ensure_tiny_assets
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return ensure_tiny_assets(str(tmp_path_factory.mktemp("cli_assets")))
+
+
+def test_convert_round_trips_the_checkpoint(assets, tmp_path):
+    out = tmp_path / "copy"
+    assert main(["convert", assets["model"], str(out)]) == 0
+    a = SafetensorsFile(os.path.join(assets["model"], "model.safetensors"))
+    b = SafetensorsFile(out / "model.safetensors")
+    assert sorted(a.keys()) == sorted(b.keys())
+    for k in a.keys():
+        np.testing.assert_array_equal(a.get(k), b.get(k))
+
+
+def test_eval_writes_table_and_samples(assets, tmp_path):
+    out = tmp_path / "eval"
+    code = main(["eval", "--hf", assets["model"], "--datasets", assets["unlabeled"], "--out", str(out), "--n", "2",
+                 "--max-new-tokens", "8", "--template", "plain", "--limit", "3"])
+    assert code == 0
+    table = (out / "results.md").read_text()
+    assert "avg@2" in table
+    samples = [json.loads(ln) for ln in (out / "unlabeled_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6
+    assert {"question_id", "response", "extracted", "correct", "length", "finish_reason"} <= set(samples[0])
+    assert [s["question_id"] for s in samples] == ["toy-100", "toy-100", "toy-101", "toy-101", "toy-102", "toy-102"]
+
+
+def test_train_rejects_unknown_override(assets, tmp_path):
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "tiny_tempo.py")
+    with pytest.raises(KeyError, match="unknown config key"):
+        main(["train", "--config", config, "--config.train.not_a_key=1"])
