@@ -9,15 +9,9 @@ import os
 import time
 from typing import Sequence
 
-from flax import nnx
-
 from tempo_jax.demo.plan import DemoPlan
 from tempo_jax.demo.report import write_report
-from tempo_jax.models.config import ModelConfig, RopeConfig
-from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
-from tempo_jax.tasks import arithmetic
-from tempo_jax.tasks.tokenizer import build_tokenizer
 from tempo_jax.data.templates import load_tokenizer
 from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
 from tempo_jax.train.loop import Trainer
@@ -34,33 +28,29 @@ def _write_jsonl(path: str, records: Sequence[dict]) -> str:
 
 
 def make_data(plan: DemoPlan, out: str) -> dict[str, str]:
-    """D_L (labeled, medium levels), D_U (harder test questions; answers hidden from training),
-    a held-out labeled set, and the SFT set — disjoint by construction."""
+    """D_L (labeled), D_U (harder test questions; answers only for evaluation) and a held-out
+    labeled set, from the task's disjoint splits (see tempo_jax.tasks.demo_setup)."""
     os.makedirs(out, exist_ok=True)
-    labeled = arithmetic.make_mixture(plan.labeled_levels, plan.labeled_count, seed=plan.seed, split="train")
-    unlabeled = arithmetic.make_problems(plan.unlabeled_level, plan.unlabeled_count, seed=plan.seed, split="test")
-    val = arithmetic.make_mixture(plan.labeled_levels, plan.val_count, seed=plan.seed, split="val")
-    return {"labeled": _write_jsonl(os.path.join(out, "dl_train.jsonl"), labeled),
-            "unlabeled": _write_jsonl(os.path.join(out, "du_test.jsonl"), unlabeled),
-            "val": _write_jsonl(os.path.join(out, "dl_val.jsonl"), val)}
+    data = plan.setup.datasets()
+    return {"labeled": _write_jsonl(os.path.join(out, "dl_train.jsonl"), data["dl"]),
+            "unlabeled": _write_jsonl(os.path.join(out, "du_test.jsonl"), data["du"]),
+            "val": _write_jsonl(os.path.join(out, "dl_val.jsonl"), data["dl_heldout"])}
 
 
 def stage0(plan: DemoPlan, out: str, tokenizer_dir: str) -> str:
-    """Supervised warm start on easy problems -> the base model (HF directory)."""
+    """Supervised warm start on the SFT split -> the base model (HF directory)."""
+    setup = plan.setup
     tokenizer = load_tokenizer(tokenizer_dir)
-    cfg = ModelConfig(model_type="qwen3", vocab_size=len(tokenizer), hidden_size=plan.hidden_size,
-                      intermediate_size=plan.intermediate_size, num_layers=plan.num_layers, num_heads=plan.num_heads,
-                      num_kv_heads=plan.num_kv_heads, head_dim=plan.head_dim, rope=RopeConfig(theta=10000.0),
-                      qk_norm="head", tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                      pad_token_id=tokenizer.pad_token_id, max_position_embeddings=512)
-    records = arithmetic.make_mixture(plan.sft_levels, plan.sft_count, seed=plan.seed, split="sft")
-    model = CausalLM(cfg, nnx.Rngs(plan.seed))
-    model, metrics = sft_train(model, tokenizer, records, steps=plan.sft_steps, batch_size=plan.sft_batch,
-                               lr=plan.sft_lr, seed=plan.seed)
+    setup.check_tokenizer(tokenizer)
+    data = setup.datasets()
+    model = setup.new_model()
+    model, metrics = sft_train(model, tokenizer, data["sft"], **setup.sft_kwargs(data["sft_heldout"]))
     to_hf(model, out)
     tokenizer.save_pretrained(out)
+    summary = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+    summary["final_loss"] = metrics["loss"][-1]
     with open(os.path.join(out, "sft_metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump({"final_loss": metrics["loss"][-1], "seconds": metrics["seconds"]}, fh)
+        json.dump(summary, fh, indent=2, default=str)
     return out
 
 
@@ -68,8 +58,8 @@ def _common(plan: DemoPlan, data: dict[str, str], run_dir: str) -> dict:
     return dict(
         run_dir=run_dir, seed=plan.seed, data__labeled=data["labeled"], data__unlabeled=data["unlabeled"],
         data__template="qwen3", data__enable_thinking=True, data__instruction="",
-        data__max_prompt_tokens=plan.max_prompt_tokens, data__replicate_unlabeled_to=plan.labeled_count,
-        rollout__n=plan.n, rollout__max_new_tokens=plan.max_new_tokens,
+        data__max_prompt_tokens=plan.max_prompt_tokens, data__replicate_unlabeled_to=plan.setup.dl_count,
+        rollout__n=plan.n, rollout__max_new_tokens=plan.setup.max_new_tokens,
         train__train_batch_size=plan.train_batch_size, train__ppo_mini_batch_size=plan.mini_batch_size,
         train__actor_lr=plan.actor_lr, train__critic_lr=plan.critic_lr, algo__clip_low=plan.clip,
         algo__clip_high=plan.clip, algo__max_num_gen_batches=10, checkpoint__save_every=1000, checkpoint__keep=1,
@@ -119,7 +109,7 @@ def run_demo(out_dir: str = "runs/demo", quick: bool = False, overrides: Sequenc
         return result
 
     data = timed("data", make_data, plan, os.path.join(out, "data"))
-    tok_dir = str(timed("tokenizer", build_tokenizer, os.path.join(out, "tokenizer")))
+    tok_dir = str(timed("tokenizer", plan.setup.build_tokenizer, os.path.join(out, "tokenizer")))
     base_dir = timed("stage 0: supervised warm start", stage0, plan, os.path.join(out, "stage0"), tok_dir)
 
     stage1 = recipe("stage1", **_common(plan, data, os.path.join(out, "stage1")))

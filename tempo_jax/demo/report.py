@@ -67,7 +67,8 @@ def markdown(table: dict[str, dict], plan: DemoPlan, timings: dict[str, float], 
         lines.append(f"| {method} | {_fmt(r['avg_before'])} | {_fmt(r['avg_after'])} | {_fmt(r['pass8_before'])} | "
                      f"{_fmt(r['pass8_after'])} | {_fmt(r['maj_after'])} | {_fmt(r.get('auroc_du_after'))} | "
                      f"{_fmt(r.get('auroc_val_after'))} |")
-    lines += ["", f"D_U = {plan.unlabeled_count} level-{plan.unlabeled_level} test questions (answers hidden from "
+    setup = plan.setup
+    lines += ["", f"D_U = {setup.du_count} test questions of levels {setup.du_levels} (answers hidden from "
               f"training); every method starts from the same stage-1 checkpoint and runs {plan.stage2_steps} steps of "
               f"{plan.train_batch_size} prompts x {plan.n} samples. 'before' is step 0 of each run.",
               f"Produced by `{command}` in {timings.get('total', float('nan')) / 60:.1f} min."]

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tempo_jax.models.cache import KVCache, init_cache
+from tempo_jax.models.cache import KVCache, LayerKVCache, init_cache
 from tempo_jax.models.config import SLIDING, ModelConfig
-from tempo_jax.models.layers import NO_WINDOW, Block, RMSNorm, _init
+from tempo_jax.models.layers import NO_WINDOW, Block, RMSNorm, _init, attention_mask
 from tempo_jax.models.rope import rope_cos_sin
 
 
@@ -40,7 +40,10 @@ class Decoder(nnx.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
 
     def __call__(self, tokens: jax.Array, positions: jax.Array, valid: jax.Array,
-                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+                 cache: KVCache | LayerKVCache | None = None
+                 ) -> tuple[jax.Array, KVCache | LayerKVCache | None]:
+        """Hidden states [B, L, hidden] and the cache (same layout as given) with the L new
+        tokens written at ``cache.index``."""
         cfg = self.cfg
         x = self.embed_tokens(tokens).astype(cfg.jnp_dtype)
         length = tokens.shape[1]
@@ -53,15 +56,19 @@ class Decoder(nnx.Module):
             q_slots = cache.index + jnp.arange(length, dtype=jnp.int32)
             kv_valid = jax.lax.dynamic_update_slice(cache.valid, valid, (0, cache.index))
             write_index = cache.index
-        windows = [cfg.sliding_window if t == SLIDING else NO_WINDOW for t in cfg.layer_types]
         is_sliding = [t == SLIDING for t in cfg.layer_types]
+        windows = [cfg.sliding_window if t else NO_WINDOW for t in is_sliding]
+        stacked = isinstance(cache, KVCache)
 
-        def run(graphdef, state, h, cos, sin, window, kv):
+        def run(graphdef, state, h, cos, sin, mask, kv):
             block = nnx.merge(graphdef, state)
-            return block(h, cos, sin, q_slots, kv_valid, window, kv, write_index)
+            return block(h, cos, sin, mask, kv, write_index)
 
         if cfg.remat:
             run = jax.checkpoint(run, static_argnums=(0,), prevent_cse=not cfg.scan_layers)
+
+        def new_rows(kv):  # the rows just written, [B, KVH, L, D] each
+            return tuple(jax.lax.dynamic_slice_in_dim(a, write_index, length, axis=2) for a in kv)
 
         if cfg.scan_layers:
             graphdef, state = nnx.split(self.layers)
@@ -72,27 +79,55 @@ class Decoder(nnx.Module):
                 layer_state, flag, w, kv = xs
                 cos = jnp.where(flag, sliding[0], full[0])
                 sin = jnp.where(flag, sliding[1], full[1])
-                h, new_kv = run(graphdef, layer_state, h, cos, sin, w, kv)
-                return h, new_kv
+                # Built inside the body: a [B, L, S] mask passed into the loop would be materialised
+                # (long training sequences); here it fuses into the attention scores.
+                mask = attention_mask(q_slots, kv_valid, w)
+                h, kv = run(graphdef, layer_state, h, cos, sin, mask, kv)
+                return h, (None if kv is None else new_rows(kv))
 
-            kv_in = None if cache is None else (cache.k, cache.v)
-            x, new_kv = jax.lax.scan(body, x, (state, flags, win, kv_in))
+            if cache is None:
+                kv_in = None
+            elif stacked:
+                kv_in = (jnp.swapaxes(cache.k, 2, 3), jnp.swapaxes(cache.v, 2, 3))
+            else:
+                kv_in = (jnp.stack(cache.k), jnp.stack(cache.v))
+            x, rows = jax.lax.scan(body, x, (state, flags, win, kv_in))
+            layer_rows = None if cache is None else [(rows[0][i], rows[1][i]) for i in range(cfg.num_layers)]
+            layer_kv = None
         else:
-            rows = []
+            # Masks once per forward, not per layer: one for full attention, one for sliding layers.
+            full_mask = attention_mask(q_slots, kv_valid, NO_WINDOW)
+            sliding_mask = attention_mask(q_slots, kv_valid, cfg.sliding_window) if any(is_sliding) else full_mask
+            layer_kv, layer_rows = [], []
             for i, block in enumerate(self.layers):
                 graphdef, state = nnx.split(block)
                 cos, sin = sliding if is_sliding[i] else full
-                kv = None if cache is None else (cache.k[i], cache.v[i])
-                x, layer_rows = run(graphdef, state, x, cos, sin, windows[i], kv)
-                rows.append(layer_rows)
-            new_kv = None if cache is None else (jnp.stack([r[0] for r in rows]), jnp.stack([r[1] for r in rows]))
+                mask = sliding_mask if is_sliding[i] else full_mask
+                if cache is None:
+                    kv = None
+                elif stacked:
+                    kv = (jnp.swapaxes(cache.k[i], 1, 2), jnp.swapaxes(cache.v[i], 1, 2))
+                else:
+                    kv = (cache.k[i], cache.v[i])
+                x, kv = run(graphdef, state, x, cos, sin, mask, kv)
+                layer_kv.append(kv)
+                layer_rows.append(None if kv is None or not stacked else new_rows(kv))
         x = self.norm(x)
         if cache is None:
             return x, None
-        start = (0, 0, cache.index, 0, 0)
-        k = jax.lax.dynamic_update_slice(cache.k, new_kv[0], start)
-        v = jax.lax.dynamic_update_slice(cache.v, new_kv[1], start)
-        return x, KVCache(k=k, v=v, valid=kv_valid, index=cache.index + length)
+        index = cache.index + length
+        if stacked:  # write only the new rows into the stacked buffer
+            start = (0, 0, cache.index, 0, 0)
+            k = jax.lax.dynamic_update_slice(cache.k, jnp.stack([jnp.swapaxes(r[0], 1, 2) for r in layer_rows]), start)
+            v = jax.lax.dynamic_update_slice(cache.v, jnp.stack([jnp.swapaxes(r[1], 1, 2) for r in layer_rows]), start)
+            return x, KVCache(k=k, v=v, valid=kv_valid, index=index)
+        if layer_kv is None:  # scanned layers: write the new rows into each layer's buffer
+            start = (0, 0, cache.index, 0)
+            layer_kv = [(jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), start),
+                         jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), start))
+                        for kb, vb, r in zip(cache.k, cache.v, layer_rows)]
+        return x, LayerKVCache(k=tuple(kv[0] for kv in layer_kv), v=tuple(kv[1] for kv in layer_kv),
+                               valid=kv_valid, index=index)
 
 
 class CausalLM(nnx.Module):
@@ -109,11 +144,11 @@ class CausalLM(nnx.Module):
         """LM-head projection in float32 (sampling and log-probs need the precision)."""
         if self.cfg.tie_word_embeddings:
             table = self.model.embed_tokens.embedding[...].astype(hidden.dtype)
-            return jnp.einsum("bld,vd->blv", hidden, table, preferred_element_type=jnp.float32)
+            return jnp.einsum("...d,vd->...v", hidden, table, preferred_element_type=jnp.float32)
         return self.lm_head(hidden).astype(jnp.float32)
 
     def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, valid: jax.Array | None = None,
-                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+                 cache: KVCache | LayerKVCache | None = None) -> tuple[jax.Array, KVCache | LayerKVCache | None]:
         positions, valid = default_positions(tokens, positions, valid)
         hidden, cache = self.model(tokens, positions, valid, cache)
         return self.logits_from_hidden(hidden), cache

@@ -38,25 +38,30 @@ def _linear(cfg: ModelConfig, n_in: int, n_out: int, bias: bool, rngs: nnx.Rngs)
                       kernel_init=_init(), bias_init=nnx.initializers.zeros_init(), rngs=rngs)
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, q_slots: jax.Array, kv_valid: jax.Array,
-           window: jax.Array | int) -> jax.Array:
-    """Causal (optionally sliding-window) GQA attention.
+def attention_mask(q_slots: jax.Array, kv_valid: jax.Array, window: jax.Array | int) -> jax.Array:
+    """[B, Lq, S] bool: a key at slot s is visible to a query at slot t iff it is valid, s <= t and
+    s > t - window (HF's rule). q_slots [Lq] are the queries' absolute slots; kv_valid [B, S] marks
+    real (non-pad, already written) keys. Computed once per forward, shared by the layers."""
+    k_slots = jnp.arange(kv_valid.shape[1], dtype=jnp.int32)
+    causal = (k_slots[None, :] <= q_slots[:, None]) & (k_slots[None, :] > q_slots[:, None] - window)
+    return causal[None, :, :] & kv_valid[:, None, :]
 
-    q [B, Lq, H, D]; k, v [B, S, KVH, D]; q_slots [Lq] is the absolute slot of each query in
-    the key sequence; kv_valid [B, S] marks real (non-pad, already written) keys. A key at
-    slot s is visible to a query at slot t iff valid, s <= t and s > t - window (HF's rule).
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """Grouped-query attention.
+
+    q [B, Lq, H, D]; k, v [B, KVH, S, D] (the cache layout: a contiguous [S, D] matrix per
+    sequence and KV head, so both products read it in place); mask [B, Lq, S] from
+    :func:`attention_mask`. Query head h uses KV head h // (H // KVH), as HF's ``repeat_kv``.
     """
     b, lq, h, d = q.shape
-    kvh = k.shape[2]
+    kvh = k.shape[1]
     q = q.reshape(b, lq, kvh, h // kvh, d)
-    scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
+    scores = jnp.einsum("bqkgd,bksd->bkgqs", q, k, preferred_element_type=jnp.float32)
     scores = scores * (d ** -0.5)
-    k_slots = jnp.arange(k.shape[1], dtype=jnp.int32)
-    causal = (k_slots[None, :] <= q_slots[:, None]) & (k_slots[None, :] > q_slots[:, None] - window)
-    mask = causal[None, :, :] & kv_valid[:, None, :]
     scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v)
+    out = jnp.einsum("bkgqs,bksd->bqkgd", probs, v)
     return out.reshape(b, lq, h * d)
 
 
@@ -75,7 +80,10 @@ class Attention(nnx.Module):
             self.q_norm = RMSNorm(cfg.num_heads * d, cfg.rms_norm_eps, cfg)
             self.k_norm = RMSNorm(cfg.num_kv_heads * d, cfg.rms_norm_eps, cfg)
 
-    def __call__(self, x, cos, sin, q_slots, kv_valid, window, kv_cache=None, write_index=None):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, write_index=None):
+        """x [B, L, hidden]; mask [B, L, S] (:func:`attention_mask`). ``kv_cache``: this layer's
+        (k, v) buffers [B, KVH, S, D] (or None: attend to x itself); the new rows are written at
+        slot ``write_index`` and the updated buffers returned (None without a cache)."""
         cfg = self.cfg
         b, length, _ = x.shape
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -87,18 +95,16 @@ class Attention(nnx.Module):
         if cfg.qk_norm == "head":
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k, v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)  # [B, KVH, L, D]
         if kv_cache is not None:
-            # Only the new rows are returned; the decoder writes them into its stacked buffer
-            # once, so a decode step costs O(new tokens) in cache writes.
             k_cache, v_cache = kv_cache
-            new_rows = (k.astype(k_cache.dtype), v.astype(v_cache.dtype))
-            start = (0, write_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(k_cache, new_rows[0], start).astype(q.dtype)
-            v = jax.lax.dynamic_update_slice(v_cache, new_rows[1], start).astype(q.dtype)
-        else:
-            new_rows = None
-        out = attend(q, k, v, q_slots, kv_valid, window)
-        return self.o_proj(out), new_rows
+            start = (0, 0, write_index, 0)
+            k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
+            v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+            kv_cache = (k_cache, v_cache)
+            k, v = k_cache.astype(q.dtype), v_cache.astype(q.dtype)
+        out = attend(q, k, v, mask)
+        return self.o_proj(out), kv_cache
 
 
 class MLP(nnx.Module):
@@ -125,12 +131,11 @@ class Block(nnx.Module):
         else:
             self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
 
-    def __call__(self, x, cos, sin, q_slots, kv_valid, window, kv_cache=None, write_index=None):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, write_index=None):
         if self.post_norm:
-            a, new_cache = self.self_attn(x, cos, sin, q_slots, kv_valid, window, kv_cache, write_index)
+            a, kv_cache = self.self_attn(x, cos, sin, mask, kv_cache, write_index)
             h = x + self.post_attention_layernorm(a)
-            return h + self.post_feedforward_layernorm(self.mlp(h)), new_cache
-        a, new_cache = self.self_attn(self.input_layernorm(x), cos, sin, q_slots, kv_valid, window,
-                                      kv_cache, write_index)
+            return h + self.post_feedforward_layernorm(self.mlp(h)), kv_cache
+        a, kv_cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, kv_cache, write_index)
         h = x + a
-        return h + self.mlp(self.post_attention_layernorm(h)), new_cache
+        return h + self.mlp(self.post_attention_layernorm(h)), kv_cache

@@ -3,6 +3,17 @@
 The decode loop stops as soon as every sequence has emitted a stop token (or at
 ``max_new_tokens``) and returns, for every sampled token, its log-prob under the model's own
 distribution (PPO/GSPO's old log-probs) and optionally under the sampling distribution.
+
+Performance notes (CPU numbers in ``benchmarks/sampler.py``):
+
+* the cache is the per-layer layout (:class:`~tempo_jax.models.cache.LayerKVCache`): a decode step
+  writes one row per layer in place and attention reads the buffers without copies;
+* attention reads every slot of the buffer, so the buffer grows with the sequence: decoding runs
+  in segments over cache *windows* (:func:`cache_windows`, growing geometrically up to the full
+  length), each a compiled ``while_loop`` (loop state and cache donated); between segments the
+  cache is copied into the next window, and decoding stops early once every row has finished;
+* a step samples with one uniform per row (:func:`tempo_jax.sampling.methods.draw`) and gets the
+  log-prob from the same pass; no full log_softmax is materialised.
 """
 from __future__ import annotations
 
@@ -16,8 +27,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from tempo_jax.models.cache import KVCache, init_cache
+from tempo_jax.models.cache import LayerKVCache, init_layer_cache, resize
+from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.decoder import CausalLM
+from tempo_jax.parallel.mesh import to_host
 from tempo_jax.sampling.memory import check_cache_fits
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import left_pad
@@ -44,111 +57,176 @@ class SampleOutput:
         return ["eos" if e else "length" for e in self.eos]
 
 
+def cache_windows(prompt_len: int, max_new_tokens: int, min_window: int = 64, growth: float = 1.5,
+                  align: int = 32) -> list[int]:
+    """Cache lengths the decode segments run with.
+
+    Attention reads every slot of the buffer, so a decode step costs in proportion to the window,
+    not to the filled length: windows grow geometrically (x ``growth``, multiples of ``align``),
+    from the smallest one holding the prompt and a new token (at least ``min_window``) up to the
+    full length ``prompt_len + max_new_tokens - 1`` (the last sampled token is never fed back).
+    Each window is one compiled decode loop; a window within sqrt(growth) of the full length is
+    skipped. Steps then attend over about 1.2x the filled length on average instead of the full one.
+    """
+    total = prompt_len + max_new_tokens - 1
+    align = max(int(align), 1)
+    w = max(int(min_window), prompt_len + 1)
+    w = -(-w // align) * align
+    sizes = []
+    while w * growth ** 0.5 < total:
+        sizes.append(w)
+        w = max(-(-int(w * growth) // align) * align, w + align)
+    return sizes + [total]
+
+
+def _batch_spec(mesh: Mesh, rows: int):
+    size = mesh.shape["data"] * mesh.shape["fsdp"]
+    return BATCH_AXES if rows % size == 0 else None
+
+
 def _batch_sharding(mesh: Mesh | None, rows: int, ndim: int):
     if mesh is None:
         return None
-    size = mesh.shape["data"] * mesh.shape["fsdp"]
-    axes = BATCH_AXES if rows % size == 0 else None
-    return NamedSharding(mesh, P(axes, *([None] * (ndim - 1))))
+    return NamedSharding(mesh, P(_batch_spec(mesh, rows), *([None] * (ndim - 1))))
 
 
-def _constrain(x, mesh, spec_fn):
-    return x if mesh is None else jax.lax.with_sharding_constraint(x, spec_fn(x))
-
-
-def _cache_spec(mesh: Mesh, cache: KVCache) -> KVCache:
+def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> LayerKVCache:
     rows = cache.valid.shape[0]
-    size = mesh.shape["data"] * mesh.shape["fsdp"]
-    b = BATCH_AXES if rows % size == 0 else None
-    heads = "tensor" if cache.k.shape[3] % mesh.shape["tensor"] == 0 else None
-    kv = NamedSharding(mesh, P(None, b, None, heads, None))
-    return KVCache(k=kv, v=kv, valid=NamedSharding(mesh, P(b, None)), index=NamedSharding(mesh, P()))
+    b = _batch_spec(mesh, rows)
+    heads = "tensor" if cache.k[0].shape[1] % mesh.shape["tensor"] == 0 else None
+    kv = NamedSharding(mesh, P(b, heads, None, None))
+    layers = len(cache.k)
+    return LayerKVCache(k=(kv,) * layers, v=(kv,) * layers, valid=NamedSharding(mesh, P(b, None)),
+                        index=NamedSharding(mesh, P()))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
-def prefill(graphdef, state, tokens, valid, max_len: int, cache_dtype: str | None, mesh: Mesh | None, n: int):
-    """Run each prompt once, then fan out to n samples: last-position logits [B*n, V], the
-    cache [.., B*n, ..] and the next positions [B*n]."""
+def _constrain_cache(cache: LayerKVCache, mesh: Mesh | None) -> LayerKVCache:
+    return cache if mesh is None else jax.lax.with_sharding_constraint(cache, _cache_spec(mesh, cache))
+
+
+def _record(c: dict, tok, lp, slp, stop: jax.Array, pad_id: int) -> dict:
+    """Write the token sampled at step ``c['step']`` (pad once a row is done) and update the flags."""
+    live = ~c["done"]
+    tok = jnp.where(live, tok, pad_id)
+    col = (0, c["step"])
+    hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
+    out = dict(c)
+    out["tok"] = tok
+    out["tokens"] = jax.lax.dynamic_update_slice(c["tokens"], tok[:, None], col)
+    out["logprobs"] = jax.lax.dynamic_update_slice(c["logprobs"], jnp.where(live, lp, 0.0)[:, None], col)
+    if "sampling_logprobs" in c:
+        out["sampling_logprobs"] = jax.lax.dynamic_update_slice(
+            c["sampling_logprobs"], jnp.where(live, slp, 0.0)[:, None], col)
+    out["lengths"] = c["lengths"] + live.astype(jnp.int32)
+    out["eos"] = c["eos"] | hit
+    out["done"] = c["done"] | hit
+    out["step"] = c["step"] + 1
+    return out
+
+
+def _stop_array(stop_ids: tuple) -> jax.Array:
+    return jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8, 9, 10, 11, 12))
+def prefill(graphdef, state, tokens, valid, cache_len: int, cache_dtype: str | None, mesh: Mesh | None, n: int,
+            max_new_tokens: int, method, stop_ids: tuple, pad_id: int, with_sampling_logprobs: bool, rng):
+    """Run each prompt once into a ``cache_len``-slot cache, fan out to n samples (row i*n+j =
+    sample j of prompt i) and sample the first token: the decode loop state."""
     model: CausalLM = nnx.merge(graphdef, state)
     positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
-    cache = init_cache(model.cfg, tokens.shape[0], max_len, cache_dtype)
-    if mesh is not None:
-        cache = jax.lax.with_sharding_constraint(cache, _cache_spec(mesh, cache))
+    cache = _constrain_cache(init_layer_cache(model.cfg, tokens.shape[0], cache_len, cache_dtype), mesh)
     hidden, cache = model.model(tokens, positions, valid, cache)
-    logits = model.logits_from_hidden(hidden[:, -1:])[:, 0]
-    logits, cache, next_pos = fan_out(logits, cache, jnp.sum(valid, axis=-1).astype(jnp.int32), n)
-    if mesh is not None:
-        cache = jax.lax.with_sharding_constraint(cache, _cache_spec(mesh, cache))
-    return logits, cache, next_pos
-
-
-def fan_out(logits, cache: KVCache, next_pos, n: int):
-    """Repeat each prompt's state n times (row i*n+j = sample j of prompt i)."""
-    rep = functools.partial(jnp.repeat, repeats=n, total_repeat_length=None)
-    return (rep(logits, axis=0),
-            KVCache(k=rep(cache.k, axis=1), v=rep(cache.v, axis=1), valid=rep(cache.valid, axis=0), index=cache.index),
-            rep(next_pos, axis=0))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7), donate_argnums=(3,))
-def decode(graphdef, state, logits, cache: KVCache, max_new_tokens: int, method, stop_ids: tuple, pad_id: int,
-           pos, rng):
-    """Sample until every row stopped or ``max_new_tokens``.
-
-    The cache is donated and returned, so the loop updates it in place (no second copy)."""
-    model: CausalLM = nnx.merge(graphdef, state)
+    logits = model.logits_from_hidden(hidden[:, -1])
+    next_pos = jnp.sum(valid, axis=-1).astype(jnp.int32)
+    if n > 1:
+        rep = functools.partial(jnp.repeat, repeats=n, axis=0)
+        logits, next_pos = rep(logits), rep(next_pos)
+        cache = LayerKVCache(k=tuple(map(rep, cache.k)), v=tuple(map(rep, cache.v)), valid=rep(cache.valid),
+                             index=cache.index)
+    cache = _constrain_cache(cache, mesh)
     rows = logits.shape[0]
-    stop = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
     carry = dict(
-        step=jnp.zeros((), jnp.int32), logits=logits, cache=cache, pos=pos,
+        step=jnp.zeros((), jnp.int32), tok=jnp.zeros((rows,), jnp.int32), pos=next_pos, cache=cache,
         done=jnp.zeros((rows,), jnp.bool_), eos=jnp.zeros((rows,), jnp.bool_),
         tokens=jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
         logprobs=jnp.zeros((rows, max_new_tokens), jnp.float32),
-        sampling_logprobs=jnp.zeros((rows, max_new_tokens), jnp.float32),
         lengths=jnp.zeros((rows,), jnp.int32),
     )
+    if with_sampling_logprobs:
+        carry["sampling_logprobs"] = jnp.zeros((rows, max_new_tokens), jnp.float32)
+    tok, lp, slp = method.sample_with_logprobs(jax.random.fold_in(rng, 0), logits)
+    return _record(carry, tok, lp, slp, _stop_array(stop_ids), pad_id)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7), donate_argnums=(2,))
+def decode(graphdef, state, carry: dict, end, rng, method, stop_ids: tuple, pad_id: int) -> dict:
+    """Feed the last token and sample the next one until step ``end`` (exclusive) or every row
+    has stopped. The loop state (cache included) is donated: updated in place, no second copy."""
+    model: CausalLM = nnx.merge(graphdef, state)
+    stop = _stop_array(stop_ids)
+    rows = carry["tok"].shape[0]
+    ones = jnp.ones((rows, 1), jnp.bool_)
 
     def cond(c):
-        return (c["step"] < max_new_tokens) & ~jnp.all(c["done"])
+        return (c["step"] < end) & ~jnp.all(c["done"])
 
     def body(c):
-        key = jax.random.fold_in(rng, c["step"])
-        tok = method.sample(key, c["logits"])
-        lp = jnp.take_along_axis(jax.nn.log_softmax(c["logits"], axis=-1), tok[:, None], axis=-1)[:, 0]
-        slp = jnp.take_along_axis(jax.nn.log_softmax(method.transform(c["logits"]), axis=-1),
-                                  tok[:, None], axis=-1)[:, 0]
-        live = ~c["done"]
-        tok = jnp.where(live, tok, pad_id)
-        lp, slp = jnp.where(live, lp, 0.0), jnp.where(live, slp, 0.0)
-        col = (0, c["step"])
-        hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
-        out = dict(c)
-        out["tokens"] = jax.lax.dynamic_update_slice(c["tokens"], tok[:, None], col)
-        out["logprobs"] = jax.lax.dynamic_update_slice(c["logprobs"], lp[:, None], col)
-        out["sampling_logprobs"] = jax.lax.dynamic_update_slice(c["sampling_logprobs"], slp[:, None], col)
-        out["lengths"] = c["lengths"] + live.astype(jnp.int32)
-        out["eos"] = c["eos"] | hit
-        out["done"] = c["done"] | hit
-        next_logits, out["cache"] = model(tok[:, None], c["pos"][:, None], jnp.ones((rows, 1), jnp.bool_), c["cache"])
-        out["logits"] = next_logits[:, 0]
+        logits, cache = model(c["tok"][:, None], c["pos"][:, None], ones, c["cache"])
+        tok, lp, slp = method.sample_with_logprobs(jax.random.fold_in(rng, c["step"]), logits[:, 0])
+        out = _record(c, tok, lp, slp, stop, pad_id)
+        out["cache"] = cache
         out["pos"] = c["pos"] + 1
-        out["step"] = c["step"] + 1
         return out
 
-    final = jax.lax.while_loop(cond, body, carry)
-    return {k: final[k] for k in ("tokens", "logprobs", "sampling_logprobs", "lengths", "eos")}, final["cache"]
+    return jax.lax.while_loop(cond, body, carry)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def grow(carry: dict, cache_len: int, mesh: Mesh | None) -> dict:
+    """Copy the loop state's cache into a ``cache_len``-slot one (no donation: no buffer of the old
+    shape could be reused; the old cache is freed when the caller drops it)."""
+    out = dict(carry)
+    out["cache"] = _constrain_cache(resize(carry["cache"], cache_len), mesh)
+    return out
+
+
+def _layers_unrolled(graphdef, state):
+    """A scan_layers model as the equivalent unrolled one (same parameters, sliced per layer): the
+    decode step then updates each layer's cache in place instead of stacking it per step."""
+    cfg: ModelConfig = nnx.merge(graphdef, state).cfg
+    if not cfg.scan_layers:
+        return graphdef, state
+    target_graphdef, target = nnx.split(nnx.eval_shape(lambda: CausalLM(cfg.replace(scan_layers=False), nnx.Rngs(0))))
+    source = {_names(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(state)}
+
+    def take(path, _):
+        names = _names(path)
+        if "layers" not in names:
+            return source[names]
+        at = names.index("layers") + 1
+        return source[names[:at] + names[at + 1:]][int(names[at])]
+
+    return target_graphdef, jax.tree_util.tree_map_with_path(take, target)
+
+
+def _names(path) -> tuple:
+    names = tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path)
+    return names[:-1] if names and names[-1] == "value" else names
 
 
 def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray], *,
              n: int = 1, max_new_tokens: int = 128, method: Greedy | Sampling = Sampling(),
              stop_ids: Sequence[int] | None = None, pad_id: int | None = None, rng: jax.Array | None = None,
              kv_cache_dtype: str | None = None, mesh: Mesh | None = None, min_bucket: int = 16,
-             memory_budget_bytes: int | None = None, return_sampling_logprobs: bool = False) -> SampleOutput:
+             memory_budget_bytes: int | None = None, return_sampling_logprobs: bool = False,
+             min_window: int = 64) -> SampleOutput:
     """Sample ``n`` responses for each prompt.
 
     ``model`` is a CausalLM or its ``(graphdef, state)`` split. ``prompts`` are token-id lists
     (left-padded here to a power-of-two bucket) or an already padded ``(tokens, valid)`` pair.
-    ``stop_ids`` default to the model config's EOS ids.
+    ``stop_ids`` default to the model config's EOS ids. ``min_window`` is the smallest cache
+    window of the segmented decode (:func:`cache_windows`).
     """
     graphdef, state = nnx.split(model) if isinstance(model, nnx.Module) else model
     cfg = graphdef_cfg(graphdef, state)
@@ -161,23 +239,44 @@ def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[n
     if max_new_tokens < 1 or n < 1:
         raise ValueError(f"need n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}")
     batch, plen = tokens.shape
-    max_len = plen + max_new_tokens
+    windows = cache_windows(plen, max_new_tokens, min_window)
+    total = windows[-1]
+    # Peak cache memory, in caches of batch*n rows x total slots: prefill + fan-out, or a window
+    # and the next one during a resize.
+    peaks = [windows[0] / total * ((1 + 1 / n) if n > 1 else 1)]
+    peaks += [(a + b) / total for a, b in zip(windows, windows[1:])]
     devices = 1 if mesh is None else mesh.size
-    check_cache_fits(cfg, batch * (n + 1), max_len, kv_cache_dtype, memory_budget_bytes, devices)
+    check_cache_fits(cfg, batch * n, total, kv_cache_dtype, memory_budget_bytes, devices, copies=max(peaks),
+                     samples_per_prompt=n)
     rng = jax.random.key(0) if rng is None else rng
+    graphdef, state = _layers_unrolled(graphdef, state)
     sharding = _batch_sharding(mesh, batch, 2)
     tokens_j = jnp.asarray(tokens) if sharding is None else jax.device_put(tokens, sharding)
     valid_j = jnp.asarray(valid) if sharding is None else jax.device_put(valid, sharding)
-    logits, cache, next_pos = prefill(graphdef, state, tokens_j, valid_j, max_len, kv_cache_dtype, mesh, n)
-    out, cache = decode(graphdef, state, logits, cache, max_new_tokens, method, stop, pad, next_pos, rng)
-    del cache
-    out = jax.device_get(out)
-    t = np.asarray(out["tokens"])
+    # On fake CPU devices, sharded programs queued back to back can deadlock in XLA's collectives:
+    # with a mesh, wait for each one.
+    sync = jax.block_until_ready if mesh is not None else (lambda x: x)
+    carry = sync(prefill(graphdef, state, tokens_j, valid_j, windows[0], kv_cache_dtype, mesh, n, max_new_tokens,
+                         method, stop, pad, return_sampling_logprobs, rng))
+    start = 1  # the first token was sampled from the prefill logits
+    for i, window in enumerate(windows):
+        end = min(window - plen + 1, max_new_tokens)
+        if end <= start:
+            continue
+        if i:
+            if bool(jax.device_get(jnp.all(carry["done"]))):
+                break
+            carry = sync(grow(carry, window, mesh))
+        carry = sync(decode(graphdef, state, carry, jnp.asarray(end, jnp.int32), rng, method, stop, pad))
+        start = end
+    carry.pop("cache")
+    out = to_host(carry)  # gathers rows other hosts hold (multi-host)
     lengths = np.asarray(out["lengths"])
     mask = np.arange(max_new_tokens)[None, :] < lengths[:, None]
     return SampleOutput(
-        prompt_tokens=np.repeat(tokens, n, axis=0), prompt_valid=np.repeat(valid, n, axis=0), tokens=t, mask=mask,
-        lengths=lengths, eos=np.asarray(out["eos"]), logprobs=np.asarray(out["logprobs"]),
+        prompt_tokens=np.repeat(tokens, n, axis=0), prompt_valid=np.repeat(valid, n, axis=0),
+        tokens=np.asarray(out["tokens"]), mask=mask, lengths=lengths, eos=np.asarray(out["eos"]),
+        logprobs=np.asarray(out["logprobs"]),
         sampling_logprobs=np.asarray(out["sampling_logprobs"]) if return_sampling_logprobs else None,
         prompt_index=np.repeat(np.arange(batch), n))
 

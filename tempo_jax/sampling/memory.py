@@ -1,6 +1,7 @@
 """KV-cache budgeting: compute bytes before allocating, fail with the largest batch that fits."""
 from __future__ import annotations
 
+import math
 import os
 
 import jax
@@ -26,15 +27,26 @@ def default_budget_bytes(num_devices: int = 1) -> int:
 
 
 def check_cache_fits(cfg: ModelConfig, rows: int, max_len: int, dtype: str | None,
-                     budget_bytes: int | None = None, num_devices: int = 1) -> int:
-    """Return the cache size in bytes, or raise naming the largest number of rows that fits."""
-    need = cache_bytes(cfg, rows, max_len, dtype)
+                     budget_bytes: int | None = None, num_devices: int = 1, copies: float = 1.0,
+                     samples_per_prompt: int = 1) -> int:
+    """Return the peak cache bytes (``copies`` caches of ``rows`` sequences x ``max_len`` slots
+    alive at once), or raise naming the largest number of sequences that fits."""
+    def peak(r: int) -> int:
+        return int(math.ceil(copies * cache_bytes(cfg, r, max_len, dtype)))
+
+    need = peak(rows)
     budget = default_budget_bytes(num_devices) if budget_bytes is None else int(budget_bytes)
     if need > budget:
-        per_row = cache_bytes(cfg, 1, max_len, dtype)
-        fits = max(budget // per_row, 0)
+        row_bytes = cache_bytes(cfg, 1, max_len, dtype) - cache_bytes(cfg, 0, max_len, dtype)
+        fits = max(int((budget / copies - cache_bytes(cfg, 0, max_len, dtype)) // row_bytes), 0)
+        while fits > 0 and peak(fits) > budget:
+            fits -= 1
+        while peak(fits + 1) <= budget:
+            fits += 1
+        n = max(int(samples_per_prompt), 1)
+        prompts = f" ({fits // n} prompts x {n} samples)" if n > 1 else ""
         raise CacheTooLargeError(
-            f"KV cache for {rows} sequences x {max_len} slots ({dtype or cfg.dtype}) needs {need / 2**30:.2f} GiB, "
-            f"over the budget of {budget / 2**30:.2f} GiB. The largest batch that fits is {fits} sequences "
-            f"(prompts x samples); or shorten max_new_tokens, use kv_cache_dtype='bfloat16', or shard over more devices.")
+            f"KV cache for {rows} sequences x {max_len} slots ({dtype or cfg.dtype}) needs {need / 2**30:.2f} GiB "
+            f"at its peak, over the budget of {budget / 2**30:.2f} GiB. The largest batch that fits is {fits} "
+            f"sequences{prompts}; or shorten max_new_tokens, use kv_cache_dtype='bfloat16', or shard over more devices.")
     return need

@@ -57,16 +57,12 @@ class LevelSpec:
             raise ValueError(f"ops must be a non-empty subset of '+-*', got {self.ops!r}")
 
 
-LEVELS: dict[int, LevelSpec] = {
-    1: LevelSpec(num_ops=1, max_operand=50),
-    2: LevelSpec(num_ops=2, max_operand=99),
-    3: LevelSpec(num_ops=3, max_operand=99),
-    4: LevelSpec(num_ops=4, max_operand=99),
-    5: LevelSpec(num_ops=5, max_operand=99),
-    6: LevelSpec(num_ops=6, max_operand=99),
-    7: LevelSpec(num_ops=7, max_operand=99),
-    8: LevelSpec(num_ops=8, max_operand=99),
-}
+# Level k: k operations (+ or -) on single-digit operands, every intermediate in [0, 99].
+# Calibrated for the CPU demo (see tempo_jax/tasks/demo_setup.py): a 2-layer, 64-wide model
+# trained on levels 2-4 solves level 2 mostly, levels 3-4 sometimes and level 5+ rarely (longer
+# than anything it saw). Subtraction with a borrow is the error-prone step, so questions differ
+# in difficulty at a fixed level. Level 1 has only ~130 distinct problems, level 2 ~2,900.
+LEVELS: dict[int, LevelSpec] = {k: LevelSpec(num_ops=k, max_operand=9, max_value=99) for k in range(1, 9)}
 
 
 def level_spec(level: int | LevelSpec) -> LevelSpec:
@@ -188,7 +184,7 @@ def problem_id(problem: str, level: int | str, split: str) -> str:
 
 
 def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str = "train", *,
-                  exclude: Iterable[str] = (), max_misses: int = 20000) -> list[dict]:
+                  exclude: Iterable[str] = (), max_misses: int = 20000, strict: bool = True) -> list[dict]:
     """``count`` distinct problems of one level from one split, deterministic in the arguments.
 
     Returns records ``{id, problem, answer, solution, level, split}`` (``answer`` is a string,
@@ -208,6 +204,8 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
     while len(out) < count:
         misses += 1
         if misses > max_misses:
+            if not strict:
+                break
             raise ValueError(f"level {level!r} split {split!r}: found only {len(out)} of {count} distinct problems; "
                              "ask for fewer or use a harder level")
         expr = _sample_expression(spec, rng)
@@ -223,20 +221,44 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
     return out
 
 
-def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
-                 weights: Sequence[float] | None = None) -> list[dict]:
-    """``count`` problems spread over ``levels`` (proportional to ``weights``), shuffled
-    deterministically; per-level sub-seeds keep levels independent."""
-    weights = list(weights) if weights is not None else [1.0] * len(levels)
-    if len(weights) != len(levels) or min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError("weights must be non-negative, one per level, not all zero")
+def _shares(count: int, weights: Sequence[float]) -> list[int]:
+    """``count`` split proportionally to ``weights`` (remainder round-robin over positive weights)."""
     total = sum(weights)
-    counts = [int(count * w / total) for w in weights]
-    for i in range(count - sum(counts)):
-        counts[i % len(counts)] += 1
-    out = []
-    for lvl, c in zip(levels, counts):
-        out += make_problems(lvl, c, seed=seed, split=split)
+    out = [int(count * w / total) for w in weights]
+    positive = [i for i, w in enumerate(weights) if w > 0]
+    for j in range(count - sum(out)):
+        out[positive[j % len(positive)]] += 1
+    return out
+
+
+def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
+                 weights: Sequence[float] | None = None, exclude: Iterable[str] = ()) -> list[dict]:
+    """``count`` problems spread over ``levels`` (proportional to ``weights``), shuffled
+    deterministically; per-level sub-seeds keep levels independent.
+
+    A level whose split holds fewer problems than its share (level 1 has ~130 problems in all)
+    contributes all it has and the other levels make up the difference. ``exclude`` removes
+    given problem texts (e.g. a training set, to draw a held-out set from the same split).
+    """
+    exclude = frozenset(exclude)
+    weights = list(weights) if weights is not None else [1.0] * len(levels)
+    if not levels or len(weights) != len(levels) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError("need at least one level and one non-negative weight per level, not all zero")
+    counts = _shares(count, weights)
+    parts = [make_problems(lvl, c, seed=seed, split=split, strict=False, exclude=exclude)
+             for lvl, c in zip(levels, counts)]
+    while True:  # levels that ran out hand their remaining share to the levels that did not
+        deficit = count - sum(len(p) for p in parts)
+        open_ = [i for i, p in enumerate(parts) if len(p) == counts[i] and weights[i] > 0]
+        if deficit <= 0 or not open_:
+            break
+        for i, extra in zip(open_, _shares(deficit, [weights[i] for i in open_])):
+            counts[i] += extra
+            parts[i] = make_problems(levels[i], counts[i], seed=seed, split=split, strict=False, exclude=exclude)
+    out = [r for p in parts for r in p]
+    if len(out) < count:
+        raise ValueError(f"levels {tuple(levels)} split {split!r} hold only {len(out)} distinct problems, "
+                         f"{count} asked; add harder levels or ask for fewer")
     random.Random(f"mix|{seed}|{split}").shuffle(out)
     return out
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from tempo_jax.models.critic import Critic
 from tempo_jax.models.decoder import CausalLM
+from tempo_jax.parallel.mesh import constrain_rows
 
 
 def sequence_inputs(prompt_tokens, prompt_valid, response_tokens, response_mask):
@@ -21,7 +22,7 @@ def sequence_inputs(prompt_tokens, prompt_valid, response_tokens, response_mask)
     resp_valid = jnp.ones_like(response_mask, dtype=jnp.bool_)
     valid = jnp.concatenate([prompt_valid.astype(jnp.bool_), resp_valid], axis=1)
     positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
-    return tokens, positions, valid
+    return constrain_rows((tokens, positions, valid))  # rows over (data, fsdp) under a mesh
 
 
 def response_logprobs(actor: CausalLM, prompt_tokens, prompt_valid, response_tokens, response_mask,

@@ -9,6 +9,7 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ import tempo_jax.rl.losses  # noqa: F401
 import tempo_jax.rl.value_losses  # noqa: F401
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.hf_io import from_hf
+from tempo_jax.parallel import mesh as pmesh
+from tempo_jax.parallel.distributed import init_distributed
 from tempo_jax.rl.registry import ADVANTAGES
 from tempo_jax.train import setup
 from tempo_jax.train.checkpoint import Checkpointer
@@ -57,8 +60,12 @@ class Role:
 
 class Trainer:
     def __init__(self, cfg: ml_collections.ConfigDict, resume: bool = False):
+        init_distributed()  # multi-host: join the job before JAX sees devices (no-op on one host)
         validate(cfg)
         self.cfg = cfg
+        self.mesh = pmesh.mesh_from_config(cfg)  # None = one device
+        self.rollout_mesh = pmesh.rollout_mesh_from_config(cfg, self.mesh)
+        self._mesh_fns: dict[Any, Any] = {}
         self.run_dir = cfg.run_dir
         os.makedirs(self.run_dir, exist_ok=True)
         self.tokenizer = setup.load_run_tokenizer(cfg)
@@ -82,12 +89,13 @@ class Trainer:
         overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
                          scan_layers=cfg.model.scan_layers)
         if cfg.model.init_from:
-            return setup.load_from_run(cfg.model.init_from, need_critic=uses_critic(cfg), **overrides)
-        actor = from_hf(cfg.model.actor_hf, **overrides)
+            return setup.load_from_run(cfg.model.init_from, need_critic=uses_critic(cfg), mesh=self.mesh,
+                                       **overrides)
+        actor = from_hf(cfg.model.actor_hf, mesh=self.mesh, **overrides)
         if not uses_critic(cfg):
             return actor, None
         if cfg.model.critic_hf:
-            return actor, from_hf(cfg.model.critic_hf, critic=True, **overrides)
+            return actor, from_hf(cfg.model.critic_hf, critic=True, mesh=self.mesh, **overrides)
         return actor, critic_from_actor(actor, seed=cfg.seed)
 
     def _spec(self) -> UpdateSpec:
@@ -104,21 +112,43 @@ class Trainer:
         t, a = self.cfg.train, self.cfg.algo
         tx = make_optimizer(t.actor_lr, t.actor_weight_decay, t.actor_grad_clip)
         graphdef, state = create_train_state(actor, tx)
+        state = pmesh.shard_train_state(state, self.mesh, actor.cfg.scan_layers)
         spec = self._spec()
         kwargs = dict(clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, entropy_coef=a.entropy_coef)
         if a.policy_loss == "ppo" and a.clip_ratio_c:
             kwargs["clip_ratio_c"] = a.clip_ratio_c
         update = make_m_step(graphdef, tx, spec, a.policy_loss, **kwargs)
-        return Role(graphdef, state, update, make_logprob_fn(graphdef, spec.micro_rows), t.actor_lr)
+        update = self._on_mesh(update, state, actor.cfg.scan_layers)
+        forward = pmesh.on_mesh(make_logprob_fn(graphdef, spec.micro_rows), self.mesh)
+        return Role(graphdef, state, update, forward, t.actor_lr)
 
     def _make_critic(self, critic) -> Role:
         t, a = self.cfg.train, self.cfg.algo
         tx = make_optimizer(t.critic_lr, t.critic_weight_decay, t.critic_grad_clip)
         graphdef, state = create_train_state(critic, tx)
+        state = pmesh.shard_train_state(state, self.mesh, critic.cfg.scan_layers)
         spec = self._spec()
         update = make_e_step(graphdef, tx, spec, a.value_loss, cliprange_value=a.cliprange_value, agg=a.loss_agg,
                              labeled_only=a.value_labeled_only)
-        return Role(graphdef, state, update, make_value_fn(graphdef, spec.micro_rows), t.critic_lr)
+        update = self._on_mesh(update, state, critic.cfg.scan_layers)
+        forward = pmesh.on_mesh(make_value_fn(graphdef, spec.micro_rows), self.mesh)
+        return Role(graphdef, state, update, forward, t.critic_lr)
+
+    def _on_mesh(self, update, state: TrainState, stacked: bool):
+        """The update run on the training mesh, its output state pinned to the input layout."""
+        if self.mesh is None:
+            return update
+        out = (pmesh.train_state_shardings(state, self.mesh, stacked), None, None)
+        return pmesh.on_mesh(update, self.mesh, out_shardings=out, donate_argnums=(0,))
+
+    def _rollout_params(self):
+        """Actor parameters for the sampler: the training arrays themselves, or a copy resharded onto
+        ``mesh.rollout_shape``."""
+        params = self.actor.state.params
+        if self.rollout_mesh is self.mesh:
+            return params
+        shardings = pmesh.state_shardings(params, self.rollout_mesh, self.model_cfg.scan_layers)
+        return pmesh.reshard(params, shardings)
 
     def _arrays(self) -> dict[str, Any]:
         return {"actor": self.actor.state, "critic": self.critic.state if self.critic else None}
@@ -142,11 +172,12 @@ class Trainer:
     def step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
         key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-        actor_split = (self.actor.graphdef, self.actor.state.params)
+        actor_split = (self.actor.graphdef, self._rollout_params())
         batch, info = collect(actor_split, self.stream, self.tokenizer, self.grader, self.settings,
-                              jax.random.fold_in(key, 0))
-        dev = {k: jnp.asarray(v) for k, v in batch.items() if k in (set(ACTOR_KEYS) | set(CRITIC_KEYS) | {
-            "scores", "rewards", "group_ids", "sampler_logprobs"})}
+                              jax.random.fold_in(key, 0), mesh=self.rollout_mesh)
+        del actor_split  # a resharded rollout copy of the actor must not stay alive through the updates
+        dev = pmesh.shard_batch({k: v for k, v in batch.items() if k in (set(ACTOR_KEYS) | set(CRITIC_KEYS) | {
+            "scores", "rewards", "group_ids", "sampler_logprobs"})}, self.mesh)
         t0 = time.perf_counter()
         logp, entropy = self.actor.forward(self.actor.state.params, dev)
         dev["old_logprobs"] = logp if cfg.algo.recompute_old_logprobs else dev["sampler_logprobs"]
@@ -159,6 +190,11 @@ class Trainer:
         options = {"whiten": cfg.algo.whiten} if cfg.algo.adv_estimator == "em_token" else {}
         if cfg.algo.adv_estimator == "gae":
             options = {"gamma": cfg.algo.gamma, "lam": cfg.algo.lam}
+        if self.mesh is not None:  # one compiled program on the mesh (not a stream of eager sharded ops)
+            fn_key = (cfg.algo.adv_estimator, tuple(sorted(options.items())))
+            if fn_key not in self._mesh_fns:
+                self._mesh_fns[fn_key] = pmesh.on_mesh(jax.jit(functools.partial(estimator, **options)), self.mesh)
+            estimator, options = self._mesh_fns[fn_key], {}
         adv = estimator(score, dev["values"], dev["response_mask"], dev["is_labeled"], dev["group_ids"], **options)
         dev["advantages"], dev["returns"] = adv.advantages, adv.returns
         if step in setup.nan_injection_steps(cfg):
@@ -171,14 +207,14 @@ class Trainer:
         if self.critic is not None and self.critic.lr > 0 and step % cfg.algo.critic_update_every == 0:
             self.critic.state, summary, sums = self.critic.update(
                 self.critic.state, {k: dev[k] for k in CRITIC_KEYS}, jax.random.fold_in(key, 1))
-            critic_out = jax.device_get((summary, sums))
+            critic_out = pmesh.to_host((summary, sums))
         info["e_step"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.actor.state, summary, sums = self.actor.update(
             self.actor.state, {k: dev[k] for k in ACTOR_KEYS}, jax.random.fold_in(key, 2))
-        actor_out = jax.device_get((summary, sums))
+        actor_out = pmesh.to_host((summary, sums))
         info["m_step"] = time.perf_counter() - t0
-        return step_metrics(batch, jax.device_get(dev), jax.device_get(entropy), actor_out, critic_out, info)
+        return step_metrics(batch, pmesh.to_host(dev), pmesh.to_host(entropy), actor_out, critic_out, info)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class RolloutSettings:
     confidence_lower: float = 0.3
     confidence_upper: float = 1.0
     kv_cache_dtype: str | None = None
+    prompts_per_generate: int = 0  # 0 = all prompts of a batch in one sampler call
 
 
 def pad_prompts(prompt_ids: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +73,26 @@ def method_rewards(reward: str, scores: np.ndarray, texts: list[str], n: int, gr
     raise ValueError(f"unknown reward {reward!r}")
 
 
+def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: RolloutSettings, rng: jax.Array, mesh):
+    """``generate`` over chunks of ``s.prompts_per_generate`` prompts (the KV cache holds one chunk),
+    joined as one output; a single call when the setting is 0 or covers the batch."""
+    chunk = s.prompts_per_generate or len(tokens)
+    outs = []
+    for i, start in enumerate(range(0, len(tokens), chunk)):
+        key = rng if chunk >= len(tokens) else jax.random.fold_in(rng, i)
+        out = generate(actor_split, (tokens[start:start + chunk], valid[start:start + chunk]), n=s.n,
+                       max_new_tokens=s.max_new_tokens, method=s.method, stop_ids=s.stop_ids, pad_id=s.pad_id,
+                       rng=key, kv_cache_dtype=s.kv_cache_dtype, mesh=mesh)
+        out.prompt_index = out.prompt_index + start
+        outs.append(out)
+    if len(outs) == 1:
+        return outs[0]
+    joined = {f.name: (None if getattr(outs[0], f.name) is None else
+                       np.concatenate([getattr(o, f.name) for o in outs]))
+              for f in dataclasses.fields(outs[0])}
+    return type(outs[0])(**joined)
+
+
 def collect(actor_split, stream, tokenizer, grader, settings: RolloutSettings, rng: jax.Array,
             mesh=None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Draw prompt batches until ``batch_prompts`` groups survive the filters; return them."""
@@ -84,9 +105,7 @@ def collect(actor_split, stream, tokenizer, grader, settings: RolloutSettings, r
         rows = stream.next_batch()
         tokens, valid = pad_prompts([r["prompt_ids"] for r in rows], s.prompt_len, s.pad_id)
         t0 = time.perf_counter()
-        out = generate(actor_split, (tokens, valid), n=s.n, max_new_tokens=s.max_new_tokens, method=s.method,
-                       stop_ids=s.stop_ids, pad_id=s.pad_id, rng=jax.random.fold_in(rng, gen),
-                       kv_cache_dtype=s.kv_cache_dtype, mesh=mesh)
+        out = _generate_chunks(actor_split, tokens, valid, s, jax.random.fold_in(rng, gen), mesh)
         timing["rollout"] += time.perf_counter() - t0
         info["generated_tokens"] += int(out.lengths.sum())
         t0 = time.perf_counter()

@@ -127,7 +127,7 @@ def write_run_files(cfg, model_cfg: ModelConfig, run_dir: str) -> None:
         json.dump(model_config_to_dict(model_cfg), fh, indent=2)
 
 
-def load_from_run(run_dir: str, need_critic: bool, **overrides: Any):
+def load_from_run(run_dir: str, need_critic: bool, mesh=None, **overrides: Any):
     """Actor (and critic) parameters from the latest checkpoint of one of our runs (e.g. stage 1).
 
     Only parameters are taken; optimizer states and the step counter start fresh.
@@ -144,6 +144,11 @@ def load_from_run(run_dir: str, need_critic: bool, **overrides: Any):
     critic = nnx.eval_shape(lambda: Critic(mc, nnx.Rngs(0)))
     abstract = {"actor": jax.eval_shape(lambda: create_train_state(actor, tx)[1]),
                 "critic": jax.eval_shape(lambda: create_train_state(critic, tx)[1])}
+    if mesh is not None:  # restore straight onto the mesh: no device (or host) holds a whole model
+        from tempo_jax.parallel.mesh import train_state_shardings
+
+        abstract = {k: jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), v,
+                                    train_state_shardings(v, mesh, mc.scan_layers)) for k, v in abstract.items()}
     has_critic = ckpt.has_item(None, "critic") if hasattr(ckpt, "has_item") else True
     if not has_critic:
         abstract["critic"] = None

@@ -82,8 +82,8 @@ def encode_sft(records: Sequence[dict], tokenizer, *, prompt_fn: Callable[[str],
     return SFTData(tokens, valid, targets)
 
 
-def sft_loss(model: CausalLM, tokens, valid, targets):
-    """(sum of solution-token NLL, number of solution tokens, number of correct argmaxes)."""
+def _token_stats(model: CausalLM, tokens, valid, targets):
+    """Per-position NLL, argmax hits and target mask of the solution tokens ([N, L-1] each)."""
     logits, _ = model(tokens, None, valid)
     logits = logits[:, :-1]
     nxt = tokens[:, 1:]
@@ -91,7 +91,21 @@ def sft_loss(model: CausalLM, tokens, valid, targets):
     logp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(logp, nxt[..., None], axis=-1)[..., 0]
     hits = (jnp.argmax(logits, axis=-1) == nxt).astype(jnp.float32)
+    return nll, hits, mask
+
+
+def sft_loss(model: CausalLM, tokens, valid, targets):
+    """(sum of solution-token NLL, number of solution tokens, number of correct argmaxes)."""
+    nll, hits, mask = _token_stats(model, tokens, valid, targets)
     return jnp.sum(nll * mask), jnp.sum(mask), jnp.sum(hits * mask)
+
+
+def _eval_step(graphdef, params, rest, tokens, valid, targets):
+    """Held-out token-mean loss and exact match: the share of rows whose every solution token
+    is the argmax under teacher forcing -- exactly the rows greedy decoding reproduces."""
+    nll, hits, mask = _token_stats(nnx.merge(graphdef, params, rest), tokens, valid, targets)
+    exact = jnp.all((hits > 0) | (mask == 0), axis=-1)
+    return {"loss": jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0), "exact_match": jnp.mean(exact)}
 
 
 def _train_step(graphdef, tx, params, rest, opt_state, tokens, valid, targets):
@@ -104,7 +118,7 @@ def _train_step(graphdef, tx, params, rest, opt_state, tokens, valid, targets):
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, {"loss": loss, "token_acc": acc, "grad_norm": optax.global_norm(grads)}
+    return params, opt_state, {"loss": loss, "token_acc": acc, "grad_norm": optax.tree.norm(grads)}
 
 
 def make_schedule(lr: float, steps: int, warmup_steps: int, final_lr_fraction: float = 0.1) -> optax.Schedule:
@@ -127,13 +141,22 @@ def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
 def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, batch_size: int, lr: float,
               seed: int = 0, log_fn: LogFn | None = None, *, prompt_fn: Callable[[str], str] = format_prompt,
               warmup_steps: int | None = None, weight_decay: float = 0.01, grad_clip: float = 1.0,
-              final_lr_fraction: float = 0.1, max_len: int | None = None) -> tuple[CausalLM, dict]:
+              final_lr_fraction: float = 0.1, max_len: int | None = None,
+              eval_records: Sequence[dict] | None = None, eval_every: int = 100,
+              stop_at_exact_match: float | None = None) -> tuple[CausalLM, dict]:
     """Supervised warm start; returns the trained model (updated in place) and metrics.
+
+    With ``eval_records``, every ``eval_every`` steps (and after the last) the held-out loss and
+    exact match (= greedy accuracy, see :func:`_eval_step`) are recorded in ``metrics["eval"]``;
+    with ``stop_at_exact_match`` training stops at the first evaluation reaching it ("train to
+    a competence, not a step count": the step at which a small model learns arithmetic varies
+    a lot with the seed). The schedule is laid out for ``steps``, which is then a cap.
 
     ``metrics`` holds per-step lists ``loss``, ``token_acc``, ``grad_norm``, ``lr`` and the totals
     ``seconds`` (wall time including the one compile), ``compile_seconds`` (first step),
-    ``seq_len``, ``num_records``, ``target_tokens_per_step`` (mean). ``log_fn(step, row)``
-    is called after every step with that step's scalars.
+    ``seq_len``, ``num_records``, ``target_tokens_per_step`` (mean), ``steps_run``.
+    ``log_fn(step, row)`` is called after every step with that step's scalars (plus
+    ``eval_loss``/``eval_exact_match`` on evaluation steps).
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"need steps >= 1 and batch_size >= 1, got steps={steps}, batch_size={batch_size}")
@@ -147,7 +170,13 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
     opt_state = tx.init(params)
     step_fn = jax.jit(functools.partial(_train_step, graphdef, tx), donate_argnums=(0, 2))
     idx = batch_indices(len(data.tokens), steps, batch_size, seed)
-    metrics: dict = {"loss": [], "token_acc": [], "grad_norm": [], "lr": []}
+    metrics: dict = {"loss": [], "token_acc": [], "grad_norm": [], "lr": [], "eval": []}
+    if stop_at_exact_match is not None and not eval_records:
+        raise ValueError("stop_at_exact_match needs eval_records")
+    held = None
+    if eval_records:
+        held = encode_sft(eval_records, tokenizer, prompt_fn=prompt_fn, max_len=max_len)
+        eval_fn = jax.jit(functools.partial(_eval_step, graphdef))
     start = time.perf_counter()
     compile_s = 0.0
     n_target = 0
@@ -164,9 +193,19 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
         for k, v in row.items():
             metrics[k].append(v)
         n_target += int(data.targets[rows].sum())
+        stop = False
+        if held is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
+            ev = {k: float(v) for k, v in jax.device_get(eval_fn(params, rest, held.tokens, held.valid,
+                                                                  held.targets)).items()}
+            metrics["eval"].append({"step": step + 1, **ev})
+            row.update(eval_loss=ev["loss"], eval_exact_match=ev["exact_match"])
+            stop = stop_at_exact_match is not None and ev["exact_match"] >= stop_at_exact_match
         if log_fn is not None:
             log_fn(step, row)
+        if stop:
+            break
     nnx.update(model, params)
     metrics.update(seconds=time.perf_counter() - start, compile_seconds=compile_s, seq_len=int(data.tokens.shape[1]),
-                   num_records=len(data.tokens), target_tokens_per_step=n_target / steps)
+                   num_records=len(data.tokens), target_tokens_per_step=n_target / len(metrics["loss"]),
+                   steps_run=len(metrics["loss"]))
     return model, metrics

@@ -1,0 +1,10 @@
+"""Paper recipe: zero_rl_ppo on qwen3_8b (TEMPO_SPEC §2/§4), planned for mesh.topology (see configs/paper_common.py)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from paper_common import paper  # noqa: E402
+
+
+def get_config():
+    return paper("qwen3_8b", "zero_rl_ppo")

@@ -1,0 +1,562 @@
+"""`tempo-jax plan`: prove a recipe fits a TPU slice before paying for it.
+
+Compiles ahead of time, for the named TPU topology (libtpu's topology description, on this CPU
+host, in a subprocess), the programs one training step runs, at the recipe's real shapes and with
+its mesh, dtypes, remat and scanned layers:
+
+* the sampler's **prefill** (first cache window) and **decode** loop (full-length cache), plus the
+  **grow** copy between the last two cache windows (both caches alive);
+* the **E-step** (critic update) and the **M-step** (actor update) over the whole rollout batch
+  (mini-batches x micro-batches, as ``Trainer`` builds them).
+
+For each it reports per-device HBM: parameters, optimizer state, KV cache, the other role's train
+state that stays resident, and XLA's temporaries (activations), against the chip's capacity, plus
+XLA's cost estimate and an analytic FLOP count (XLA counts a ``scan`` body once, so its FLOPs
+undercount the layer and micro-batch loops). When something does not fit it exits non-zero and
+says what to change.
+
+    tempo-jax plan --config configs/tempo_qwen3_14b_aime.py --topology v5p-128 [--out plan.json]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from typing import Any
+
+GiB = 2 ** 30
+HEADROOM = 0.95  # plan to at most 95% of HBM (XLA and the runtime keep some for themselves)
+
+
+# ============================================================================== analytic helpers
+def model_config_for(cfg):
+    """The architecture to plan: ``model.preset`` (a preset name or a HF directory), else actor_hf."""
+    from tempo_jax.models.hf_config import config_from_hf, read_hf_config
+    from tempo_jax.models.presets import get_preset
+
+    overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
+                     scan_layers=cfg.model.scan_layers)
+    source = cfg.model.get("preset", "") or cfg.model.actor_hf
+    if not source:
+        raise ValueError("set model.preset (e.g. Qwen3-14B) or model.actor_hf so plan knows the architecture")
+    if os.path.isdir(source):
+        return config_from_hf(read_hf_config(source), **overrides)
+    return get_preset(source, **overrides)
+
+
+def update_spec(cfg):
+    """The mini/micro-batch split the Trainer uses (``Trainer._spec``), without building a Trainer."""
+    from tempo_jax.train.loop import Trainer
+
+    return Trainer._spec(types.SimpleNamespace(cfg=cfg))
+
+
+def matmul_params(mc) -> int:
+    """Parameters that take part in matmuls (the embedding lookup is not one; a tied head is)."""
+    total = mc.num_params()
+    if not mc.tie_word_embeddings:
+        total -= mc.vocab_size * mc.hidden_size
+    return total
+
+
+def attention_flops(mc, q_len: int, kv_len: int) -> float:
+    """QK^T and PV of one sequence over all layers, as our attention computes them (no causal skipping)."""
+    return 4.0 * mc.num_layers * q_len * kv_len * mc.num_heads * mc.head_dim
+
+
+def analytic_flops(mc, cfg, spec) -> dict[str, float]:
+    r, t = cfg.rollout, cfg.train
+    prompts = r.get("prompts_per_generate", 0) or t.train_batch_size
+    rows_gen = prompts * r.n
+    plen, tlen = cfg.data.max_prompt_tokens, r.max_new_tokens
+    seq = plen + tlen
+    rows = t.train_batch_size * r.n
+    n_mm = matmul_params(mc)
+    passes = (4.0 if mc.remat else 3.0) * t.ppo_epochs  # forward + backward (2x) + remat re-forward
+    update = passes * rows * (2.0 * n_mm * seq + attention_flops(mc, seq, seq))
+    return {
+        "prefill": prompts * (2.0 * n_mm * plen + attention_flops(mc, plen, plen)),
+        "decode_step": rows_gen * (2.0 * n_mm + attention_flops(mc, 1, plen + tlen - 1)),
+        "e_step": update,
+        "m_step": update,
+        "forward_pass": rows * (2.0 * n_mm * seq + attention_flops(mc, seq, seq)),
+    }
+
+
+def shard_bytes(tree) -> int:
+    """Bytes one device holds of a tree of ShapeDtypeStructs with shardings (the largest shard)."""
+    import jax
+
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) is not None else leaf.shape
+        total += math.prod(shape) * leaf.dtype.itemsize
+    return total
+
+
+# ============================================================================== compilation (worker)
+def _abstract(tree, shardings):
+    import jax
+
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def _compile(name: str, lowered_fn) -> dict[str, Any]:
+    """Lower + compile; memory and cost analysis, or the out-of-memory figure XLA reports."""
+    t0 = time.perf_counter()
+    print(f"compiling {name} ...", file=sys.stderr, flush=True)
+    try:
+        compiled = lowered_fn().compile()
+    except Exception as err:  # noqa: BLE001 - XLA reports HBM overflow as a compile error
+        text = str(err)
+        if "RESOURCE_EXHAUSTED" not in text:
+            raise
+        m = re.search(r"required for HLO temporaries \(([\d.]+)([TGMK])\)", text)
+        unit = {"T": 2 ** 40, "G": GiB, "M": 2 ** 20, "K": 2 ** 10}
+        line = next((ln for ln in text.splitlines() if "RESOURCE_EXHAUSTED" in ln), text.splitlines()[0])
+        return {"name": name, "compiled": False, "temp_bytes": float(m.group(1)) * unit[m.group(2)] if m else 0.0,
+                "xla_error": line[:400], "compile_s": round(time.perf_counter() - t0, 1)}
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    out = {"name": name, "compiled": True, "compile_s": round(time.perf_counter() - t0, 1),
+           "argument_bytes": mem.argument_size_in_bytes, "output_bytes": mem.output_size_in_bytes,
+           "alias_bytes": mem.alias_size_in_bytes, "temp_bytes": mem.temp_size_in_bytes,
+           "code_bytes": mem.generated_code_size_in_bytes,
+           "xla_flops": float(cost.get("flops", 0.0)), "xla_bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+           "xla_optimal_seconds": float(cost.get("optimal_seconds", 0.0))}
+    return out
+
+
+def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Compile the step's programs for ``topology_name``; a JSON-able report (run in a subprocess)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from tempo_jax.models.cache import cache_bytes
+    from tempo_jax.models.critic import Critic
+    from tempo_jax.models.decoder import CausalLM
+    from tempo_jax.models.sharding import state_shardings
+    from tempo_jax.parallel.mesh import make_mesh, resolve_shape, train_state_shardings
+    from tempo_jax.parallel.topology import parse_topology
+    from tempo_jax.sampling import generate as gen
+    from tempo_jax.sampling.methods import Sampling
+    from tempo_jax.train.config import uses_critic
+    from tempo_jax.train.optim import make_optimizer
+    from tempo_jax.train.state import create_train_state
+    from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, make_e_step, make_m_step
+
+    topo = parse_topology(topology_name)
+    devices = topo.devices()
+    mc = model_config_for(cfg)
+    spec = update_spec(cfg)
+    shape = resolve_shape(cfg.mesh.shape, len(devices))
+    mesh = make_mesh(shape, devices)
+    rshape = tuple(cfg.mesh.get("rollout_shape", ()) or ()) or shape
+    rollout_mesh = mesh if resolve_shape(rshape, len(devices), "mesh.rollout_shape") == shape else \
+        make_mesh(resolve_shape(rshape, len(devices), "mesh.rollout_shape"), devices)
+    r, t, a = cfg.rollout, cfg.train, cfg.algo
+    critic_on = uses_critic(cfg)
+    want = set(only or ("prefill", "grow", "decode", "e_step", "m_step"))
+    if not critic_on:
+        want.discard("e_step")
+
+    # ---- train states (abstract, sharded)
+    def role(cls, lr, wd, clip):
+        model = nnx.eval_shape(lambda: cls(mc, nnx.Rngs(0)))
+        tx = make_optimizer(lr if lr > 0 else 1e-6, wd, clip)  # lr 0 builds the same state shapes
+        graphdef, _ = nnx.split(model, nnx.Param)
+        state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
+        return graphdef, tx, _abstract(state, train_state_shardings(state, mesh, mc.scan_layers))
+
+    actor_gd, actor_tx, actor_state = role(CausalLM, t.actor_lr, t.actor_weight_decay, t.actor_grad_clip)
+    critic = role(Critic, t.critic_lr, t.critic_weight_decay, t.critic_grad_clip) if critic_on else None
+    sizes = {"actor_params": shard_bytes(actor_state.params), "actor_opt_state": shard_bytes(actor_state.opt_state),
+             "critic_params": shard_bytes(critic[2].params) if critic else 0,
+             "critic_opt_state": shard_bytes(critic[2].opt_state) if critic else 0}
+    replicated = NamedSharding(mesh, P())
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
+
+    # ---- sampler: unrolled layers (what generate() decodes with), on the rollout mesh
+    prompts = r.get("prompts_per_generate", 0) or t.train_batch_size
+    plen, tlen = cfg.data.max_prompt_tokens, r.max_new_tokens
+    windows = gen.cache_windows(plen, tlen)
+    kv_dtype = r.kv_cache_dtype or None
+    smc = mc.replace(scan_layers=False)
+    s_model = nnx.eval_shape(lambda: CausalLM(smc, nnx.Rngs(0)))
+    s_graphdef, s_state = nnx.split(s_model)
+    s_state = _abstract(s_state, state_shardings(s_state, rollout_mesh, False))
+    sizes["rollout_params"] = shard_bytes(s_state)
+    sizes["rollout_params_copy"] = 0 if rollout_mesh is mesh else sizes["rollout_params"]
+    rows_gen = prompts * r.n
+    batch_sh = NamedSharding(rollout_mesh, P(gen.BATCH_AXES) if prompts % (
+        rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]) == 0 else P())
+    tokens = jax.ShapeDtypeStruct((prompts, plen), jnp.int32, sharding=batch_sh)
+    valid = jax.ShapeDtypeStruct((prompts, plen), jnp.bool_, sharding=batch_sh)
+    method = Sampling(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
+    stop, pad = tuple(mc.eos_ids) or (0,), int(mc.pad_token_id or 0)
+    programs: dict[str, Any] = {}
+    devices_per_row_shard = rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]
+    kv_heads_split = rollout_mesh.shape["tensor"] if mc.num_kv_heads % rollout_mesh.shape["tensor"] == 0 else 1
+    row_split = devices_per_row_shard if rows_gen % devices_per_row_shard == 0 else 1
+
+    def cache_dev(slots: int) -> int:
+        return int(cache_bytes(mc, rows_gen, slots, kv_dtype) / (row_split * kv_heads_split))
+
+    s_rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=NamedSharding(rollout_mesh, P()))
+    prefill_args = (s_graphdef, s_state, tokens, valid, windows[0], kv_dtype, rollout_mesh, r.n, tlen, method, stop,
+                    pad, False, s_rng)
+    if want & {"prefill", "grow", "decode"}:
+        carry0 = jax.eval_shape(gen.prefill, *prefill_args)
+        cache_sh = gen._cache_spec(rollout_mesh, carry0["cache"])
+
+        def carry_sharding(path, leaf):
+            if leaf.ndim == 0:
+                return NamedSharding(rollout_mesh, P())
+            rows_ok = leaf.shape[0] % devices_per_row_shard == 0
+            return NamedSharding(rollout_mesh, P(gen.BATCH_AXES if rows_ok else None))
+
+        shardings = jax.tree_util.tree_map_with_path(carry_sharding, carry0)
+        shardings["cache"] = cache_sh
+        carry0 = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), carry0, shardings)
+        if "prefill" in want:
+            programs["prefill"] = _compile("prefill", lambda: gen.prefill.lower(*prefill_args))
+            programs["prefill"]["kv_cache_bytes"] = cache_dev(windows[0])
+
+        def carry_at(slots: int):
+            def resize(path, leaf):
+                names = jax.tree_util.keystr(path)
+                if "cache" in names and ("'valid'" in names or ".valid" in names):
+                    return jax.ShapeDtypeStruct(leaf.shape[:1] + (slots,), leaf.dtype, sharding=leaf.sharding)
+                if "cache" in names and leaf.ndim == 4:
+                    return jax.ShapeDtypeStruct(leaf.shape[:2] + (slots,) + leaf.shape[3:], leaf.dtype,
+                                                sharding=leaf.sharding)
+                return leaf
+            return jax.tree_util.tree_map_with_path(resize, carry0)
+
+        if "grow" in want and len(windows) > 1:
+            prev = carry_at(windows[-2])
+            programs["grow"] = _compile("grow", lambda: gen.grow.lower(prev, windows[-1], rollout_mesh))
+            programs["grow"]["kv_cache_bytes"] = cache_dev(windows[-2]) + cache_dev(windows[-1])
+        if "decode" in want:
+            full = carry_at(windows[-1])
+            end = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(rollout_mesh, P()))
+            programs["decode"] = _compile("decode", lambda: gen.decode.lower(s_graphdef, s_state, full, end, s_rng,
+                                                                              method, stop, pad))
+            programs["decode"]["kv_cache_bytes"] = cache_dev(windows[-1])
+        for name in ("prefill", "grow", "decode"):
+            if name in programs:
+                programs[name]["params_bytes"] = sizes["rollout_params"]
+                # Resident besides the program's own arguments (the sampler's parameters): both train
+                # states, except the actor's parameters when the sampler reads them in place (same mesh,
+                # no scan), plus the resharded stacked copy the unrolled one is sliced from.
+                in_place = rollout_mesh is mesh and not mc.scan_layers
+                programs[name]["resident_bytes"] = (
+                    (0 if in_place else sizes["actor_params"]) + sizes["actor_opt_state"] + sizes["critic_params"]
+                    + sizes["critic_opt_state"] + (sizes["rollout_params_copy"] if mc.scan_layers else 0))
+
+    # ---- updates over the whole rollout batch
+    rows = t.train_batch_size * r.n
+    bsh = NamedSharding(mesh, P(("data", "fsdp")) if rows % (mesh.shape["data"] * mesh.shape["fsdp"]) == 0 else P())
+    shapes = {"prompt_tokens": ((rows, plen), jnp.int32), "prompt_valid": ((rows, plen), jnp.bool_),
+              "response_tokens": ((rows, tlen), jnp.int32), "response_mask": ((rows, tlen), jnp.bool_),
+              "old_logprobs": ((rows, tlen), jnp.float32), "advantages": ((rows, tlen), jnp.float32),
+              "values": ((rows, tlen), jnp.float32), "returns": ((rows, tlen), jnp.float32),
+              "is_labeled": ((rows,), jnp.bool_)}
+    batch = {k: jax.ShapeDtypeStruct(s, d, sharding=bsh) for k, (s, d) in shapes.items()}
+
+    def update_program(name, update, state, other_bytes, keys):
+        out_sh = (jax.tree.map(lambda x: x.sharding, state), None, None)
+        fn = jax.jit(update, out_shardings=out_sh, donate_argnums=(0,))  # as Trainer._on_mesh runs it
+
+        def lower():
+            with jax.set_mesh(mesh):
+                return fn.lower(state, {k: batch[k] for k in keys}, rng)
+
+        programs[name] = _compile(name, lower)
+        programs[name]["params_bytes"] = shard_bytes(state.params)
+        programs[name]["opt_state_bytes"] = shard_bytes(state.opt_state)
+        programs[name]["batch_bytes"] = shard_bytes({k: batch[k] for k in keys})
+        programs[name]["resident_bytes"] = other_bytes
+
+    # The sampler's resharded copy of the actor (rollout_shape) is freed before the updates (Trainer.step).
+    if "m_step" in want:
+        kwargs = dict(clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, entropy_coef=a.entropy_coef)
+        m_step = make_m_step(actor_gd, actor_tx, spec, a.policy_loss, **kwargs)
+        update_program("m_step", m_step, actor_state, sizes["critic_params"] + sizes["critic_opt_state"], ACTOR_KEYS)
+    if "e_step" in want and critic:
+        e_step = make_e_step(critic[0], critic[1], spec, a.value_loss, cliprange_value=a.cliprange_value,
+                             agg=a.loss_agg, labeled_only=a.value_labeled_only)
+        update_program("e_step", e_step, critic[2], sizes["actor_params"] + sizes["actor_opt_state"], CRITIC_KEYS)
+
+    return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
+            "hosts": topo.hosts, "chip": dataclasses.asdict(topo.chip), "mesh": dict(mesh.shape),
+            "rollout_mesh": dict(rollout_mesh.shape), "windows": windows, "rows": rows, "rows_per_generate": rows_gen,
+            "micro_rows": spec.micro_rows, "mini_batch_rows": spec.mini_batch_rows, "sizes": sizes,
+            "programs": programs, "device_kind": devices[0].device_kind}
+
+
+# ============================================================================== report
+def _peak(p: dict) -> float:
+    if not p.get("compiled"):
+        return p["temp_bytes"] + p.get("params_bytes", 0) + p.get("opt_state_bytes", 0) + p.get("kv_cache_bytes", 0) \
+            + p.get("batch_bytes", 0) + p.get("resident_bytes", 0)
+    own = p["argument_bytes"] + p["output_bytes"] - p["alias_bytes"] + p["temp_bytes"]
+    return own + p.get("resident_bytes", 0)
+
+
+def suggestions(report: dict, cfg) -> list[str]:
+    """What to change for the programs that do not fit."""
+    out: list[str] = []
+    cap = report["chip"]["hbm_gib"] * GiB * HEADROOM
+    mesh = report["mesh"]
+    sizes = report["sizes"]
+    states = sizes["actor_params"] + sizes["actor_opt_state"] + sizes["critic_params"] + sizes["critic_opt_state"]
+    bigger = _bigger_slice(report)
+    if states > 0.6 * cap:
+        out.append(f"the train states alone take {states / GiB:.1f} GiB per chip: shard them over more chips "
+                   f"(mesh.shape with a larger fsdp axis on a bigger slice, e.g. --topology {bigger})")
+    for name, p in report["programs"].items():
+        if p["fits"] or name == "train_states":
+            continue
+        if name in ("decode", "grow", "prefill"):
+            ppg = cfg.rollout.get("prompts_per_generate", 0) or cfg.train.train_batch_size
+            if ppg > 1:
+                out.append(f"{name}: the KV cache takes {p.get('kv_cache_bytes', 0) / GiB:.1f} GiB per chip: sample "
+                           f"fewer prompts at a time, --config.rollout.prompts_per_generate={max(1, ppg // 2)}")
+            f32_cache = (cfg.rollout.kv_cache_dtype or cfg.model.dtype) == "float32"
+            out.append(f"{name}: or a shorter cache (--config.rollout.max_new_tokens)"
+                       + (", --config.rollout.kv_cache_dtype=bfloat16" if f32_cache else "")
+                       + ", or mesh.rollout_shape with a larger tensor axis")
+        else:
+            spec_rows = report["micro_rows"]
+            shards = mesh["data"] * mesh["fsdp"]
+            if not cfg.model.remat:
+                out.append(f"{name}: activations {p['temp_bytes'] / GiB:.1f} GiB per chip: --config.model.remat=True")
+            if spec_rows > shards:
+                seq = cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
+                out.append(f"{name}: smaller micro-batches: --config.train.micro_batch_tokens="
+                           f"{max(shards, spec_rows // 2) * seq} (now {spec_rows} rows of {seq} tokens per "
+                           "micro-batch)")
+            out.append(f"{name}: more tensor parallelism (mesh.shape tensor axis x2: activations split over heads "
+                       f"and MLP), or a bigger slice (--topology {bigger})")
+    return list(dict.fromkeys(out))
+
+
+def _bigger_slice(report: dict) -> str:
+    gen = report["chip"]["generation"]
+    chips = report["chips"] * 2
+    prefix = "v5litepod" if gen == "v5e" else gen
+    return f"{prefix}-{chips * report['chip']['cores_in_name']}"
+
+
+def finish_report(report: dict, cfg, config_path: str, command: str) -> dict:
+    """Add fit verdicts, analytic FLOPs, time estimates and suggestions to a compiled report."""
+    mc = model_config_for(cfg)
+    spec = update_spec(cfg)
+    chip = report["chip"]
+    cap = chip["hbm_gib"] * GiB
+    flops = analytic_flops(mc, cfg, spec)
+    chips = report["chips"]
+    peak_flops = chip["peak_bf16_tflops"] * 1e12
+    for name, p in report["programs"].items():
+        p["peak_bytes"] = _peak(p)
+        p["fits"] = bool(p.get("compiled")) and p["peak_bytes"] <= cap * HEADROOM
+        f = flops["decode_step"] if name == "decode" else flops.get(name, 0.0)
+        p["analytic_flops"] = f
+        p["ideal_seconds"] = f / (chips * peak_flops) if f else 0.0
+        if name == "decode":
+            # Memory-bound: every step reads this chip's weights and its full KV cache.
+            read = p.get("params_bytes", 0) + p.get("kv_cache_bytes", 0)
+            p["hbm_bound_step_seconds"] = read / (chip["hbm_tbps"] * 1e12)
+            p["rollout_upper_bound_seconds"] = cfg.rollout.max_new_tokens * max(
+                p["hbm_bound_step_seconds"], p["ideal_seconds"])
+    report["analytic_flops"] = flops
+    report["model"] = {"preset": cfg.model.get("preset", "") or cfg.model.actor_hf, "params": mc.num_params(),
+                       "param_dtype": mc.param_dtype, "dtype": mc.dtype, "remat": mc.remat,
+                       "scan_layers": mc.scan_layers}
+    report["capacity_bytes"] = cap
+    report["peak_bytes"] = max((p["peak_bytes"] for p in report["programs"].values()), default=0)
+    report["fits"] = all(p["fits"] for p in report["programs"].values())
+    report["suggestions"] = [] if report["fits"] else suggestions(report, cfg)
+    report["config"] = config_path
+    report["command"] = command
+    report["shapes"] = {"train_batch_size": cfg.train.train_batch_size, "n": cfg.rollout.n,
+                        "ppo_mini_batch_size": cfg.train.ppo_mini_batch_size,
+                        "max_prompt_tokens": cfg.data.max_prompt_tokens, "max_new_tokens": cfg.rollout.max_new_tokens,
+                        "prompts_per_generate": (cfg.rollout.get("prompts_per_generate", 0)
+                                                 or cfg.train.train_batch_size),
+                        "micro_batch_tokens": cfg.train.micro_batch_tokens}
+    return report
+
+
+def _opt(seconds: float) -> str:
+    return f"{seconds:.3f}" if seconds and seconds > 0 else "n/a"
+
+
+def format_report(report: dict) -> str:
+    g = lambda b: f"{b / GiB:7.2f}"  # noqa: E731
+    cap = report["capacity_bytes"]
+    lines = [f"plan: {report['model']['preset']} ({report['model']['params'] / 1e9:.2f}B params, "
+             f"{report['model']['param_dtype']} params, {report['model']['dtype']} compute, remat="
+             f"{report['model']['remat']}, scan_layers={report['model']['scan_layers']})",
+             f"on {report['topology']} ({report['topology_name']}, {report['chips']} chips x "
+             f"{report['chip']['hbm_gib']:.0f} GiB HBM, {report['hosts']} hosts); mesh {report['mesh']}, "
+             f"rollout mesh {report['rollout_mesh']}",
+             f"batch {report['rows']} rollouts (mini {report['mini_batch_rows']}, micro {report['micro_rows']} rows); "
+             f"sampler {report['rows_per_generate']} rows per call, cache windows {report['windows']}",
+             "",
+             "per-device HBM (GiB)  params  opt-state  kv-cache  batch   temps  resident   peak  / capacity  fits",
+             ]
+    for name, p in report["programs"].items():
+        lines.append(f"{name:<20} {g(p.get('params_bytes', 0))} {g(p.get('opt_state_bytes', 0)):>10} "
+                     f"{g(p.get('kv_cache_bytes', 0)):>9} {g(p.get('batch_bytes', 0))} {g(p['temp_bytes'])} "
+                     f"{g(p.get('resident_bytes', 0)):>9} {g(p['peak_bytes'])}  / {cap / GiB:6.1f}    "
+                     f"{'yes' if p['fits'] else 'NO'}" + ("" if p.get("compiled") else "  (XLA: out of HBM)"))
+    lines += ["", "time estimates       analytic TFLOP   ideal s (peak)   XLA optimal s   XLA TFLOP (scan body once)"]
+    for name, p in report["programs"].items():
+        lines.append(f"{name:<20} {p['analytic_flops'] / 1e12:14.1f} {p['ideal_seconds']:16.3f} "
+                     f"{_opt(p.get('xla_optimal_seconds', 0)):>15} {p.get('xla_flops', 0) / 1e12:12.2f}")
+        if "hbm_bound_step_seconds" in p:
+            lines.append(f"{'':<20} decode step (HBM-bound) {p['hbm_bound_step_seconds'] * 1e3:.1f} ms; "
+                         f"{report['shapes']['max_new_tokens']} tokens <= {p['rollout_upper_bound_seconds']:.0f} s "
+                         "per sampler call")
+    lines.append("")
+    if report["fits"]:
+        lines.append(f"FITS: peak {report['peak_bytes'] / GiB:.1f} GiB of {cap / GiB:.0f} GiB per chip "
+                     f"({100 * report['peak_bytes'] / cap:.0f}%)")
+    else:
+        lines.append(f"DOES NOT FIT on {report['topology']}. Try:")
+        lines += [f"  - {s}" for s in report["suggestions"]]
+    return "\n".join(lines)
+
+
+def precheck(cfg, topology_name: str) -> dict | None:
+    """A report without compiling when the train states alone cannot fit (fast, no libtpu needed)."""
+    from tempo_jax.parallel.topology import parse_topology
+
+    topo = parse_topology(topology_name)
+    mc = model_config_for(cfg)
+    from tempo_jax.train.config import uses_critic
+
+    per_param = mc.jnp_param_dtype.itemsize * 3  # parameter + AdamW mu and nu (in the parameter dtype)
+    roles = 2 if uses_critic(cfg) else 1
+    states = roles * mc.num_params() * per_param / topo.chips
+    cap = topo.chip.hbm_gib * GiB
+    if states <= cap * HEADROOM:
+        return None
+    sizes = {"actor_params": mc.num_params() * mc.jnp_param_dtype.itemsize / topo.chips}
+    sizes["actor_opt_state"] = 2 * sizes["actor_params"]
+    sizes["critic_params"] = sizes["actor_params"] if roles == 2 else 0
+    sizes["critic_opt_state"] = sizes["actor_opt_state"] if roles == 2 else 0
+    program = {"name": "train_states", "compiled": False, "temp_bytes": 0.0, "resident_bytes": states, "fits": False}
+    return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
+            "hosts": topo.hosts, "chip": dataclasses.asdict(topo.chip), "mesh": {"data": 1, "fsdp": topo.chips,
+                                                                                  "tensor": 1},
+            "rollout_mesh": {}, "windows": [], "rows": 0, "rows_per_generate": 0, "micro_rows": 0,
+            "mini_batch_rows": 0, "sizes": sizes, "programs": {"train_states": program}, "precheck": True}
+
+
+# ============================================================================== CLI
+def _load(config_path: str, overrides: list[str]):
+    from tempo_jax.train.config import load_config
+
+    return load_config(config_path, overrides)  # no validate(): plan needs no checkpoint or data paths
+
+
+def _worker(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--only", default="")
+    args, rest = parser.parse_known_args(argv)
+    cfg = _load(args.config, rest)
+    only = tuple(s for s in args.only.split(",") if s)
+    report = compile_programs(cfg, args.topology, only)
+    with open(args.result, "w", encoding="utf-8") as fh:
+        json.dump(report, fh)
+    return 0
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if "xla_force_host_platform_device_count" not in f)
+    env["JAX_PLATFORMS"] = "cpu"  # the topology is compiled for; nothing runs on a TPU here
+    env.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # several planners (or tests) at once
+    env.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def plan(config_path: str, topology: str, overrides: list[str] = (), only: tuple[str, ...] = (),
+         command: str = "", timeout_s: float = 3600) -> dict:
+    """Plan ``config_path`` on ``topology``: the finished report (dict). Compiles in a subprocess."""
+    cfg = _load(config_path, list(overrides))
+    command = command or " ".join(["tempo-jax plan", "--config", config_path, "--topology", topology, *overrides])
+    early = precheck(cfg, topology)
+    if early is not None:
+        return finish_report(early, cfg, config_path, command)
+    import importlib.util
+
+    if importlib.util.find_spec("libtpu") is None:  # importing it here would start a TPU runtime
+        raise RuntimeError("tempo-jax plan compiles for TPU with libtpu: pip install libtpu (the version jax[tpu] "
+                           "pins), or pip install -e .[tpu]")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "report.json")
+        cmd = [sys.executable, "-m", "tempo_jax.parallel.plan", "--worker", "--config", config_path,
+               "--topology", topology, "--result", result, "--only", ",".join(only), *overrides]
+        proc = subprocess.run(cmd, env=_worker_env(), capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode != 0 or not os.path.isfile(result):
+            noise = ("WARNING", "E0000", "I0000", "W0000", "===", "learning/", "[Gloo]")
+            tail = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith(noise))[-4000:]
+            raise RuntimeError(f"compiling for {topology} failed:\n{tail}")
+        with open(result, encoding="utf-8") as fh:
+            report = json.load(fh)
+    return finish_report(report, cfg, config_path, command)
+
+
+def plan_main(argv: list[str] | None = None) -> int:
+    """``tempo-jax plan --config <recipe> --topology <slice> [--out file.json] [--config.x=y ...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--worker":
+        return _worker(argv[1:])
+    parser = argparse.ArgumentParser(prog="tempo-jax plan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="a recipe, e.g. configs/tempo_qwen3_14b_aime.py")
+    parser.add_argument("--topology", default="", help="TPU slice, e.g. v5p-128, v6e-64 (default: mesh.topology)")
+    parser.add_argument("--out", default="", help="write the report as JSON here")
+    parser.add_argument("--only", default="", help="comma-separated subset of prefill,grow,decode,e_step,m_step")
+    args, rest = parser.parse_known_args(argv)
+    bad = [a for a in rest if not a.startswith("--config.")]
+    if bad:
+        parser.error(f"unrecognised arguments: {' '.join(bad)}")
+    topology = args.topology or _load(args.config, rest).mesh.get("topology", "")
+    if not topology:
+        parser.error("give --topology (the recipe names none in mesh.topology)")
+    command = " ".join(["tempo-jax plan", "--config", args.config, "--topology", topology,
+                        *(["--out", args.out] if args.out else []), *rest])
+    report = plan(args.config, topology, rest, tuple(s for s in args.only.split(",") if s), command)
+    print(format_report(report))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+        print(f"report: {args.out}")
+    return 0 if report["fits"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(plan_main())
