@@ -35,6 +35,8 @@ setup(
         "test": ["pytest", "pytest-xdist", "torch==2.13.0"],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
+        # compile for a TPU topology on a CPU host (tempo-jax plan); matches jax[tpu]'s pin
+        "plan": ["libtpu==0.0.42.*"],
     },
     entry_points={"console_scripts": ["tempo-jax=tempo_jax.cli:main"]},
 )

@@ -1,4 +1,4 @@
-"""`tempo-jax train | eval | demo | convert` — the command-line entry point."""
+"""`tempo-jax train | eval | demo | convert | plan` — the command-line entry point."""
 from __future__ import annotations
 
 import argparse
@@ -100,6 +100,11 @@ def enable_compilation_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:  # `tempo-jax plan --config <recipe> --topology <name>` has its own options
+        from tempo_jax.parallel.plan import plan_main
+
+        return plan_main(argv[1:])
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     overrides = [a for a in rest if a.startswith("--config.")]
