@@ -10,7 +10,7 @@ METHODS = ("tempo", "ttrl", "empo", "zero_rl_ppo", "tempo_frozen_critic")
 
 @dataclasses.dataclass(frozen=True)
 class DemoPlan:
-    setup: DemoSetup = dataclasses.field(default_factory=DemoSetup)
+    setup: DemoSetup = dataclasses.field(default_factory=lambda: DemoSetup(dl_heldout_count=48))
     # stage 1 / stage 2 (every stage-2 method gets the same budget and starts from stage 1)
     stage1_steps: int = 8
     stage2_steps: int = 8
@@ -21,7 +21,7 @@ class DemoPlan:
     actor_lr: float = 1e-4
     critic_lr: float = 2e-4
     clip: float = 0.2
-    eval_every: int = 2
+    eval_every: int = 4
     seed: int = 1
     methods: tuple[str, ...] = METHODS
 
@@ -32,5 +32,5 @@ class DemoPlan:
     @classmethod
     def quick(cls) -> "DemoPlan":
         """A CI-sized run (a few minutes): the plumbing end to end, not the science."""
-        return cls(setup=quick_setup(), stage1_steps=2, stage2_steps=2, train_batch_size=8, mini_batch_size=4,
-                   eval_every=2)
+        return cls(setup=quick_setup(sft_steps=200, du_count=16, dl_heldout_count=16), stage1_steps=1,
+                   stage2_steps=2, train_batch_size=8, mini_batch_size=4, eval_every=2)
