@@ -35,6 +35,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
+from tempo_jax.rewards.extract import match_braces
 from tempo_jax.rewards import normalize as _norm
 
 # ---------------------------------------------------------------------------------- the config
@@ -208,7 +209,7 @@ def _replace_command_groups(s: str, cmd: str, nargs: int, template) -> str | Non
         for _ in range(nargs):
             if k >= len(s) or s[k] != "{":
                 return None
-            end = _norm._group_end(s, k)
+            end = match_braces(s, k)
             if end < 0:
                 return None
             args.append(s[k + 1 : end])

@@ -11,7 +11,7 @@ from typing import Iterable
 _COMMANDS = ("\\boxed", "\\fbox")
 
 
-def _match_braces(text: str, open_pos: int) -> int:
+def match_braces(text: str, open_pos: int) -> int:
     """Index of the ``}`` closing the ``{`` at ``open_pos``, or -1. Escaped braces are skipped."""
     depth = 0
     i = open_pos
@@ -68,7 +68,7 @@ def extract_boxed(text: str | None) -> str | None:
     while i < n and text[i] in " \t\r\n":
         i += 1
     if i < n and text[i] == "{":
-        close = _match_braces(text, i)
+        close = match_braces(text, i)
         if close < 0:
             return None
         return text[i + 1 : close].strip()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from tempo_jax.rewards.extract import match_braces
+
 # ----------------------------------------------------------------------------------- degenerate
 DEFAULT_MAX_CHARS = 1000
 DEFAULT_REPETITIVE_CHARS = 128
@@ -52,25 +54,6 @@ def is_degenerate(
 
 
 # ------------------------------------------------------------------------------- brace helpers
-def _group_end(s: str, open_pos: int) -> int:
-    """Index of the ``}`` matching ``s[open_pos] == '{'`` (escapes skipped), or -1."""
-    depth = 0
-    i = open_pos
-    while i < len(s):
-        c = s[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
 def unwrap_command(s: str, name: str, keep: bool = True) -> str:
     """Replace every ``\\name{X}`` by ``X`` (or by nothing when ``keep`` is False).
 
@@ -92,7 +75,7 @@ def unwrap_command(s: str, name: str, keep: bool = True) -> str:
             s = s[:j] + s[k:]  # bare command (e.g. \displaystyle): drop it
             i = j
             continue
-        end = _group_end(s, k)
+        end = match_braces(s, k)
         if end < 0:
             return s
         s = s[:j] + (s[k + 1 : end] if keep else "") + s[end + 1 :]
@@ -140,7 +123,7 @@ def _fix_fracs(s: str) -> str:
         if not part:
             continue
         if part[0] == "{":
-            end = _group_end(part, 0)
+            end = match_braces(part, 0)
             if end < 0:
                 out += part
                 continue
