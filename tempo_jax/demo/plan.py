@@ -12,14 +12,14 @@ METHODS = ("tempo", "ttrl", "empo", "zero_rl_ppo", "tempo_frozen_critic")
 class DemoPlan:
     setup: DemoSetup = dataclasses.field(default_factory=lambda: DemoSetup(dl_heldout_count=48))
     # stage 1 / stage 2 (every stage-2 method gets the same budget and starts from stage 1)
-    stage1_steps: int = 8
+    stage1_steps: int = 12
     stage2_steps: int = 8
     n: int = 8
     max_prompt_tokens: int = 32
     train_batch_size: int = 16
     mini_batch_size: int = 8
-    actor_lr: float = 1e-4
-    critic_lr: float = 2e-4
+    actor_lr: float = 3e-5
+    critic_lr: float = 1e-3
     clip: float = 0.2
     eval_every: int = 4
     seed: int = 1

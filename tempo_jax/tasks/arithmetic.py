@@ -188,8 +188,10 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
     """``count`` distinct problems of one level from one split, deterministic in the arguments.
 
     Returns records ``{id, problem, answer, solution, level, split}`` (``answer`` is a string,
-    the project's schema). ``exclude`` removes given problem texts. Raises if the level's
-    problem space (within the split) is too small for ``count``.
+    the project's schema). ``exclude`` removes given problem texts. If the level's problem
+    space within the split is too small for ``count`` (``max_misses`` draws in a row without a
+    new problem) it raises, or with ``strict=False`` returns the problems found. Asking for more
+    problems with the same arguments extends the list (the first ``count`` stay the same).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
@@ -244,6 +246,8 @@ def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = 
     weights = list(weights) if weights is not None else [1.0] * len(levels)
     if not levels or len(weights) != len(levels) or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError("need at least one level and one non-negative weight per level, not all zero")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"levels repeat: {tuple(levels)}; use weights to change the shares")
     counts = _shares(count, weights)
     parts = [make_problems(lvl, c, seed=seed, split=split, strict=False, exclude=exclude)
              for lvl, c in zip(levels, counts)]

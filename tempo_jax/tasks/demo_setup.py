@@ -37,8 +37,9 @@ class DemoSetup:
 
     Stage 0 trains "to a competence, not a step count": the step at which such a small model
     starts to get multi-digit carries and borrows right varies by a factor of ~1.5-2 between
-    seeds, and D_U accuracy with it, so training stops when the greedy accuracy on
-    ``sft_heldout_count`` held-out SFT-split problems of ``sft_heldout_levels`` reaches
+    seeds, and D_U accuracy with it, so training stops when the share of ``sft_heldout_count``
+    held-out SFT-split problems of ``sft_heldout_levels`` whose whole solution greedy decoding
+    reproduces (teacher-forced exact match) reaches
     ``sft_stop_at_exact_match`` (checked every ``sft_eval_every`` steps, ``sft_steps`` is the cap).
     No D_U question is used for that decision.
     """
@@ -58,9 +59,9 @@ class DemoSetup:
     sft_levels: tuple[int, ...] = (2, 3, 4)
     sft_weights: tuple[float, ...] | None = None  # None: equal shares
     sft_count: int = 3000
-    sft_steps: int = 3000  # a cap: training stops once held-out greedy accuracy reaches the target
-    sft_stop_at_exact_match: float | None = 0.3
-    sft_eval_every: int = 50
+    sft_steps: int = 2500  # a cap: training stops once the held-out exact match reaches the target
+    sft_stop_at_exact_match: float | None = 0.25
+    sft_eval_every: int = 25
     sft_heldout_levels: tuple[int, ...] = (4,)
     sft_heldout_count: int = 128
     sft_batch_size: int = 32

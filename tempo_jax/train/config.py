@@ -135,8 +135,9 @@ def method_defaults(method: str) -> dict[str, Any]:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method in ("stage1", "zero_rl_ppo"):
+        # verl's PPO path (TEMPO_SPEC §4.3): the critic's cliprange_value default is 0.5
         return {"algo.adv_estimator": "gae", "algo.reward": "outcome", "algo.filter_groups": True,
-                "algo.value_labeled_only": False}
+                "algo.value_labeled_only": False, "algo.cliprange_value": 0.5}
     if method == "tempo":
         return {"algo.adv_estimator": "em_token", "algo.reward": "outcome", "algo.filter_groups": True}
     return {"algo.adv_estimator": "grpo", "algo.filter_groups": False,

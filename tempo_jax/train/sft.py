@@ -147,7 +147,8 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
     """Supervised warm start; returns the trained model (updated in place) and metrics.
 
     With ``eval_records``, every ``eval_every`` steps (and after the last) the held-out loss and
-    exact match (= greedy accuracy, see :func:`_eval_step`) are recorded in ``metrics["eval"]``;
+    exact match (the share of solutions greedy decoding reproduces token for token, see
+    :func:`_eval_step`; stricter than final-answer accuracy) are recorded in ``metrics["eval"]``;
     with ``stop_at_exact_match`` training stops at the first evaluation reaching it ("train to
     a competence, not a step count": the step at which a small model learns arithmetic varies
     a lot with the seed). The schedule is laid out for ``steps``, which is then a cap.

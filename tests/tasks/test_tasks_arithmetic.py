@@ -102,6 +102,8 @@ def test_small_levels_raise_or_are_topped_up():
     counts = collections.Counter(r["level"] for r in mix)
     assert sum(counts.values()) == 300 and counts[1] == len(few) and counts[3] == 300 - len(few)
     assert mix == A.make_mixture((1, 3), 300, seed=0, split="test")
+    with pytest.raises(ValueError, match="repeat"):
+        A.make_mixture((2, 2), 10)
     only3 = A.make_mixture((2, 3), 20, seed=0, split="train", weights=(0, 1))
     assert {r["level"] for r in only3} == {3}
     with pytest.raises(ValueError):

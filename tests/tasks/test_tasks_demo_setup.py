@@ -47,3 +47,16 @@ def test_quick_setup_is_smaller():
     q = quick_setup()
     assert q.sft_steps < DemoSetup().sft_steps and q.du_count <= DemoSetup().du_count
     assert quick_setup(seed=3).seed == 3
+
+
+def test_calibration_helpers():
+    from tempo_jax.tasks.calibrate import _override, markdown, plurality
+
+    assert plurality(["3", None, "4", "4", "3"]) == "3"  # tie: first seen
+    assert plurality([None, None]) is None and plurality(["7", "8", "8"]) == "8"
+    assert _override("du_levels=(4, 5)") == ("du_levels", (4, 5))
+    assert _override("sft_lr=0.003") == ("sft_lr", 0.003)
+    row = {"level": 4, "avg@16": 0.2, "pass@8": 0.7, "maj": 0.25, "greedy": 0.3, "maj_wrong_some_right": 0.5,
+           "distinct_answers": 5.0}
+    table = markdown({"setup": {"eval_n": 16}, "levels": [row]})
+    assert "| 4 | 0.200 | 0.700 | 0.250 | 0.300 | 0.500 | 5.0 |" in table

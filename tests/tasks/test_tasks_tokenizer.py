@@ -46,6 +46,17 @@ def test_loads_through_transformers(tok_dir, tok):
     assert load_tokenizer(tok_dir).encode("=12+3") == auto.encode("=12+3")
 
 
+def test_save_pretrained_round_trip(tok, tmp_path):
+    """A checkpoint directory written with ``save_pretrained`` (as the demo exports) reloads."""
+    from transformers import AutoTokenizer
+
+    tok.save_pretrained(str(tmp_path))
+    again = AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
+    assert (again.eos_token_id, again.pad_token_id, len(again)) == (tok.eos_token_id, tok.pad_token_id, len(tok))
+    text = A.format_prompt("Compute 1+2.") + "=\\boxed{3}"
+    assert again(text)["input_ids"] == tok(text)["input_ids"]
+
+
 def test_round_trip_and_digits(tok):
     r = A.make_problems(5, 1, seed=0, split="test")[0]
     prompt, response = A.format_prompt(r["problem"]), r["solution"] + tok.eos_token
