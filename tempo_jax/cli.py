@@ -20,14 +20,37 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.eval.model_eval import eval_main
+    from tempo_jax.eval.model_eval import eval_main, evaluate_model
 
-    datasets = [d for d in args.datasets.split(",") if d]
-    results = eval_main(args.hf, datasets, args.out, critic_dir=args.critic or None, n=args.n,
-                        max_new_tokens=args.max_new_tokens, limit=args.limit or None, data_dir=args.data_dir or None,
-                        template=args.template, tokenizer_path=args.tokenizer or None, seed=args.seed)
+    settings = dict(n=args.n, max_new_tokens=args.max_new_tokens, limit=args.limit or None,
+                    data_dir=args.data_dir or None, template=args.template, seed=args.seed)
+    datasets = args.datasets
+    if args.config:  # the recipe supplies datasets, sampling length, template and run directory
+        from tempo_jax.train.config import load_config
+        from tempo_jax.train.setup import run_template
+
+        cfg = load_config(args.config, overrides)
+        datasets = datasets or cfg.eval.datasets or cfg.data.unlabeled
+        settings.update(max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+                        template=run_template(cfg), data_dir=cfg.data.data_dir or None,
+                        max_prompt_tokens=cfg.data.max_prompt_tokens)
+        if not (args.hf or args.checkpoint):
+            args.checkpoint = cfg.run_dir
+    names = [d for d in (datasets or "aime24").split(",") if d]
+    if args.checkpoint:
+        from tempo_jax.data.templates import load_tokenizer
+        from tempo_jax.train.setup import load_from_run
+
+        actor, critic = load_from_run(args.checkpoint, need_critic=True, critic_if_missing=False)
+        tokenizer = load_tokenizer(args.tokenizer or os.path.join(args.checkpoint, "tokenizer"))
+        evaluate_model(actor, tokenizer, names, out_dir=args.out, critic=critic, **settings)
+    elif args.hf:
+        eval_main(args.hf, names, args.out, critic_dir=args.critic or None, tokenizer_path=args.tokenizer or None,
+                  **settings)
+    else:
+        raise SystemExit("tempo-jax eval: give --hf DIR, --checkpoint RUN_DIR or --config RECIPE")
     print(f"results: {os.path.join(args.out, 'results.md')}")
-    return 0 if results else 1
+    return 0
 
 
 def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -58,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_train)
 
     p = sub.add_parser("eval", help="avg@n / pass@k evaluation of a HF checkpoint")
-    p.add_argument("--hf", required=True, help="HF directory of the actor")
+    p.add_argument("--hf", default="", help="HF directory of the actor")
+    p.add_argument("--checkpoint", default="", help="a tempo-jax run directory (its latest checkpoint)")
+    p.add_argument("--config", default="", help="a recipe: datasets, lengths, template and run directory")
     p.add_argument("--critic", default="", help="optional HF directory of a critic (adds calibration metrics)")
-    p.add_argument("--datasets", default="aime24")
+    p.add_argument("--datasets", default="", help="comma-separated names or files (default: aime24)")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=1024)

@@ -42,3 +42,17 @@ def test_train_rejects_unknown_override(assets, tmp_path):
     config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "tiny_tempo.py")
     with pytest.raises(KeyError, match="unknown config key"):
         main(["train", "--config", config, "--config.train.not_a_key=1"])
+
+
+def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
+    from tempo_jax.testing.tiny import tiny_recipe
+    from tempo_jax.train.loop import Trainer
+
+    cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), train__total_steps=1,
+                      log__tensorboard=False, checkpoint__async_save=False, grader__workers=1)
+    Trainer(cfg).run()
+    out = tmp_path / "eval"
+    code = main(["eval", "--checkpoint", cfg.run_dir, "--datasets", assets["unlabeled"], "--out", str(out),
+                 "--n", "2", "--max-new-tokens", "8", "--template", "plain", "--limit", "2"])
+    assert code == 0
+    assert "critic" in (out / "unlabeled_summary.json").read_text()

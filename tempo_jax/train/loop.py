@@ -82,6 +82,7 @@ class Trainer:
         if resume:
             self._resume()
         setup.write_run_files(cfg, self.model_cfg, self.run_dir)
+        self.tokenizer.save_pretrained(os.path.join(self.run_dir, "tokenizer"))  # for eval --checkpoint
 
     # ------------------------------------------------------------------ construction
     def _load_models(self):

@@ -127,37 +127,49 @@ def write_run_files(cfg, model_cfg: ModelConfig, run_dir: str) -> None:
         json.dump(model_config_to_dict(model_cfg), fh, indent=2)
 
 
-def load_from_run(run_dir: str, need_critic: bool, mesh=None, **overrides: Any):
+def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing: bool = True, **overrides: Any):
     """Actor (and critic) parameters from the latest checkpoint of one of our runs (e.g. stage 1).
 
-    Only parameters are taken; optimizer states and the step counter start fresh.
+    Only parameters are taken; optimizer states and the step counter start fresh. A run saved
+    without a critic (TTRL, EMPO) gives ``critic_from_actor`` when ``critic_if_missing``, else None.
     """
-    from tempo_jax.train.checkpoint import Checkpointer
+    from tempo_jax.train.checkpoint import CheckpointMismatchError, Checkpointer
     from tempo_jax.train.optim import make_optimizer
     from tempo_jax.train.state import create_train_state
 
-    with open(os.path.join(run_dir, "model_config.json"), encoding="utf-8") as fh:
+    config_path = os.path.join(run_dir, "model_config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a tempo-jax run directory")
+    with open(config_path, encoding="utf-8") as fh:
         mc = model_config_from_dict(json.load(fh), **overrides)
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
     tx = make_optimizer(1.0)
     actor = nnx.eval_shape(lambda: CausalLM(mc, nnx.Rngs(0)))
     critic = nnx.eval_shape(lambda: Critic(mc, nnx.Rngs(0)))
-    abstract = {"actor": jax.eval_shape(lambda: create_train_state(actor, tx)[1]),
-                "critic": jax.eval_shape(lambda: create_train_state(critic, tx)[1])}
-    if mesh is not None:  # restore straight onto the mesh: no device (or host) holds a whole model
+
+    def abstract_of(model):
+        state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
+        if mesh is None:
+            return state
         from tempo_jax.parallel.mesh import train_state_shardings
 
-        abstract = {k: jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), v,
-                                    train_state_shardings(v, mesh, mc.scan_layers)) for k, v in abstract.items()}
-    has_critic = ckpt.has_item(None, "critic") if hasattr(ckpt, "has_item") else True
-    if not has_critic:
-        abstract["critic"] = None
-    _, arrays, _ = ckpt.restore(abstract)
+        # restore straight onto the mesh: no device (or host) holds a whole model
+        return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), state,
+                            train_state_shardings(state, mesh, mc.scan_layers))
+
+    abstract = {"actor": abstract_of(actor), "critic": abstract_of(critic) if need_critic else None}
+    try:
+        _, arrays, _ = ckpt.restore(abstract)
+    except CheckpointMismatchError:
+        if abstract["critic"] is None:
+            raise
+        abstract["critic"] = None  # a run without a critic
+        _, arrays, _ = ckpt.restore(abstract)
     actor_model = nnx.merge(nnx.split(actor)[0], arrays["actor"].params)
     if not need_critic:
         return actor_model, None
     if arrays.get("critic") is None:
-        return actor_model, critic_from_actor(actor_model)
+        return actor_model, (critic_from_actor(actor_model) if critic_if_missing else None)
     return actor_model, nnx.merge(nnx.split(critic)[0], arrays["critic"].params)
 
 
