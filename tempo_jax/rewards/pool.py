@@ -123,18 +123,25 @@ def _stop_workers(workers: list[_Worker], grace_s: float = 1.0) -> None:
             pass
     deadline = time.monotonic() + grace_s
     for w in workers:
-        try:
-            w.proc.join(max(0.0, deadline - time.monotonic()))
-            if w.proc.is_alive():
-                w.proc.kill()
-                w.proc.join(1.0)
-        except (OSError, ValueError, AssertionError):
-            pass
-        try:
-            w.conn.close()
-        except OSError:
-            pass
+        _stop(w, join_s=max(0.0, deadline - time.monotonic()))
     workers.clear()
+
+
+def _stop(w, join_s: float, kill_first: bool = False) -> None:
+    """End one worker (kill it if it does not exit within ``join_s``) and close its pipe."""
+    try:
+        if kill_first and w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(join_s)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(1.0)
+    except (OSError, ValueError, AssertionError):
+        pass
+    try:
+        w.conn.close()
+    except OSError:
+        pass
 
 
 def _has_data(conn) -> bool:
@@ -199,16 +206,7 @@ class GradingPool:
         return _Worker(proc=proc, conn=parent_conn, state="starting", since=time.monotonic())
 
     def _replace(self, w: _Worker) -> None:
-        try:
-            if w.proc.is_alive():
-                w.proc.kill()
-            w.proc.join(2.0)
-        except (OSError, ValueError, AssertionError):
-            pass
-        try:
-            w.conn.close()
-        except OSError:
-            pass
+        _stop(w, join_s=2.0, kill_first=True)
         k = self._workers.index(w)
         self._workers[k] = self._spawn()
         self.stats.respawns += 1

@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 import pytest
+from tempo_jax.testing.torch_reference import randomize
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -69,14 +70,7 @@ def hf_config(case: str, **changes):
     return cfg
 
 
-def _randomize(model, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+
 
 
 class HFCheckpoints:
@@ -97,7 +91,7 @@ class HFCheckpoints:
                 model = transformers.AutoModelForTokenClassification.from_config(cfg)
             else:
                 model = transformers.AutoModelForCausalLM.from_config(cfg)
-            _randomize(model, seed=zlib.crc32(repr(key).encode()))
+            randomize(model, seed=zlib.crc32(repr(key).encode()))
             model.eval()
             path = os.path.join(self.root, f"{case}{'_critic' if critic else ''}")
             model.save_pretrained(path)

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from tempo_jax.testing.torch_reference import randomize
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -32,14 +33,7 @@ CASES = {
 }
 
 
-def _randomize(model, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+
 
 
 class Checkpoints:
@@ -57,7 +51,7 @@ class Checkpoints:
             cfg._attn_implementation = "eager"
             torch.manual_seed(0)
             model = transformers.AutoModelForCausalLM.from_config(cfg)
-            _randomize(model, seed=sum(map(ord, case)))
+            randomize(model, seed=sum(map(ord, case)))
             model.eval()
             path = os.path.join(self.root, case)
             model.save_pretrained(path)
