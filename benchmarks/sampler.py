@@ -139,7 +139,22 @@ def length_scan(ours, batch: int, lengths: list[int], repeats: int) -> dict:
     base = rows[0]["ms_per_token"]
     for r in rows:
         r["cost_per_token_vs_first"] = round(r["ms_per_token"] / base, 3)
-    return dict(batch=batch, rows=rows)
+        r["mean_context"] = PROMPT_LEN + (r["new_tokens"] - 1) / 2
+    out = dict(batch=batch, rows=rows)
+    if len(rows) >= 2:
+        # cost per token = constant + slope x mean context: with the cache read once per step and no
+        # recomputation the growth is linear, at the rate the KV bytes stream from memory.
+        slope, const = np.polyfit([r["mean_context"] for r in rows], [r["ms_per_token"] for r in rows], 1)
+        cfg = ours.cfg
+        kv_bytes = cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim * 4  # per context slot, per token
+        out["linear_fit"] = dict(ms_per_token_at_zero_context=round(float(const), 4),
+                                 us_per_token_per_context_slot=round(1e3 * float(slope), 4),
+                                 kv_bytes_per_slot=kv_bytes,
+                                 implied_kv_stream_gb_s=round(kv_bytes / (float(slope) * 1e-3) / 1e9, 1))
+        print(f"  batch {batch}: cost per token {out['linear_fit']['ms_per_token_at_zero_context']} ms + "
+              f"{out['linear_fit']['us_per_token_per_context_slot']} us x context slots (KV read at "
+              f"{out['linear_fit']['implied_kv_stream_gb_s']} GB/s)", flush=True)
+    return out
 
 
 def _bench(fn, *args, n: int = 5) -> float:
