@@ -92,6 +92,7 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype
     remat: bool = False
     scan_layers: bool = False
+    attention_chunk: int = 0  # queries per attention block on long sequences (0: all at once)
 
     def __post_init__(self):
         if not self.layer_types:
@@ -114,6 +115,8 @@ class ModelConfig:
             raise ConfigError(f"qk_norm must be none|head|full, got {self.qk_norm!r}")
         if self.norm_placement not in ("pre", "post"):
             raise ConfigError(f"norm_placement must be pre|post, got {self.norm_placement!r}")
+        if self.attention_chunk < 0:
+            raise ConfigError(f"attention_chunk must be >= 0 (0 = no chunking), got {self.attention_chunk}")
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ConfigError(f"{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")

@@ -13,7 +13,7 @@ from flax import nnx
 
 from tempo_jax.models.cache import KVCache, LayerKVCache, init_cache
 from tempo_jax.models.config import SLIDING, ModelConfig
-from tempo_jax.models.layers import NO_WINDOW, Block, RMSNorm, _init, attention_mask
+from tempo_jax.models.layers import NO_WINDOW, Block, MaskSpec, RMSNorm, _init
 from tempo_jax.models.rope import rope_cos_sin
 
 
@@ -81,7 +81,7 @@ class Decoder(nnx.Module):
                 sin = jnp.where(flag, sliding[1], full[1])
                 # Built inside the body: a [B, L, S] mask passed into the loop would be materialised
                 # (long training sequences); here it fuses into the attention scores.
-                mask = attention_mask(q_slots, kv_valid, w)
+                mask = MaskSpec(q_slots, kv_valid, w)
                 h, kv = run(graphdef, layer_state, h, cos, sin, mask, kv)
                 return h, (None if kv is None else new_rows(kv))
 
@@ -95,9 +95,9 @@ class Decoder(nnx.Module):
             layer_rows = None if cache is None else [(rows[0][i], rows[1][i]) for i in range(cfg.num_layers)]
             layer_kv = None
         else:
-            # Masks once per forward, not per layer: one for full attention, one for sliding layers.
-            full_mask = attention_mask(q_slots, kv_valid, NO_WINDOW)
-            sliding_mask = attention_mask(q_slots, kv_valid, cfg.sliding_window) if any(is_sliding) else full_mask
+            # One mask spec for full attention, one for sliding layers (identical dense masks are CSE'd).
+            full_mask = MaskSpec(q_slots, kv_valid, NO_WINDOW)
+            sliding_mask = MaskSpec(q_slots, kv_valid, cfg.sliding_window or NO_WINDOW)
             layer_kv, layer_rows = [], []
             for i, block in enumerate(self.layers):
                 graphdef, state = nnx.split(block)

@@ -5,6 +5,8 @@ table of renames and transposes, not code.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -47,6 +49,46 @@ def attention_mask(q_slots: jax.Array, kv_valid: jax.Array, window: jax.Array | 
     return causal[None, :, :] & kv_valid[:, None, :]
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class MaskSpec:
+    """The inputs of :func:`attention_mask` rather than the mask itself, so that attention over a
+    long sequence can build it one query chunk at a time (a [B, L, L] mask of a 16k-token batch
+    is as large as the scores it guards)."""
+
+    q_slots: jax.Array
+    kv_valid: jax.Array
+    window: jax.Array | int
+
+    def dense(self) -> jax.Array:
+        return attention_mask(self.q_slots, self.kv_valid, self.window)
+
+
+def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, spec: MaskSpec, chunk: int) -> jax.Array:
+    """:func:`attend` one block of ``chunk`` queries at a time (``lax.scan`` over blocks).
+
+    The block is rematerialised (``jax.checkpoint``), so training keeps no [B, H, L, S] scores or
+    probabilities: the backward pass recomputes one block's scores at a time. Peak attention
+    memory goes from O(L * S) to O(chunk * S) for one extra QK^T product per block. The scan (not
+    a Python loop) is what bounds it: unrolled blocks let XLA schedule all recomputations at once.
+    ``chunk <= 0`` or a sequence no longer than ``chunk``: plain :func:`attend`.
+    """
+    b, length, h, d = q.shape
+    if chunk <= 0 or length <= chunk:
+        return attend(q, k, v, spec.dense())
+    blocks = -(-length // chunk)
+    pad = blocks * chunk - length  # padded queries repeat the last slot; their outputs are dropped
+    q_blocks = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, blocks, chunk, h, d).swapaxes(0, 1)
+    slots = jnp.concatenate([spec.q_slots, jnp.broadcast_to(spec.q_slots[-1:], (pad,))]).reshape(blocks, chunk)
+
+    @jax.checkpoint
+    def block(q_block, q_slots):
+        return attend(q_block, k, v, attention_mask(q_slots, spec.kv_valid, spec.window))
+
+    _, out = jax.lax.scan(lambda _, xs: (None, block(*xs)), None, (q_blocks, slots))
+    return out.swapaxes(0, 1).reshape(b, blocks * chunk, h * d)[:, :length]
+
+
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
     """Grouped-query attention.
 
@@ -81,7 +123,8 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(cfg.num_kv_heads * d, cfg.rms_norm_eps, cfg)
 
     def __call__(self, x, cos, sin, mask, kv_cache=None, write_index=None):
-        """x [B, L, hidden]; mask [B, L, S] (:func:`attention_mask`). ``kv_cache``: this layer's
+        """x [B, L, hidden]; mask: a :class:`MaskSpec` (or a dense [B, L, S] mask from
+        :func:`attention_mask`). ``kv_cache``: this layer's
         (k, v) buffers [B, KVH, S, D] (or None: attend to x itself); the new rows are written at
         slot ``write_index`` and the updated buffers returned (None without a cache)."""
         cfg = self.cfg
@@ -103,7 +146,10 @@ class Attention(nnx.Module):
             v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             kv_cache = (k_cache, v_cache)
             k, v = k_cache.astype(q.dtype), v_cache.astype(q.dtype)
-        out = attend(q, k, v, mask)
+        if isinstance(mask, MaskSpec):
+            out = attend_chunked(q, k, v, mask, cfg.attention_chunk)
+        else:
+            out = attend(q, k, v, mask)
         return self.o_proj(out), kv_cache
 
 

@@ -18,11 +18,15 @@ class TokenizerError(ValueError):
     """A tokenizer path that cannot be loaded; the message names it."""
 
 
+class TokenizerNotFoundError(TokenizerError, FileNotFoundError):
+    """The tokenizer path does not exist."""
+
+
 def load_tokenizer(path: str | os.PathLike):
     """A ``transformers`` fast/slow tokenizer with ``eos_token`` and ``pad_token`` set."""
     import transformers
 
-    path = str(path)
+    path = os.path.expanduser(str(path))
     if os.path.isfile(path):
         tok = transformers.PreTrainedTokenizerFast(tokenizer_file=path)
     elif os.path.isdir(path):
@@ -39,7 +43,7 @@ def load_tokenizer(path: str | os.PathLike):
                 raise TokenizerError(f"{path}: transformers cannot load this tokenizer ({err})") from err
             tok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(path, "tokenizer.json"))
     else:
-        raise TokenizerError(f"tokenizer path {path} does not exist")
+        raise TokenizerNotFoundError(f"tokenizer path {path} does not exist")
     vocab = tok.get_vocab()
     if tok.eos_token is None:
         eos = next((t for t in _EOS_CANDIDATES if t in vocab), None)

@@ -37,7 +37,9 @@ def test_scan_and_remat_give_the_same_logits(case, hf_checkpoints, batch):
     path, hf_model = hf_checkpoints.get(case)
     ref = batch.hf_logits(hf_model)
     plain = _logits(from_hf(path), batch)
-    for overrides in (dict(scan_layers=True), dict(remat=True), dict(scan_layers=True, remat=True)):
+    variants = (dict(scan_layers=True), dict(remat=True), dict(scan_layers=True, remat=True),
+                dict(attention_chunk=5), dict(scan_layers=True, remat=True, attention_chunk=5))
+    for overrides in variants:
         model = from_hf(path, **overrides)
         assert model.cfg.scan_layers == overrides.get("scan_layers", False)
         ours = _logits(model, batch)
@@ -59,10 +61,11 @@ def test_olmo3_sliding_window_and_per_layer_rope_matter(hf_checkpoints, batch):
     assert batch.max_diff(same_rope, ref) > 1e-2
 
 
-@pytest.mark.parametrize("case,scan", [("qwen3", False), ("olmo3", False), ("olmo3", True)])
-def test_kv_cache_prefill_then_decode_matches_full_forward(case, scan, hf_checkpoints, batch):
+@pytest.mark.parametrize("case,scan,chunk", [("qwen3", False, 0), ("olmo3", False, 0), ("olmo3", True, 0),
+                                              ("olmo3", True, 3)])
+def test_kv_cache_prefill_then_decode_matches_full_forward(case, scan, chunk, hf_checkpoints, batch):
     path, _ = hf_checkpoints.get(case)
-    model = from_hf(path, scan_layers=scan)
+    model = from_hf(path, scan_layers=scan, attention_chunk=chunk)  # chunk 3: the prefill runs in blocks
     full = _logits(model, batch)
     length = batch.tokens.shape[1]
     cache = model.init_cache(batch.tokens.shape[0], length + 4)  # spare slots stay masked
