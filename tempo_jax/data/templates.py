@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import pathlib
 from typing import Any, Sequence
+
+from tempo_jax.models.tokenizer import load_tokenizer  # noqa: F401  (the package's one loader, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -129,51 +129,7 @@ def render_records(records: Sequence[dict], template: str | PromptTemplate = "qw
     return [tpl.render(r["problem"]) for r in records]
 
 
-# ----------------------------------------------------------------------------- tokenizers
-
-_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
-_PAD_CANDIDATES = ("<|pad|>", "<|endoftext|>", "<pad>")
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """A Hugging Face tokenizer from a local directory (or a ``tokenizer.json`` file); never downloads.
-
-    Tries ``AutoTokenizer.from_pretrained(dir, local_files_only=True)`` and falls back to
-    ``PreTrainedTokenizerFast(tokenizer_file=dir/tokenizer.json)``. A tokenizer without eos/pad
-    (e.g. the OLMo dolma2 ``tokenizer.json``) gets them from its vocabulary when present
-    (eos ``<|endoftext|>``; pad ``<|pad|>``, else eos).
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    p = pathlib.Path(path).expanduser()
-    if not p.exists():
-        raise FileNotFoundError(f"tokenizer path {p} does not exist")
-    if p.is_file():
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(p))
-    else:
-        try:
-            tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-        except Exception as e:  # noqa: BLE001 -- any failure: try the plain tokenizer.json route
-            if not (p / "tokenizer.json").exists():
-                raise OSError(f"cannot load a tokenizer from {p}: {e}. It needs tokenizer.json, or "
-                              "vocab.json+merges.txt(+tokenizer_config.json)") from e
-            tok = PreTrainedTokenizerFast(tokenizer_file=str(p / "tokenizer.json"))
-    vocab = tok.get_vocab()
-    if tok.eos_token is None:
-        for t in _EOS_CANDIDATES:
-            if t in vocab:
-                tok.eos_token = t
-                break
-    if tok.pad_token is None:
-        for t in _PAD_CANDIDATES:
-            if t in vocab:
-                tok.pad_token = t
-                break
-        else:
-            if tok.eos_token is not None:
-                tok.pad_token = tok.eos_token
-    return tok
-
+# ----------------------------------------------------------------------------- prompt encoding
 
 @dataclasses.dataclass
 class EncodedPrompts:

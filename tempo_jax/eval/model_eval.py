@@ -44,6 +44,8 @@ from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_templat
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
 from tempo_jax.models.critic import response_values
+from tempo_jax.parallel.distributed import is_primary
+from tempo_jax.parallel.mesh import to_host
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import bucket_length, left_pad
@@ -92,15 +94,17 @@ def check_vocab(tokenizer, cfg) -> None:
                          "use the tokenizer the checkpoint was trained with")
 
 
-def _batch_sharding(mesh: Mesh | None, rows: int):
+def _batch_sharding(mesh: Mesh | None, rows: int, ndim: int = 2):
     if mesh is None:
         return None
     size = mesh.shape["data"] * mesh.shape["fsdp"]
-    return NamedSharding(mesh, P(BATCH_AXES if rows % size == 0 else None, None))
+    return NamedSharding(mesh, P(BATCH_AXES if rows % size == 0 else None, *([None] * (ndim - 1))))
 
 
 def _put(x: np.ndarray, mesh: Mesh | None):
-    sharding = _batch_sharding(mesh, x.shape[0]) if x.ndim == 2 else None
+    """Rows over the mesh's batch axes (every input of a jitted call on the mesh, so none is a
+    single-device array next to arrays that span other processes)."""
+    sharding = _batch_sharding(mesh, x.shape[0], x.ndim) if x.ndim >= 1 else None
     return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
 
 
@@ -148,8 +152,8 @@ def make_value_fn(critic, *, rows_per_call: int | None = None, mesh: Mesh | None
             idx = np.arange(start, start + block)
             idx = np.minimum(idx, rows - 1)  # pad the last block with copies of the last row
             v = _final_values(graphdef, state, _put(prompt_tokens[idx], mesh), _put(prompt_valid[idx], mesh),
-                              _put(response_tokens[idx], mesh), _put(lengths[idx], None))
-            out.append(np.asarray(jax.device_get(v), np.float64)[: min(block, rows - start)])
+                              _put(response_tokens[idx], mesh), _put(lengths[idx], mesh))
+            out.append(np.asarray(to_host(v), np.float64)[: min(block, rows - start)])  # gathers other hosts' rows
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
     return value_fn
@@ -297,6 +301,10 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
     Writes ``<name>_samples.jsonl``, ``<name>_results.md``, ``<name>_summary.json``,
     ``<name>_pass_at_k.png`` per dataset, and ``results.md``, ``results.json``, ``pass_at_k.png``.
     Returns ``{name: EvalResult}`` in the order given.
+
+    Multi-process (parameters on a ``mesh`` spanning several processes): call it on every process;
+    sampling is a collective and every process gets the same gathered results, but only the
+    primary process writes files.
     """
     from tempo_jax.data.tfds_builders import load_records
 
@@ -316,7 +324,9 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
     graphdef, state = _split(actor)
     value_fn = make_value_fn(critic, rows_per_call=value_rows_per_call, mesh=mesh) if critic is not None else None
     out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    write = is_primary()
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
 
     own_grader = None
     if grader is None:
@@ -354,7 +364,8 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
                            chunk_size=bp, dataset_name=name)
             res.metrics.update(prompt_reports[name])
             res.seconds = time.perf_counter() - t0
-            res.write(out, name, plot=plot)
+            if write:
+                res.write(out, name, plot=plot)
             results[name] = res
             m = res.metrics
             log.info("%s: avg@%d %.3f, pass@%d %.3f (%d questions, %.1fs)", name, n, m.get(f"avg@{n}", math.nan),
@@ -367,7 +378,8 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
                 "method": "greedy" if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k},
                 "seed": seed, "template": tpl.name, "max_prompt_tokens": max_prompt_tokens,
                 "prompt_policy": prompt_policy, "limit": limit or None, "critic": critic is not None}
-    write_combined(results, out, settings, plot=plot)
+    if write:
+        write_combined(results, out, settings, plot=plot)
     return results
 
 

@@ -43,7 +43,7 @@ def model_config_for(cfg):
     from tempo_jax.models.presets import get_preset
 
     overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
-                     scan_layers=cfg.model.scan_layers)
+                     scan_layers=cfg.model.scan_layers, attention_chunk=cfg.model.get("attention_chunk", 0))
     source = cfg.model.get("preset", "") or cfg.model.actor_hf
     if not source:
         raise ValueError("set model.preset (e.g. Qwen3-14B) or model.actor_hf so plan knows the architecture")
@@ -344,6 +344,9 @@ def suggestions(report: dict, cfg) -> list[str]:
             shards = mesh["data"] * mesh["fsdp"]
             if not cfg.model.remat:
                 out.append(f"{name}: activations {p['temp_bytes'] / GiB:.1f} GiB per chip: --config.model.remat=True")
+            if not cfg.model.get("attention_chunk", 0):
+                out.append(f"{name}: attention scores of whole sequences: compute them in query blocks, "
+                           "--config.model.attention_chunk=1024")
             if spec_rows > shards:
                 seq = cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
                 out.append(f"{name}: smaller micro-batches: --config.train.micro_batch_tokens="

@@ -8,15 +8,34 @@ command checks that the multi-host start-up and collectives work before a long r
     # on each of N hosts (or N local processes):
     python -m tempo_jax.parallel.selfcheck --mesh 2,1,2 --steps 2 --out /tmp/selfcheck.npz \\
         --coordinator HOST0:8476 --num-processes N --process-id I
+
+With ``--run`` every process instead runs the whole ``Trainer.run()`` (rollouts, a small evaluation at
+the last step, checkpoints, final export) into one shared ``--run-dir``; ``--resume`` continues it,
+and ``--preempt STEP:PROCESS`` sends SIGTERM to one process only after STEP (all must stop there).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any, Sequence
 
 import numpy as np
+
+STEPS = 2
+LR = 1e-4  # Adam moves every parameter by ~LR per step: 10x the tolerance, far above reduction-order noise
+TOL = 1e-5  # sharded / multi-process parameters must equal the one-device ones within this
+
+
+def tiny_config(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, **changes: Any):
+    """The tiny TEMPO recipe for these checks: ``steps`` steps on mesh ``shape``, synchronous saves."""
+    from tempo_jax.testing.tiny import tiny_recipe
+
+    base = dict(run_dir=run_dir, mesh__shape=tuple(shape), checkpoint__async_save=False, log__tensorboard=False,
+                grader__workers=1, train__total_steps=steps)
+    base.update(changes)
+    return tiny_recipe("tempo", assets, **base)
 
 
 def run_tiny_steps(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str,
@@ -25,14 +44,10 @@ def run_tiny_steps(shape: Sequence[int], steps: int, assets: dict[str, str], run
     import jax
 
     from tempo_jax.parallel.mesh import to_host
-    from tempo_jax.testing.tiny import tiny_recipe
     from tempo_jax.train import setup
     from tempo_jax.train.loop import Trainer
 
-    base = dict(run_dir=run_dir, mesh__shape=tuple(shape), checkpoint__async_save=False, log__tensorboard=False,
-                grader__workers=1, train__total_steps=steps)
-    base.update(changes)
-    cfg = tiny_recipe("tempo", assets, **base)
+    cfg = tiny_config(shape, steps, assets, run_dir, **changes)
     trainer = Trainer(cfg)
     out = []
     with setup.make_grader(cfg) as trainer.grader:
@@ -45,6 +60,31 @@ def run_tiny_steps(shape: Sequence[int], steps: int, assets: dict[str, str], run
     return out
 
 
+def run_tiny_training(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, *,
+                      resume: bool = False, preempt: tuple[int, int] | None = None, **changes: Any) -> dict[str, Any]:
+    """``Trainer.run()`` of the tiny recipe into ``run_dir`` (shared by all processes), with a 2-question,
+    2-sample evaluation at the last step. ``preempt=(step, process)``: that process alone gets SIGTERM
+    after ``step``. Returns what ``run()`` returns."""
+    import jax
+
+    from tempo_jax.train.loop import Trainer
+
+    base = dict(eval__test_freq=steps, eval__before_train=False, eval__n=2, eval__limit=2)
+    base.update(changes)
+    trainer = Trainer(tiny_config(shape, steps, assets, run_dir, **base), resume=resume)
+    if preempt is not None and jax.process_index() == preempt[1]:
+        step_fn = trainer.step
+
+        def step_then_signal(step: int) -> dict[str, float]:
+            out = step_fn(step)
+            if step == preempt[0]:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a preemption notice reaching this host only
+            return out
+
+        trainer.step = step_then_signal
+    return trainer.run()
+
+
 def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     if a.keys() != b.keys():
         raise ValueError(f"different parameter sets: {sorted(a.keys() ^ b.keys())[:4]}")
@@ -55,15 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tempo_jax.parallel.selfcheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mesh", default="1,1,1", help="data,fsdp,tensor (product = global device count)")
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--out", required=True, help=".npz with the parameters after the last step (process 0)")
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--out", default=None, help=".npz with the parameters after the last step (process 0); "
+                        "required without --run")
     parser.add_argument("--assets", default="runs/tiny_assets", help="tiny model + data (created if missing)")
     parser.add_argument("--run-dir", default="runs/selfcheck")
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=LR)
+    parser.add_argument("--run", action="store_true",
+                        help="run the whole training loop into the shared --run-dir instead of comparing steps")
+    parser.add_argument("--resume", action="store_true", help="with --run: continue from the latest checkpoint")
+    parser.add_argument("--preempt", default=None, metavar="STEP:PROCESS",
+                        help="with --run: SIGTERM to process PROCESS only, after step STEP")
     args = parser.parse_args(argv)
+    if not args.run and not args.out:
+        parser.error("--out is required (unless --run)")
 
     from tempo_jax.parallel.distributed import init_distributed
 
@@ -73,8 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     from tempo_jax.testing.tiny import ensure_tiny_assets
 
     assets = ensure_tiny_assets(args.assets)
-    run_dir = os.path.join(args.run_dir, f"process_{jax.process_index()}")
     shape = tuple(int(s) for s in args.mesh.split(","))
+    if args.run:
+        preempt = tuple(int(x) for x in args.preempt.split(":")) if args.preempt else None
+        result = run_tiny_training(shape, args.steps, assets, args.run_dir, resume=args.resume, preempt=preempt,
+                                   train__actor_lr=args.lr, train__critic_lr=args.lr)
+        print(f"process {jax.process_index()}/{jax.process_count()}: run on mesh {shape} over {jax.device_count()} "
+              f"devices in {result['run_dir']}; stopped_by={result['stopped_by']}", flush=True)
+        return 0
+    run_dir = os.path.join(args.run_dir, f"process_{jax.process_index()}")
     params = run_tiny_steps(shape, args.steps, assets, run_dir, train__actor_lr=args.lr, train__critic_lr=args.lr)
     if jax.process_index() == 0:
         np.savez(args.out, **params[-1])

@@ -21,6 +21,13 @@ missing role or a different tree/shape is a configuration mismatch and raises
 :class:`CheckpointMismatchError` without touching anything. Any other failure to read the
 newest step (truncated or missing files, bad JSON, a missing tensor) marks that step corrupt:
 it is logged, renamed to ``<step>.corrupt-<n>`` and the previous step is tried.
+
+Multi-process jobs (one shared directory): every process calls ``save``/``restore`` at the same
+point; Orbax coordinates the array shards and writes the JSON items from process 0. Checksums are
+computed on the global arrays (a collective) and gathered, so every process records and checks the
+same numbers. Whether a step could be read is agreed over all processes before anything else
+collective runs (a shard only one process reads may be the broken one), and only process 0 moves a
+corrupt step aside, between barriers.
 """
 from __future__ import annotations
 
@@ -34,6 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+
+from tempo_jax.parallel.distributed import any_process, barrier, is_primary
+from tempo_jax.parallel.mesh import to_host
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +102,8 @@ def _tree_checksums(tree: Any) -> jax.Array:
 
 
 def _checksums(tree: Any) -> list[int]:
-    return [int(c) for c in np.asarray(jax.device_get(_tree_checksums(tree)))]
+    """Per-leaf checksums on the host; a collective when ``tree`` spans several processes (call on all)."""
+    return [int(c) for c in np.asarray(to_host(_tree_checksums(tree)))]
 
 
 def _default_sharding() -> jax.sharding.Sharding:
@@ -280,20 +291,43 @@ class Checkpointer:
         return self.directory / str(step)
 
     def _move_aside(self, step: int) -> epath.Path:
-        """Rename ``<step>`` to the first free ``<step>.corrupt-<n>`` (primary process only)."""
+        """Rename ``<step>`` to the first free ``<step>.corrupt-<n>`` (primary process only).
+
+        The first barrier lets every process pick the same free name before the rename; the second
+        keeps the others from listing the directory before it is done."""
         src = self._step_path(step)
         n = 0
         while (dst := self.directory / f"{step}.corrupt-{n}").exists():
             n += 1
-        if jax.process_index() == 0:
+        barrier(f"tempo_jax_checkpoint_move_aside_{step}_start")
+        if is_primary():
             src.rename(dst)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices(f"tempo_jax_checkpoint_move_aside_{step}")
+        barrier(f"tempo_jax_checkpoint_move_aside_{step}_done")
         self._mngr.reload()
         return dst
 
     def _restore_step(self, step: int, abstract: Mapping[str, Any]) -> tuple[int, dict[str, Any], dict]:
+        """Read ``step`` and check its checksums; raises on every process if it failed on any."""
+        error: BaseException | None = None
+        try:
+            saved, out, meta = self._read_step(step, abstract)
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the processes agree
+            error = e
+        # Several processes: a read can fail on one only (a shard only it reads); agree before the
+        # checksum pass (a collective) or the decision to move the step aside. No-op on one process.
+        if any_process(error is not None) and error is None:
+            error = CheckpointRestoreError(f"checkpoint {self._step_path(step)} could not be read on another "
+                                           "process (see its log)")
+        if error is not None:
+            raise error
+        if self.verify:
+            for name, tree in out.items():
+                if tree is not None:
+                    self._check_sums(name, saved[name], tree)
+        return step, out, meta
+
+    def _read_step(self, step: int, abstract: Mapping[str, Any]) -> tuple[dict, dict[str, Any], dict]:
+        """``(saved layout items, {role: pytree | None}, meta)`` of ``step``, not yet checksum-verified."""
         layout = self._mngr.restore(step, args=ocp.args.Composite(**{LAYOUT_ITEM: ocp.args.JsonRestore()}))[LAYOUT_ITEM]
         if not isinstance(layout, dict) or layout.get("format") != _LAYOUT_FORMAT or "items" not in layout:
             raise ValueError(f"bad or missing '{LAYOUT_ITEM}' record: {str(layout)[:200]}")
@@ -326,12 +360,9 @@ class Checkpointer:
         if not isinstance(meta, dict):
             raise ValueError(f"bad or missing '{META_ITEM}' record: {str(meta)[:200]}")
         for name in restore_args:
-            if name == META_ITEM:
-                continue
-            out[name] = restored[name]
-            if self.verify:
-                self._check_sums(name, saved[name], out[name])
-        return step, out, meta
+            if name != META_ITEM:
+                out[name] = restored[name]
+        return saved, out, meta
 
     @staticmethod
     def _check_sums(name: str, saved: Mapping[str, list], tree: Any) -> None:

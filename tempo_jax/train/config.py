@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.remat = False
     c.model.scan_layers = False
+    c.model.attention_chunk = 0  # queries per attention block (0: all at once); bounds long-sequence memory
     c.model.preset = ""  # architecture preset (models/presets.py) or HF dir for `tempo-jax plan`; training reads actor_hf
 
     c.data = ml_collections.ConfigDict()

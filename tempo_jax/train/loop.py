@@ -28,12 +28,12 @@ import tempo_jax.rl.value_losses  # noqa: F401
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.parallel import mesh as pmesh
-from tempo_jax.parallel.distributed import init_distributed
+from tempo_jax.parallel.distributed import init_distributed, is_primary
 from tempo_jax.rl.registry import ADVANTAGES
 from tempo_jax.train import setup
 from tempo_jax.train.checkpoint import Checkpointer
 from tempo_jax.train.config import uses_critic, validate
-from tempo_jax.train.metrics import MetricsWriter
+from tempo_jax.train.metrics import MetricsWriter, NullMetricsWriter
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.preemption import PreemptionGuard
 from tempo_jax.train.rollout import RolloutSettings, collect
@@ -81,14 +81,15 @@ class Trainer:
         self.consecutive_bad = 0
         if resume:
             self._resume()
-        setup.write_run_files(cfg, self.model_cfg, self.run_dir)
-        self.tokenizer.save_pretrained(os.path.join(self.run_dir, "tokenizer"))  # for eval --checkpoint
+        if is_primary():  # one writer for the shared run directory (multi-process jobs)
+            setup.write_run_files(cfg, self.model_cfg, self.run_dir)
+            self.tokenizer.save_pretrained(os.path.join(self.run_dir, "tokenizer"))  # for eval --checkpoint
 
     # ------------------------------------------------------------------ construction
     def _load_models(self):
         cfg = self.cfg
         overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
-                         scan_layers=cfg.model.scan_layers)
+                         scan_layers=cfg.model.scan_layers, attention_chunk=cfg.model.attention_chunk)
         if cfg.model.init_from:
             return setup.load_from_run(cfg.model.init_from, need_critic=uses_critic(cfg), mesh=self.mesh,
                                        **overrides)
@@ -221,7 +222,8 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         total = cfg.train.total_steps
-        writer = MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar)
+        writer = MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar) \
+            if is_primary() else NullMetricsWriter()
         evaluator = setup.make_evaluator(cfg, self)
         last: dict[str, float] = {}
         stopped_by = None
@@ -243,8 +245,8 @@ class Trainer:
                             f"updates were skipped); stopping at step {step}. The last good checkpoint "
                             f"(step {self.checkpointer.latest_step()}) in {self.checkpointer.directory} is intact. "
                             "Lower the learning rates, check the data, or raise train.max_consecutive_bad_steps.")
-                    if guard.requested:
-                        stopped_by = guard.signal_name
+                    if guard.should_stop():  # multi-process: every process stops at the same step
+                        stopped_by = guard.signal_name or "a stop request from another process"
                         self._save(step, force=True)
                         log.warning("%s received: saved step %d and stopping; continue with --resume",
                                     stopped_by, step)

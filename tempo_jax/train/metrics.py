@@ -70,6 +70,17 @@ class MetricsWriter:
             self._bar.close()
 
 
+class NullMetricsWriter:
+    """The writer of processes other than the primary in a multi-process job: writes nothing, so the
+    shared ``metrics.jsonl`` gets one line per step."""
+
+    def write(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_metrics(run_dir: str) -> list[dict]:
     path = os.path.join(run_dir, "metrics.jsonl")
     with open(path, encoding="utf-8") as fh:

@@ -31,8 +31,6 @@ import threading
 from types import FrameType
 from typing import Any, Sequence
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 
@@ -104,11 +102,6 @@ class PreemptionGuard:
         With more than one JAX process this is a collective (all-gather of one int): call it on
         every process at the same point of each step.
         """
-        import jax
+        from tempo_jax.parallel.distributed import any_process
 
-        if jax.process_count() == 1:
-            return self.requested
-        from jax.experimental import multihost_utils
-
-        flags = multihost_utils.process_allgather(np.int32(self.requested))
-        return bool(np.any(flags))
+        return any_process(self.requested)

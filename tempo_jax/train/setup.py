@@ -18,6 +18,8 @@ from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
+from tempo_jax.parallel.distributed import barrier, is_primary
+from tempo_jax.parallel.mesh import to_host
 from tempo_jax.rewards.grader import Grader
 from tempo_jax.sampling.methods import Sampling
 from tempo_jax.train.rollout import RolloutSettings
@@ -183,6 +185,8 @@ def make_evaluator(cfg, trainer):
     from tempo_jax.eval.model_eval import evaluate_model
 
     def run(step: int) -> dict[str, float]:
+        # Every process samples (a collective on the sharded parameters, batch rows over the mesh) and
+        # gets the same gathered results; only the primary writes eval/step_*/.
         actor = nnx.merge(trainer.actor.graphdef, trainer.actor.state.params)
         critic = nnx.merge(trainer.critic.graphdef, trainer.critic.state.params) if trainer.critic else None
         out_dir = os.path.join(trainer.run_dir, "eval", f"step_{step:06d}")
@@ -191,7 +195,8 @@ def make_evaluator(cfg, trainer):
                                  temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, critic=critic,
                                  data_dir=cfg.data.data_dir or None, limit=cfg.eval.limit or None,
                                  seed=cfg.seed + step, template=run_template(cfg),
-                                 max_prompt_tokens=cfg.data.max_prompt_tokens, grader=trainer.grader)
+                                 max_prompt_tokens=cfg.data.max_prompt_tokens, grader=trainer.grader,
+                                 mesh=trainer.mesh)
         out: dict[str, float] = {}
         for result in results.values():
             out.update(result.flat_metrics())
@@ -201,11 +206,18 @@ def make_evaluator(cfg, trainer):
 
 
 def export_final(trainer) -> None:
-    """The trained actor (and critic) as HF checkpoints, with the tokenizer, under run_dir/export."""
+    """The trained actor (and critic) as HF checkpoints, with the tokenizer, under run_dir/export.
+
+    Every process must call it: parameters sharded over several processes are gathered with
+    ``to_host`` (an all-gather, i.e. a collective), then only the primary writes."""
     base = os.path.join(trainer.run_dir, "export")
-    actor = nnx.merge(trainer.actor.graphdef, trainer.actor.state.params)
-    to_hf(actor, os.path.join(base, "actor"))
-    trainer.tokenizer.save_pretrained(os.path.join(base, "actor"))
-    if trainer.critic is not None:
-        to_hf(nnx.merge(trainer.critic.graphdef, trainer.critic.state.params), os.path.join(base, "critic"))
-    trainer.tokenizer.save_pretrained(os.path.join(trainer.run_dir, "tokenizer"))
+    roles = [("actor", trainer.actor)] + ([("critic", trainer.critic)] if trainer.critic is not None else [])
+    for name, role in roles:
+        params = to_host(role.state.params)  # one role at a time: a single host copy of a model at the peak
+        if is_primary():
+            to_hf(nnx.merge(role.graphdef, params), os.path.join(base, name))
+        del params
+    if is_primary():
+        trainer.tokenizer.save_pretrained(os.path.join(base, "actor"))
+        trainer.tokenizer.save_pretrained(os.path.join(trainer.run_dir, "tokenizer"))
+    barrier("tempo_jax_export_final")  # nobody leaves (and shuts the job down) before the files are written

@@ -107,3 +107,22 @@ def test_distributed_start_up_is_a_no_op_on_one_host_and_checks_its_arguments(mo
     monkeypatch.setenv("TEMPO_JAX_DISTRIBUTED", "off")
     assert distributed.init_distributed() is False
     assert distributed.is_primary()
+
+
+def test_any_process_and_barrier_are_local_on_one_process_and_collective_on_several(monkeypatch):
+    from jax.experimental import multihost_utils
+
+    assert distributed.any_process(True) is True and distributed.any_process(False) is False
+    distributed.barrier("one process: returns at once")  # nothing to wait for
+    calls = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda x: calls.append(x) or np.array([x, 1]))
+    monkeypatch.setattr(multihost_utils, "sync_global_devices", lambda name: calls.append(name))
+    assert distributed.any_process(False) is True  # the other process asked: everybody stops
+    distributed.barrier("tempo_jax_test")
+    assert calls == [0, "tempo_jax_test"]
+
+    from tempo_jax.train.preemption import PreemptionGuard
+
+    guard = PreemptionGuard()
+    assert not guard.requested and guard.should_stop()  # agreed over processes, not the local flag

@@ -4,33 +4,13 @@ Each run is real TEMPO steps of the tiny recipe (rollout + grading + critic valu
 parameters of actor and critic are compared leaf by leaf with the single-device run.
 """
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
-from tempo_jax.parallel.selfcheck import max_abs_diff, run_tiny_steps
-from tempo_jax.testing.tiny import ensure_tiny_assets
-
-LR = 1e-4  # Adam moves every parameter by ~LR per step: 10x the tolerance, far above reduction-order noise
-TOL = 1e-5
-STEPS = 2
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return ensure_tiny_assets(str(tmp_path_factory.mktemp("parallel_assets")))
-
-
-@pytest.fixture(scope="module")
-def reference(assets, tmp_path_factory):
-    """Parameters after steps 1 and 2 on a single device (no mesh)."""
-    return run_tiny_steps((1, 1, 1), STEPS, assets, str(tmp_path_factory.mktemp("ref")),
-                          train__actor_lr=LR, train__critic_lr=LR)
+from tempo_jax.parallel.selfcheck import LR, STEPS, TOL, max_abs_diff, run_tiny_steps
+from tempo_jax.testing.multiprocess import describe, run_local_job
 
 
 def test_reference_moves_parameters_well_beyond_the_tolerance(reference):
@@ -88,44 +68,15 @@ def test_separate_rollout_mesh_reshards_the_actor(assets, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- multi-host
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process(assets, reference, tmp_path):
     """Two local processes x 2 CPU devices (jax.distributed + gloo), mesh (2, 1, 2): the data axis spans
     the processes, so each holds half the rows; 2 TEMPO steps equal the one-device run."""
-    port = _free_port()
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
-                                if "xla_force_host_platform_device_count" not in f)
-    env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
-    env["JAX_PLATFORMS"] = "cpu"
     out = tmp_path / "params.npz"
-    procs, logs = [], []
-    for pid in range(2):
-        log = open(tmp_path / f"process_{pid}.log", "w")
-        logs.append(log)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tempo_jax.parallel.selfcheck", "--mesh", "2,1,2", "--steps", str(STEPS),
-             "--out", str(out), "--assets", os.path.dirname(assets["model"]), "--run-dir", str(tmp_path / "runs"),
-             "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(pid),
-             "--lr", str(LR)], env=env, stdout=log, stderr=subprocess.STDOUT))
-    deadline = time.time() + 420
-    try:
-        for p in procs:
-            p.wait(timeout=max(1.0, deadline - time.time()))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for log in logs:
-            log.close()
-    tails = {pid: (tmp_path / f"process_{pid}.log").read_text()[-3000:] for pid in range(2)}
-    assert all(p.returncode == 0 for p in procs), f"worker failed: {tails}"
-    assert "process 1/2" in tails[1] and "over 4 devices" in tails[0]
+    results = run_local_job("tempo_jax.parallel.selfcheck", [
+        "--mesh", "2,1,2", "--steps", str(STEPS), "--out", str(out), "--assets", os.path.dirname(assets["model"]),
+        "--run-dir", str(tmp_path / "runs"), "--lr", str(LR)], tmp_path)
+    assert all(r.returncode == 0 for r in results), f"worker failed:\n{describe(results)}"
+    assert "process 1/2" in results[1].log and "over 4 devices" in results[0].log
     got = dict(np.load(out))
     diff = max_abs_diff(reference[-1], got)
     assert diff < TOL, f"2 processes differ from one process by {diff:.3g}"

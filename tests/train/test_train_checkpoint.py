@@ -212,6 +212,22 @@ def test_all_corrupt_is_a_clear_error(tmp_path, caplog):
     assert sorted(os.listdir(tmp_path)) == ["1.corrupt-0", "2.corrupt-0"]
 
 
+def test_a_step_unreadable_on_another_process_is_given_up_here_too(tmp_path, monkeypatch, caplog):
+    """Multi-process: a shard only one process reads can be the broken one; every process must then give
+    up that step together (the agreement is faked here: 'another process' fails the first step tried)."""
+    import tempo_jax.train.checkpoint as checkpoint
+
+    save_steps(tmp_path, [1, 2])
+    local_failures = []
+    monkeypatch.setattr(checkpoint, "any_process", lambda flag: local_failures.append(flag) or len(local_failures) == 1)
+    with caplog.at_level(logging.ERROR, logger="tempo_jax.train.checkpoint"):
+        step, arrays, meta = Checkpointer(tmp_path).restore(SMALL_ABSTRACT)
+    assert step == 1 and meta == {"step": 1} and local_failures == [False, False]  # both read fine here
+    assert_bit_equal(arrays["actor"], small(1))
+    assert "could not be read on another process" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt-0"]
+
+
 def test_explicit_corrupt_step_is_not_substituted(tmp_path):
     save_steps(tmp_path, [1, 2])
     _truncate_data(tmp_path / "2")
