@@ -124,7 +124,7 @@ def compare(hf_model, ours, batch: int, new_tokens: int, repeats: int) -> dict:
                 ours_compile_s_est=round(first - min(ours_s), 2), loadavg_per_repeat=loads)
 
 
-def length_scan(ours, batch: int, lengths: list[int], repeats: int) -> dict:
+def length_scan(ours, batch: int, lengths: list[int], repeats: int, peak_gb_s: float) -> dict:
     prompts = prompts_for(batch)
     rows = []
     for n in lengths:
@@ -140,21 +140,53 @@ def length_scan(ours, batch: int, lengths: list[int], repeats: int) -> dict:
     for r in rows:
         r["cost_per_token_vs_first"] = round(r["ms_per_token"] / base, 3)
         r["mean_context"] = PROMPT_LEN + (r["new_tokens"] - 1) / 2
+        r["mean_slots_read"] = round(mean_slots_read(PROMPT_LEN, r["new_tokens"]), 1)
     out = dict(batch=batch, rows=rows)
     if len(rows) >= 2:
-        # cost per token = constant + slope x mean context: with the cache read once per step and no
-        # recomputation the growth is linear, at the rate the KV bytes stream from memory.
-        slope, const = np.polyfit([r["mean_context"] for r in rows], [r["ms_per_token"] for r in rows], 1)
-        cfg = ours.cfg
-        kv_bytes = cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim * 4  # per context slot, per token
-        out["linear_fit"] = dict(ms_per_token_at_zero_context=round(float(const), 4),
-                                 us_per_token_per_context_slot=round(1e3 * float(slope), 4),
-                                 kv_bytes_per_slot=kv_bytes,
-                                 implied_kv_stream_gb_s=round(kv_bytes / (float(slope) * 1e-3) / 1e9, 1))
-        print(f"  batch {batch}: cost per token {out['linear_fit']['ms_per_token_at_zero_context']} ms + "
-              f"{out['linear_fit']['us_per_token_per_context_slot']} us x context slots (KV read at "
-              f"{out['linear_fit']['implied_kv_stream_gb_s']} GB/s)", flush=True)
+        out["bandwidth_model"] = bandwidth_model(ours.cfg, rows, peak_gb_s)
+        m = out["bandwidth_model"]
+        print(f"  batch {batch}: cost per token {m['ms_per_token_without_attention']} ms + "
+              f"{m['us_per_token_per_slot_read']} us x slots read (KV streamed at {m['kv_stream_gb_s']} GB/s, "
+              f"{m['kv_stream_fraction_of_peak']:.0%} of the measured {peak_gb_s} GB/s); an ideal sampler with the "
+              f"same non-attention cost reading only the filled slots at peak: {m['ideal_ratio_last_vs_first']}x",
+              flush=True)
     return out
+
+
+def mean_slots_read(prompt_len: int, new_tokens: int) -> float:
+    """Cache slots attention reads per generated token: each decode step reads its whole window."""
+    windows = gen.cache_windows(prompt_len, new_tokens)
+    ends = [min(w - prompt_len + 1, new_tokens) for w in windows]
+    total, start = 0, 1
+    for w, end in zip(windows, ends):
+        total += w * max(end - start, 0)
+        start = max(start, end)
+    return total / new_tokens
+
+
+def bandwidth_model(cfg, rows: list[dict], peak_gb_s: float) -> dict:
+    """Cost per token = constant + slope x slots read, fitted over the scan. Without recomputation
+    the growth is linear and the slope is the time to stream one slot's K and V (all layers) from
+    memory; compared with the peak read bandwidth measured in the same run, and with the ratio an
+    ideal sampler would reach (same non-attention cost, only the filled slots, at peak bandwidth)."""
+    slope, const = np.polyfit([r["mean_slots_read"] for r in rows], [r["ms_per_token"] for r in rows], 1)
+    kv_bytes = cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim * 4  # fp32 K and V of one slot
+    stream = kv_bytes / (float(slope) * 1e-3) / 1e9
+    ideal_ms = [float(const) + kv_bytes * r["mean_context"] / (peak_gb_s * 1e9) * 1e3 for r in (rows[0], rows[-1])]
+    residual = max(abs(float(const) + float(slope) * r["mean_slots_read"] - r["ms_per_token"]) / r["ms_per_token"]
+                   for r in rows)
+    return dict(ms_per_token_without_attention=round(float(const), 4),
+                us_per_token_per_slot_read=round(1e3 * float(slope), 4), kv_bytes_per_slot=kv_bytes,
+                kv_stream_gb_s=round(stream, 1), kv_stream_fraction_of_peak=round(stream / peak_gb_s, 3),
+                max_relative_fit_residual=round(residual, 3),
+                ideal_ratio_last_vs_first=round(ideal_ms[1] / ideal_ms[0], 3))
+
+
+def peak_read_bandwidth(gib: float = 0.5) -> float:
+    """GB/s of a jitted sum over a large fp32 array: the rate attention can at best read the cache."""
+    x = jnp.ones((int(gib * 2**30) // 4,), jnp.float32)
+    seconds = _bench(jax.jit(jnp.sum), x, n=7)
+    return round(x.nbytes / seconds / 1e9, 1)
 
 
 def _bench(fn, *args, n: int = 5) -> float:
@@ -312,7 +344,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 1024])
-    parser.add_argument("--length-batches", type=int, nargs="+", default=[64])
+    parser.add_argument("--length-batches", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-batch", type=int, default=64)
     parser.add_argument("--no-profile", action="store_true")
@@ -342,7 +374,10 @@ def main(argv=None) -> dict:
                   f"{row['ratio']}x (ours: first call {row['ours_first_call_s']} s, compile ~{row['ours_compile_s_est']} s)",
                   flush=True)
         del hf_model
-        result["length_scan"] = [length_scan(ours, b, args.lengths, args.repeats) for b in args.length_batches]
+        result["peak_read_gb_s"] = peak_read_bandwidth()
+        print(f"peak read bandwidth (jitted sum over 0.5 GiB): {result['peak_read_gb_s']} GB/s", flush=True)
+        result["length_scan"] = [length_scan(ours, b, args.lengths, args.repeats, result["peak_read_gb_s"])
+                                 for b in args.length_batches]
         if not args.no_profile:
             print(f"profile at batch {args.profile_batch}, {args.new_tokens} new tokens:", flush=True)
             prof = profile(ours, args.profile_batch, args.new_tokens)

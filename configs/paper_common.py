@@ -25,6 +25,7 @@ TOPOLOGY = "v5p-64"  # 32 chips x 95 GiB; see benchmarks/results/plan_<recipe>.j
 MESH = (1, -1, 4)  # FSDP over 8 chips x tensor 4 on v5p-64 (-1 = the remaining chips)
 ROLLOUT_MESH = (-1, 1, 4)  # sampler: weights replicated over data, split over tensor (no per-token all-gather)
 MICRO_ROWS = 8  # one 18k-token sequence per FSDP shard per micro-batch on v5p-64
+ATTENTION_CHUNK = 1024  # queries per attention block: E/M-step temporaries 58 -> 25 GiB per chip (Qwen3-8B)
 
 
 def paper(model: str, method: str, **changes):
@@ -35,7 +36,7 @@ def paper(model: str, method: str, **changes):
         seed=1,
         run_dir=f"runs/{method}_{model}_aime",
         model__actor_hf=m["hf"], model__preset=m["preset"], model__param_dtype="float32", model__dtype="bfloat16",
-        model__remat=True, model__scan_layers=True,
+        model__remat=True, model__scan_layers=True, model__attention_chunk=ATTENTION_CHUNK,
         data__labeled="math_train", data__unlabeled="aime24", data__template=m["template"],
         data__max_prompt_tokens=2048,
         rollout__n=8, rollout__max_new_tokens=16384, rollout__temperature=1.0, rollout__top_p=1.0,
