@@ -9,14 +9,16 @@ call (prefill included) for both sides.
 
 * ours vs transformers at each ``--batches`` size: a warm-up call each (ours: compile time is
   reported, not timed), then ``--repeats`` alternating ours / transformers runs; best of each;
-* ours alone at ``--lengths`` new tokens (cost per generated token vs. the first length);
+* ours alone at ``--lengths`` new tokens (cost per generated token vs. the first length), with a
+  bandwidth model of the growth (:func:`bandwidth_model`: the fitted cost of one cache slot read
+  against the peak read bandwidth measured in the same run);
 * a profile of one decode step at batch ``--profile-batch``: the pieces (backbone, attention over
   the cache, LM head, sampling) timed on their own over the cache windows the 128-token run
   uses, weighted by the steps run in each window, next to the measured phases of a real call
   (prefill, decode segments, cache resizes).
 
     python benchmarks/sampler.py [--batches 16 64] [--new-tokens 128] [--lengths 128 512 1024]
-        [--length-batches 64] [--repeats 3] [--out benchmarks/results/sampler.json]
+        [--length-batches 16 64] [--repeats 3] [--out benchmarks/results/sampler.json]
 
 No XLA flags are set here (XLA_FLAGS from the environment, if any, is recorded in the JSON).
 PyTorch's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set before torch loads;
