@@ -68,11 +68,12 @@ def test_stop_tokens_end_rows_and_everything_after_is_padding(qwen3, prompts):
 
 
 def test_cache_windows():
-    assert cache_windows(32, 128) == [64, 96, 159]  # grow x1.5 (multiples of 32) up to the full length
-    assert cache_windows(32, 1024) == [64, 96, 160, 256, 384, 576, 1055]
-    assert cache_windows(16, 24) == [39]  # a window within sqrt(1.5) of the full length is skipped
-    assert cache_windows(16, 40, min_window=1) == [32, 55]  # the first window holds the prompt and a new token
-    assert cache_windows(100, 400, min_window=1, growth=2.0, align=64) == [128, 256, 499]
+    # grow x1.5 (multiples of 32) up to the full length 32 + 128 - 1, rounded up to a multiple of 16
+    assert cache_windows(32, 128) == [64, 96, 160]
+    assert cache_windows(32, 1024) == [64, 96, 160, 256, 384, 576, 1056]
+    assert cache_windows(16, 24) == [48]  # a window within sqrt(1.5) of the full length (39) is skipped
+    assert cache_windows(16, 40, min_window=1) == [32, 64]  # the first window holds the prompt and a new token
+    assert cache_windows(100, 400, min_window=1, growth=2.0, align=64) == [128, 256, 512]
     assert cache_windows(16, 1) == [16]
 
 
