@@ -30,6 +30,8 @@ from typing import Any, Callable, Sequence
 
 DEFAULT_TASK = "tempo_jax.rewards.equivalence:is_equivalent"
 DEFAULT_WARMUP = "tempo_jax.rewards.equivalence:warmup"
+_SLOW_START = ("workers import the parent's __main__ module: a script that starts training at import time must "
+               "guard it with `if __name__ == \"__main__\":`; otherwise the machine is overloaded")
 
 
 def _resolve(fn: str | Callable | None, default: str) -> Callable:
@@ -338,7 +340,7 @@ class GradingPool:
                     self.stats.timeouts += 1
                     fail_head(w)
                 elif w.state == "starting" and now >= w.since + self.startup_timeout_s:
-                    self._startup_failed(w, f"no ready message within {self.startup_timeout_s:.0f} s")
+                    self._startup_failed(w, f"no ready message within {self.startup_timeout_s:.0f} s ({_SLOW_START})")
         return results
 
     # ------------------------------------------------------------------------------ shutdown

@@ -135,3 +135,10 @@ def test_startup_failure_is_reported():
     with pytest.raises(RuntimeError, match="keep failing to start"):
         p = GradingPool(num_workers=1, timeout_s=1.0, warmup="tempo_jax.rewards.no_such_module:f")
         p.wait_ready()
+
+
+def test_workers_that_never_get_ready_are_reported_with_the_likely_cause():
+    # signal.pause blocks forever: the warm-up never finishes, as with an unguarded __main__
+    p = GradingPool(num_workers=1, timeout_s=1.0, startup_timeout_s=1.0, warmup="signal:pause")
+    with pytest.raises(RuntimeError, match=r"no ready message within 1 s.*if __name__ == \"__main__\""):
+        p.wait_ready()
