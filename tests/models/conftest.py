@@ -9,13 +9,11 @@ around 1 so a wrong norm mapping shows.
 """
 from __future__ import annotations
 
-import copy
-import os
 import zlib
 
 import numpy as np
 import pytest
-from tempo_jax.testing.torch_reference import randomize
+from tempo_jax.testing.torch_reference import HFCheckpointCache, hf_config_from
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -62,46 +60,13 @@ FAMILIES = ("qwen3", "qwen2", "llama", "olmo2", "olmo3")
 
 
 def hf_config(case: str, **changes):
-    kwargs = copy.deepcopy(CASES[case])
-    kwargs.update(changes)
-    model_type = kwargs.pop("model_type")
-    cfg = transformers.AutoConfig.for_model(model_type, **kwargs)
-    cfg._attn_implementation = "eager"
-    return cfg
-
-
-
-
-
-class HFCheckpoints:
-    """Builds (once per session) tiny HF checkpoints on disk and keeps the torch models."""
-
-    def __init__(self, root):
-        self.root = root
-        self._cache: dict = {}
-
-    def get(self, case: str, critic: bool = False):
-        """(directory, torch model) of the causal-LM (or token-classification) checkpoint."""
-        key = (case, critic)
-        if key not in self._cache:
-            torch.manual_seed(0)
-            cfg = hf_config(case)
-            if critic:
-                cfg.num_labels = 1
-                model = transformers.AutoModelForTokenClassification.from_config(cfg)
-            else:
-                model = transformers.AutoModelForCausalLM.from_config(cfg)
-            randomize(model, seed=zlib.crc32(repr(key).encode()))
-            model.eval()
-            path = os.path.join(self.root, f"{case}{'_critic' if critic else ''}")
-            model.save_pretrained(path)
-            self._cache[key] = (path, model)
-        return self._cache[key]
+    return hf_config_from({**CASES[case], **changes})
 
 
 @pytest.fixture(scope="session")
-def hf_checkpoints(tmp_path_factory) -> HFCheckpoints:
-    return HFCheckpoints(str(tmp_path_factory.mktemp("hf_ckpts")))
+def hf_checkpoints(tmp_path_factory) -> HFCheckpointCache:
+    return HFCheckpointCache(str(tmp_path_factory.mktemp("hf_ckpts")), hf_config,
+                             lambda case, critic: zlib.crc32(repr((case, critic)).encode()))
 
 
 class Batch:

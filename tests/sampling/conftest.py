@@ -6,11 +6,9 @@ from uniform: greedy decoding does not lock onto one token, and sampled rows dif
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from tempo_jax.testing.torch_reference import randomize
+from tempo_jax.testing.torch_reference import HFCheckpointCache, hf_config_from
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -33,35 +31,10 @@ CASES = {
 }
 
 
-
-
-
-class Checkpoints:
-    """Tiny HF checkpoints on disk (built once per session) and their torch models."""
-
-    def __init__(self, root: str):
-        self.root = root
-        self._cache: dict = {}
-
-    def get(self, case: str):
-        if case not in self._cache:
-            kwargs = dict(CASES[case])
-            model_type = kwargs.pop("model_type")
-            cfg = transformers.AutoConfig.for_model(model_type, **kwargs)
-            cfg._attn_implementation = "eager"
-            torch.manual_seed(0)
-            model = transformers.AutoModelForCausalLM.from_config(cfg)
-            randomize(model, seed=sum(map(ord, case)))
-            model.eval()
-            path = os.path.join(self.root, case)
-            model.save_pretrained(path)
-            self._cache[case] = (path, model)
-        return self._cache[case]
-
-
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory) -> Checkpoints:
-    return Checkpoints(str(tmp_path_factory.mktemp("sampler_ckpts")))
+def checkpoints(tmp_path_factory) -> HFCheckpointCache:
+    return HFCheckpointCache(str(tmp_path_factory.mktemp("sampler_ckpts")), lambda case: hf_config_from(CASES[case]),
+                             lambda case, critic: sum(map(ord, case)))
 
 
 @pytest.fixture(scope="session")
