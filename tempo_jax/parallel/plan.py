@@ -41,9 +41,9 @@ def model_config_for(cfg):
     """The architecture to plan: ``model.preset`` (a preset name or a HF directory), else actor_hf."""
     from tempo_jax.models.hf_config import config_from_hf, read_hf_config
     from tempo_jax.models.presets import get_preset
+    from tempo_jax.train.config import model_overrides
 
-    overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
-                     scan_layers=cfg.model.scan_layers, attention_chunk=cfg.model.get("attention_chunk", 0))
+    overrides = model_overrides(cfg)
     source = cfg.model.get("preset", "") or cfg.model.actor_hf
     if not source:
         raise ValueError("set model.preset (e.g. Qwen3-14B) or model.actor_hf so plan knows the architecture")
@@ -344,7 +344,7 @@ def suggestions(report: dict, cfg) -> list[str]:
             shards = mesh["data"] * mesh["fsdp"]
             if not cfg.model.remat:
                 out.append(f"{name}: activations {p['temp_bytes'] / GiB:.1f} GiB per chip: --config.model.remat=True")
-            if not cfg.model.get("attention_chunk", 0):
+            if not cfg.model.attention_chunk:
                 out.append(f"{name}: attention scores of whole sequences: compute them in query blocks, "
                            "--config.model.attention_chunk=1024")
             if spec_rows > shards:

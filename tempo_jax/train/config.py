@@ -211,6 +211,14 @@ def recipe(method: str, **changes: Any) -> ml_collections.ConfigDict:
     return cfg
 
 
+def model_overrides(cfg: ml_collections.ConfigDict) -> dict:
+    """The ``ModelConfig`` fields a recipe sets on top of the checkpoint's architecture (numerics,
+    remat, layer scan, attention blocks); the trainer and the planner build the same model from them."""
+    m = cfg.model
+    return dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers,
+                attention_chunk=m.attention_chunk)
+
+
 def uses_critic(cfg: ml_collections.ConfigDict) -> bool:
     return cfg.algo.adv_estimator in CRITIC_ESTIMATORS
 

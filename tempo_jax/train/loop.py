@@ -32,7 +32,7 @@ from tempo_jax.parallel.distributed import init_distributed, is_primary
 from tempo_jax.rl.registry import ADVANTAGES
 from tempo_jax.train import setup
 from tempo_jax.train.checkpoint import Checkpointer
-from tempo_jax.train.config import uses_critic, validate
+from tempo_jax.train.config import model_overrides, uses_critic, validate
 from tempo_jax.train.metrics import MetricsWriter, NullMetricsWriter
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.preemption import PreemptionGuard
@@ -88,8 +88,7 @@ class Trainer:
     # ------------------------------------------------------------------ construction
     def _load_models(self):
         cfg = self.cfg
-        overrides = dict(param_dtype=cfg.model.param_dtype, dtype=cfg.model.dtype, remat=cfg.model.remat,
-                         scan_layers=cfg.model.scan_layers, attention_chunk=cfg.model.attention_chunk)
+        overrides = model_overrides(cfg)
         if cfg.model.init_from:
             return setup.load_from_run(cfg.model.init_from, need_critic=uses_critic(cfg), mesh=self.mesh,
                                        **overrides)
