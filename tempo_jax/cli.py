@@ -65,7 +65,8 @@ def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     from tempo_jax.demo import run_demo
 
-    run_demo(out_dir=args.out, quick=args.quick, overrides=overrides)
+    run_demo(out_dir=args.out, quick=args.quick, overrides=overrides, seed=args.seed, seeds=args.seeds,
+             diagnose_only=args.diagnose)
     return 0
 
 
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the CPU demo: TEMPO vs baselines on a synthetic task")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a CI-sized version (minutes)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of everything random: task data, model init, SFT order, sampling (default 0)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="run seeds SEED .. SEED+K-1 and report means with paired standard errors (default 1)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="stages 0-1 only: can the critic rank answers better than majority voting?")
     p.set_defaults(fn=_demo)
     return parser
 

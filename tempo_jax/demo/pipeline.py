@@ -1,23 +1,33 @@
-"""Stage 0 (SFT warm start) -> stage 1 (RLVR on D_L) -> stage 2 (each method from the same
-stage-1 checkpoint, same budget) -> results table, plots and the TEMPO actor as a HF checkpoint."""
+"""Stage 0 (SFT warm start) -> stage 1 (RLVR on D_L, ending with the diagnosis) -> stage 2 (each
+method from the same stage-1 checkpoint, same budget) -> per-seed and across-seed reports.
+
+Layout of ``out`` (one folder per seed, so ``--seeds K`` keeps every run)::
+
+    tokenizer/                      the task tokenizer (seed-independent)
+    seed_<s>/data/                  D_L, held-out D_L and D_U as JSONL
+    seed_<s>/stage0/                the SFT base model (HF format)
+    seed_<s>/stage1/                stage-1 run; eval/step_<N>/ is the diagnosis and every method's "before"
+    seed_<s>/<method>/              stage-2 runs (metrics.jsonl, eval/step_*/, export/)
+    seed_<s>/diagnosis.md|json      critic vs answer-frequency ranking before stage 2
+    seed_<s>/results.md|json        this seed's table
+    results.md|json, *.png          the table over all seeds run, with paired standard errors
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from typing import Sequence
 
-from tempo_jax.demo.plan import DemoPlan
-from tempo_jax.demo.report import write_report
-from tempo_jax.models.hf_io import to_hf
 from tempo_jax.data.templates import load_tokenizer
+from tempo_jax.demo import report
+from tempo_jax.demo.diagnose import diagnose, write_diagnosis
+from tempo_jax.demo.plan import DemoPlan
+from tempo_jax.models.hf_io import to_hf
 from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
 from tempo_jax.train.loop import Trainer
 from tempo_jax.train.sft import sft_train
-
-log = logging.getLogger(__name__)
 
 
 def _write_jsonl(path: str, records: Sequence[dict]) -> str:
@@ -43,12 +53,12 @@ def stage0(plan: DemoPlan, out: str, tokenizer_dir: str) -> str:
     tokenizer = load_tokenizer(tokenizer_dir)
     setup.check_tokenizer(tokenizer)
     data = setup.datasets()
-    model = setup.new_model()
-    model, metrics = sft_train(model, tokenizer, data["sft"], **setup.sft_kwargs(data["sft_heldout"]))
+    model, metrics = sft_train(setup.new_model(), tokenizer, data["sft"], **setup.sft_kwargs(data["sft_heldout"]))
     to_hf(model, out)
     tokenizer.save_pretrained(out)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     summary["final_loss"] = metrics["loss"][-1]
+    summary["heldout"] = metrics["eval"][-1] if metrics["eval"] else None
     with open(os.path.join(out, "sft_metrics.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2, default=str)
     return out
@@ -64,8 +74,19 @@ def _common(plan: DemoPlan, data: dict[str, str], run_dir: str) -> dict:
         train__actor_lr=plan.actor_lr, train__critic_lr=plan.critic_lr, algo__clip_low=plan.clip,
         algo__clip_high=plan.clip, algo__max_num_gen_batches=10, checkpoint__save_every=1000, checkpoint__keep=1,
         eval__test_freq=plan.eval_every, eval__n=plan.eval_n, eval__datasets=f"{data['unlabeled']},{data['val']}",
-        log__progress_bar=False,
+        eval__before_train=False, eval__batch_prompts=32, log__progress_bar=False,
     )
+
+
+def stage1_config(plan: DemoPlan, data: dict[str, str], out: str, base_dir: str, overrides: Sequence[str] = ()):
+    """RLVR (PPO, gae) on D_L from the SFT model; it evaluates once, after its last step: the
+    diagnosis and the shared "before" of every stage-2 method."""
+    changes = _common(plan, data, os.path.join(out, "stage1"))
+    changes.update(model__actor_hf=base_dir, train__total_steps=plan.stage1_steps,
+                   train__actor_lr=plan.stage1_actor_lr, eval__test_freq=plan.stage1_steps)
+    cfg = recipe("stage1", **changes)
+    _apply_overrides(cfg, [o for o in overrides if not o.startswith("--config.method")])
+    return cfg
 
 
 def method_config(method: str, plan: DemoPlan, data: dict[str, str], out: str, stage1_dir: str,
@@ -89,44 +110,63 @@ def _apply_overrides(cfg, overrides: Sequence[str]) -> None:
             apply_method_defaults(cfg)
 
 
-def run_demo(out_dir: str = "runs/demo", quick: bool = False, overrides: Sequence[str] = (),
-             plan: DemoPlan | None = None) -> dict:
-    """Run the whole demo; returns the paths of the table, plots and exported TEMPO actor."""
-    plan = plan or (DemoPlan.quick() if quick else DemoPlan())
-    out = os.path.abspath(out_dir)
-    os.makedirs(out, exist_ok=True)
-    start = time.perf_counter()
-    timings: dict[str, float] = {}
-    with open(os.path.join(out, "plan.json"), "w", encoding="utf-8") as fh:
-        json.dump(dataclasses.asdict(plan), fh, indent=2)
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
 
-    def timed(name, fn, *args):
+    def __call__(self, name, fn, *args):
         t0 = time.perf_counter()
         print(f"[demo] {name} ...", flush=True)
         result = fn(*args)
-        timings[name] = time.perf_counter() - t0
-        print(f"[demo] {name} done in {timings[name]:.0f}s", flush=True)
+        self.timings[name] = time.perf_counter() - t0
+        print(f"[demo] {name} done in {self.timings[name]:.0f}s", flush=True)
         return result
 
+
+def run_seed(plan: DemoPlan, out: str, tokenizer_dir: str, overrides: Sequence[str] = (),
+             diagnose_only: bool = False) -> dict:
+    """Stages 0-2 of one seed under ``out``; returns the seed's summary (see report.seed_summary)."""
+    os.makedirs(out, exist_ok=True)
+    start = time.perf_counter()
+    timed = _Timer()
+    with open(os.path.join(out, "plan.json"), "w", encoding="utf-8") as fh:
+        json.dump(dataclasses.asdict(plan), fh, indent=2)
     data = timed("data", make_data, plan, os.path.join(out, "data"))
-    tok_dir = str(timed("tokenizer", plan.setup.build_tokenizer, os.path.join(out, "tokenizer")))
-    base_dir = timed("stage 0: supervised warm start", stage0, plan, os.path.join(out, "stage0"), tok_dir)
-
-    stage1 = recipe("stage1", **_common(plan, data, os.path.join(out, "stage1")))
-    set_path(stage1, "model.actor_hf", base_dir)
-    set_path(stage1, "train.total_steps", plan.stage1_steps)
-    set_path(stage1, "eval.test_freq", 0)
-    _apply_overrides(stage1, [o for o in overrides if not o.startswith("--config.method")])
+    base_dir = timed("stage 0: supervised warm start", stage0, plan, os.path.join(out, "stage0"), tokenizer_dir)
+    stage1 = stage1_config(plan, data, out, base_dir, overrides)
     timed("stage 1: RLVR (PPO, gae) on D_L", lambda: Trainer(stage1).run())
+    diagnosis = diagnose(stage1.run_dir, data, plan.stage1_steps)
+    write_diagnosis(diagnosis, out)
+    print(report.diagnosis_lines(diagnosis), flush=True)
+    if not diagnose_only:
+        for method in plan.methods:
+            cfg = method_config(method, plan, data, out, stage1.run_dir, overrides)
+            timed(f"stage 2: {method}", lambda: Trainer(cfg).run())
+    timed.timings["total"] = time.perf_counter() - start
+    return report.write_seed_report(out, plan, data, diagnosis, timed.timings, diagnose_only)
 
-    for method in plan.methods:
-        cfg = method_config(method, plan, data, out, stage1.run_dir, overrides)
-        timed(f"stage 2: {method}", lambda: Trainer(cfg).run())
 
-    timings["total"] = time.perf_counter() - start
-    command = "tempo-jax demo" + (" --quick" if quick else "") + "".join(f" {o}" for o in overrides)
-    paths = write_report(out, plan, data, timings, command)
-    print(f"[demo] finished in {timings['total'] / 60:.1f} min")
+def run_demo(out_dir: str = "runs/demo", quick: bool = False, overrides: Sequence[str] = (),
+             plan: DemoPlan | None = None, seed: int = 0, seeds: int = 1, diagnose_only: bool = False) -> dict:
+    """Run the demo for seeds ``seed .. seed + seeds - 1``; returns the paths of the reports."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    plan = plan or (DemoPlan.quick(seed) if quick else DemoPlan(seed=seed))
+    out = os.path.abspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    start = time.perf_counter()
+    tokenizer_dir = plan.setup.build_tokenizer(os.path.join(out, "tokenizer"))
+    summaries = []
+    for s in range(plan.seed, plan.seed + seeds):
+        print(f"[demo] ===== seed {s} =====", flush=True)
+        summaries.append(run_seed(plan.with_seed(s), os.path.join(out, f"seed_{s}"), tokenizer_dir, overrides,
+                                  diagnose_only))
+    total = time.perf_counter() - start
+    command = "tempo-jax demo" + (" --quick" if quick else "") + (" --diagnose" if diagnose_only else "") + \
+        (f" --seed {plan.seed}" if plan.seed else "") + (f" --seeds {seeds}" if seeds > 1 else "") + \
+        "".join(f" {o}" for o in overrides)
+    paths = report.write_report(out, plan, summaries, total, command, diagnose_only)
+    print(f"[demo] finished in {total / 60:.1f} min")
     for name, path in paths.items():
         print(f"[demo] {name}: {path}")
     return paths

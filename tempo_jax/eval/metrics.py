@@ -21,6 +21,15 @@ Definitions (per question with n samples, c of them correct; datasets average ov
 * critic calibration: values V_T in [-1, 1] against correctness; ``explained_variance`` of
   the +/-1 targets, ``auroc`` (rank based, ties get average ranks, nan if one class is absent),
   ``brier`` and ``ece`` on probabilities p = clip((v + 1) / 2, 0, 1), ECE with 10 equal-width bins.
+* within-question ranking -- ``within_question_auroc``: the AUROC of a score computed
+  separately for every question that has both correct and wrong samples, then averaged over
+  those questions (macro). It asks what a reward for unlabeled questions must do: prefer the
+  right answers *of one question* over its wrong ones; a pooled AUROC also rewards knowing which
+  questions are easy. Applied to the critic's V_T (``critic/auroc_within``) and to answer
+  frequency, the share of the n samples with the same extracted answer, which is what majority
+  voting ranks by (``frequency/auroc_within``; no answer scores 0).
+* ``maj_wrong_some_right`` -- share of questions whose plurality answer over all n samples is
+  wrong while some sample is right: where a reward better than voting has something to find.
 """
 from __future__ import annotations
 
@@ -223,6 +232,39 @@ def auroc(scores, labels) -> float:
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def within_question_auroc(scores, correct) -> tuple[float, int]:
+    """(mean per-question AUROC over questions with both classes, number of such questions);
+    nan when no question has both. ``scores`` and ``correct`` are [Q][n] (n may differ)."""
+    per_question = [auroc(s, c) for s, c in zip(scores, _as_bool_rows(correct))]
+    defined = [a for a in per_question if not math.isnan(a)]
+    return (float(np.mean(defined)) if defined else float("nan")), len(defined)
+
+
+def answer_frequency(answers: Sequence[Hashable | None]) -> np.ndarray:
+    """Per sample: the share of the question's samples with the same extracted answer (None -> 0)."""
+    counts = collections.Counter(a for a in answers if a is not None)
+    return np.array([counts[a] / len(answers) if a is not None else 0.0 for a in answers], dtype=np.float64)
+
+
+def plurality_answer(answers: Sequence[Hashable | None]) -> Hashable | None:
+    """The most frequent extracted answer (ties: first seen), None if no sample has one."""
+    counts = collections.Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == best)
+
+
+def maj_wrong_some_right(answers: Sequence[Sequence[Hashable | None]], correct) -> float:
+    """Share of questions whose plurality answer is wrong (or absent) while some sample is right."""
+    hits = []
+    for ans, ok in zip(answers, _as_bool_rows(correct)):
+        top = plurality_answer(ans)
+        top_ok = top is not None and bool(ok[list(ans).index(top)])
+        hits.append((not top_ok) and bool(ok.any()))
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def value_to_prob(values) -> np.ndarray:
     """Map critic values in [-1, 1] to probabilities (v + 1) / 2, clipped to [0, 1]."""
     return np.clip((np.asarray(values, dtype=np.float64) + 1.0) / 2.0, 0.0, 1.0)
@@ -286,6 +328,8 @@ def summarize(correct, answers=None, *, lengths=None, finish_reasons=None, value
         for k in kk:
             out[f"maj@{k}"] = float(np.mean([maj_at_k(a, r, k, method=method) for a, r in zip(ans, rows)]))
         out["distinct_answers"] = float(np.mean([distinct_answers(a) for a in ans]))
+        out["maj_wrong_some_right"] = maj_wrong_some_right(ans, rows)
+        out["frequency/auroc_within"], _ = within_question_auroc([answer_frequency(a) for a in ans], rows)
         flat = [x for a in ans for x in a]
         out["no_answer_frac"] = float(np.mean([x is None for x in flat])) if flat else float("nan")
     if lengths is not None:
@@ -301,4 +345,6 @@ def summarize(correct, answers=None, *, lengths=None, finish_reasons=None, value
         flat_c = np.concatenate(rows)
         for key, v in critic_metrics(flat_v, flat_c).items():
             out[f"critic/{key}"] = v
+        out["critic/auroc_within"], out["critic/auroc_within_questions"] = within_question_auroc(
+            [np.asarray(x, dtype=np.float64).reshape(-1) for x in values], rows)
     return out

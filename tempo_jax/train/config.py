@@ -112,6 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_new_tokens = 0  # 0 = rollout.max_new_tokens
     c.eval.limit = 0
     c.eval.before_train = True
+    c.eval.batch_prompts = 0  # prompts per sampler call (rows = batch_prompts * n); 0 = the evaluator's default
 
     c.grader = ml_collections.ConfigDict()
     c.grader.workers = 2

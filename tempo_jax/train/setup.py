@@ -196,7 +196,7 @@ def make_evaluator(cfg, trainer):
                                  data_dir=cfg.data.data_dir or None, limit=cfg.eval.limit or None,
                                  seed=cfg.seed + step, template=run_template(cfg),
                                  max_prompt_tokens=cfg.data.max_prompt_tokens, grader=trainer.grader,
-                                 mesh=trainer.mesh)
+                                 mesh=trainer.mesh, batch_prompts=cfg.eval.batch_prompts or None)
         out: dict[str, float] = {}
         for result in results.values():
             out.update(result.flat_metrics())
