@@ -135,7 +135,7 @@ def run_seed(plan: DemoPlan, out: str, tokenizer_dir: str, overrides: Sequence[s
     base_dir = timed("stage 0: supervised warm start", stage0, plan, os.path.join(out, "stage0"), tokenizer_dir)
     stage1 = stage1_config(plan, data, out, base_dir, overrides)
     timed("stage 1: RLVR (PPO, gae) on D_L", lambda: Trainer(stage1).run())
-    diagnosis = diagnose(stage1.run_dir, data, plan.stage1_steps)
+    diagnosis = {"seed": plan.seed, **diagnose(stage1.run_dir, data, plan.stage1_steps)}
     write_diagnosis(diagnosis, out)
     print(report.diagnosis_lines(diagnosis), flush=True)
     if not diagnose_only:

@@ -1,4 +1,4 @@
-"""`tempo-jax demo --quick` end to end: table, plots, exported TEMPO actor, accuracies in [0, 1]."""
+"""`tempo-jax demo --quick` end to end: diagnosis, table, plots, exported TEMPO actor, levels in [0, 1]."""
 import json
 import math
 import os
@@ -8,22 +8,37 @@ from tempo_jax.demo.plan import METHODS
 from tempo_jax.models.hf_io import from_hf
 
 
-def test_quick_demo_produces_table_plots_and_export(tmp_path):
-    paths = run_demo(out_dir=str(tmp_path / "demo"), quick=True)
+def test_quick_demo_produces_diagnosis_table_plots_and_export(tmp_path):
+    paths = run_demo(out_dir=str(tmp_path / "demo"), quick=True, seed=3)
     table = open(paths["results table"], encoding="utf-8").read()
+    assert "## Diagnosis" in table and "| 3 | D_U |" in table
     for method in METHODS:
         assert f"| {method} |" in table
     for key in ("accuracy plot", "critic AUROC plot"):
         assert os.path.getsize(paths[key]) > 10_000
         with open(paths[key], "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
-    results = json.load(open(tmp_path / "demo" / "results.json", encoding="utf-8"))["table"]
-    assert set(results) == set(METHODS)
-    for method, row in results.items():
-        for key in ("avg_before", "avg_after", "pass8_before", "pass8_after", "maj_after"):
-            value = row[key]
-            assert isinstance(value, float) and not math.isnan(value) and 0.0 <= value <= 1.0, (method, key, value)
-    # Every method starts from the same stage-1 checkpoint: identical step-0 evaluations.
-    assert len({(r["avg_before"], r["pass8_before"]) for r in results.values()}) == 1
+    seed_dir = tmp_path / "demo" / "seed_3"
+    summary = json.load(open(seed_dir / "results.json", encoding="utf-8"))
+    assert summary["seed"] == 3 and set(summary["methods"]) == set(METHODS)
+    assert json.load(open(seed_dir / "plan.json"))["setup"]["seed"] == 3  # one seed drives data and training
+    diagnosis = json.load(open(seed_dir / "diagnosis.json", encoding="utf-8"))
+    for key in ("critic/auroc_within", "frequency/auroc_within", "avg@16", "maj@16", "pass@8", "maj_wrong_some_right"):
+        assert key in diagnosis["du"] and key in diagnosis["dl_heldout"]
+    for method, row in summary["methods"].items():
+        # every method starts from the same stage-1 evaluation
+        assert row["before"] == summary["methods"]["tempo"]["before"]
+        for part in ("before", "after"):
+            for key in ("avg@16", "pass@8", "maj@16"):
+                value = row[part][key]
+                assert isinstance(value, float) and not math.isnan(value) and 0.0 <= value <= 1.0, (method, key)
+        assert row["change_avg"]["n"] == 16 and row["change_avg"]["se"] >= 0.0
     actor = from_hf(paths["TEMPO actor (HF)"])
     assert actor.cfg.model_type == "qwen3"
+
+
+def test_diagnose_only_stops_after_stage_1(tmp_path):
+    paths = run_demo(out_dir=str(tmp_path / "d"), quick=True, diagnose_only=True)
+    assert set(paths) == {"results table"}
+    assert not (tmp_path / "d" / "seed_0" / "tempo").exists()
+    assert "Gate (critic within-question AUROC" in open(paths["results table"], encoding="utf-8").read()

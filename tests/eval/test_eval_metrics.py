@@ -137,3 +137,42 @@ def test_summarize_keys():
     assert out["length/max"] == 100 and out["length/median"] == pytest.approx(15)
     assert out["finish/stop"] == 7 and out["finish/length"] == 1
     assert out["critic/auroc"] == pytest.approx(1.0) and "maj@4" in out and "best@2" in out
+
+
+def test_within_question_auroc_by_hand_and_against_brute_force():
+    scores = [[0.9, 0.1, 0.5], [0.2, 0.8], [0.3, 0.3, 0.3]]
+    correct = [[1, 0, 0], [1, 0], [1, 1, 1]]  # q0: 1.0, q1: 0.0, q2 has one class only (skipped)
+    value, n = M.within_question_auroc(scores, correct)
+    assert n == 2 and value == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(20, 16))
+    y = rng.random((20, 16)) < 0.4
+    per_q = []
+    for si, yi in zip(s, y):
+        pos, neg = si[yi], si[~yi]
+        if len(pos) and len(neg):
+            per_q.append(np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg]))
+    assert M.within_question_auroc(s, y)[0] == pytest.approx(np.mean(per_q))
+    assert math.isnan(M.within_question_auroc([[1.0, 2.0]], [[1, 1]])[0])
+
+
+def test_answer_frequency_plurality_and_majority_wrong():
+    assert M.answer_frequency(["4", "4", None, "5"]).tolist() == [0.5, 0.5, 0.0, 0.25]
+    assert M.plurality_answer([None, "5", "4", "4", "5"]) == "5"  # tie: first seen
+    assert M.plurality_answer([None, None]) is None
+    answers = [["3", "3", "7"], ["1", "2", "2"], [None, None, "9"]]
+    correct = [[0, 0, 1], [0, 1, 1], [0, 0, 0]]
+    # q0: plurality "3" wrong, one sample right -> counts; q1: plurality right; q2: nothing right
+    assert M.maj_wrong_some_right(answers, correct) == pytest.approx(1 / 3)
+
+
+def test_summarize_within_question_keys():
+    answers = [["3", "3", "7", "7"], ["1", "2", "2", "2"]]
+    correct = np.array([[0, 0, 1, 1], [0, 1, 1, 1]], bool)
+    values = [[-1.0, -0.5, 0.5, 0.2], [0.9, 0.1, 0.2, 0.3]]
+    out = M.summarize(correct, answers, values=values)
+    assert out["critic/auroc_within"] == pytest.approx((1.0 + 0.0) / 2)
+    assert out["critic/auroc_within_questions"] == 2
+    # frequency: q0 ties (0.5 everywhere) -> 0.5; q1 the three right answers agree -> 1.0
+    assert out["frequency/auroc_within"] == pytest.approx(0.75)
+    assert out["maj_wrong_some_right"] == pytest.approx(0.5)  # q0's plurality "3" is wrong

@@ -1,7 +1,10 @@
-"""The demo's recommended settings: disjoint data, a valid model config, tokenizer agreement."""
+"""The demo's task settings: disjoint data, the style mix, a valid model config, tokenizer agreement."""
 from __future__ import annotations
 
+import collections
+
 import jax
+import pytest
 from flax import nnx
 
 from tempo_jax.tasks import arithmetic as A
@@ -9,7 +12,7 @@ from tempo_jax.tasks.demo_setup import DemoSetup, quick_setup
 from tempo_jax.tasks.tokenizer import build_tokenizer, load
 
 
-def test_datasets_are_disjoint_and_sized():
+def test_datasets_are_disjoint_sized_and_seeded():
     setup = DemoSetup()
     data = setup.datasets()
     assert len(data["sft"]) == setup.sft_count and len(data["dl"]) == setup.dl_count
@@ -23,6 +26,18 @@ def test_datasets_are_disjoint_and_sized():
     assert {r["level"] for r in data["du"]} == set(setup.du_levels)
     assert {r["level"] for r in data["dl"]} == set(setup.dl_levels)
     assert data == DemoSetup().datasets()  # deterministic
+    other = DemoSetup(seed=1).datasets()
+    assert {r["problem"] for r in other["du"]} != texts["du"]  # the seed draws other questions
+
+
+def test_sft_corpus_mixes_styles_per_level():
+    setup = DemoSetup()
+    counts = collections.Counter((r["level"], r["style"]) for r in setup.datasets()["sft"])
+    for level, share in zip(setup.sft_levels, setup.sft_hasty_share):
+        total = counts[(level, "hasty")] + counts[(level, "careful")]
+        assert abs(counts[(level, "hasty")] / total - share) < 0.05
+    with pytest.raises(ValueError, match="one entry per level"):
+        DemoSetup(sft_hasty_share=(0.5,))
 
 
 def test_model_and_tokenizer_agree(tmp_path):
@@ -34,29 +49,17 @@ def test_model_and_tokenizer_agree(tmp_path):
     assert cfg.pad_token_id == tok.pad_token_id and cfg.vocab_size >= len(tok)
     abstract = nnx.eval_shape(setup.new_model)  # shapes only, nothing allocated
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
-    assert n_params == cfg.num_params() < 200_000
+    assert n_params == cfg.num_params() < 400_000
     longest = max(len(tok(setup.prompt(r["problem"]))["input_ids"]) + setup.max_new_tokens
                   for r in A.make_problems(max(setup.du_levels), 20, seed=0, split="test"))
     assert longest <= cfg.max_position_embeddings
-    kw = setup.sft_kwargs(heldout=[{"problem": "Compute 1+1.", "solution": "=\\boxed{2}"}])
-    assert kw["steps"] == setup.sft_steps and kw["eval_records"]
-    assert kw["stop_at_exact_match"] == setup.sft_stop_at_exact_match
+    held = [{"problem": "Compute 1+1.", "solution": "=\\boxed{2}"}]
+    kw = setup.sft_kwargs(heldout=held)
+    assert kw["steps"] == setup.sft_steps and kw["eval_records"] == held and "stop_at_exact_match" not in kw
 
 
 def test_quick_setup_is_smaller():
     q = quick_setup()
     assert q.sft_steps < DemoSetup().sft_steps and q.du_count <= DemoSetup().du_count
+    assert q.model_config().num_params() < DemoSetup().model_config().num_params()
     assert quick_setup(seed=3).seed == 3
-
-
-def test_calibration_helpers():
-    from tempo_jax.tasks.calibrate import _override, markdown, plurality
-
-    assert plurality(["3", None, "4", "4", "3"]) == "3"  # tie: first seen
-    assert plurality([None, None]) is None and plurality(["7", "8", "8"]) == "8"
-    assert _override("du_levels=(4, 5)") == ("du_levels", (4, 5))
-    assert _override("sft_lr=0.003") == ("sft_lr", 0.003)
-    row = {"level": 4, "avg@16": 0.2, "pass@8": 0.7, "maj": 0.25, "greedy": 0.3, "maj_wrong_some_right": 0.5,
-           "distinct_answers": 5.0}
-    table = markdown({"setup": {"eval_n": 16}, "levels": [row]})
-    assert "| 4 | 0.200 | 0.700 | 0.250 | 0.300 | 0.500 | 5.0 |" in table
