@@ -70,6 +70,16 @@ def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempo-jax", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -108,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a CI-sized version (minutes)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of everything random: task data, model init, SFT order, sampling (default 0)")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=_positive_int, default=1,
                    help="run seeds SEED .. SEED+K-1 and report means with paired standard errors (default 1)")
     p.add_argument("--diagnose", action="store_true",
                    help="stages 0-1 only: can the critic rank answers better than majority voting?")

@@ -56,3 +56,10 @@ def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
                  "--n", "2", "--max-new-tokens", "8", "--template", "plain", "--limit", "2"])
     assert code == 0
     assert "critic" in (out / "unlabeled_summary.json").read_text()
+
+
+def test_demo_rejects_a_seed_count_below_one(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--seeds", "0"])
+    assert exc.value.code == 2
+    assert "--seeds: must be at least 1, got 0" in capsys.readouterr().err
