@@ -26,9 +26,12 @@ import dataclasses
 import hashlib
 import random
 import re
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 PROBLEM_PREFIX = "Compute "
+# Problem phrasings: the same expressions asked in different words, as different sources
+# (a textbook, a contest) ask them. The split of a problem depends on its expression only.
+VERBS = ("Compute", "Evaluate")
 SPLITS = ("sft", "train", "val", "test")
 # Share of the problem space per split (hash buckets out of 100).
 SPLIT_BUCKETS = {"sft": (0, 55), "train": (55, 80), "val": (80, 85), "test": (85, 100)}
@@ -104,12 +107,16 @@ def reduce_once(parts: Sequence[str]) -> list[str]:
     return parts[:i - 1] + [str(value)] + parts[i + 2:]
 
 
-def solution_steps(expr: str) -> list[str]:
-    """Every line of the worked solution: the expression, then one reduction per line."""
+Step = Callable[[Sequence[str]], list[str]]
+
+
+def solution_steps(expr: str, step: Step = reduce_once) -> list[str]:
+    """Every line of the worked solution: the expression, then one ``step`` per line (by default
+    one operation; :mod:`tempo_jax.tasks.styles` passes its hasty rule)."""
     parts = tokenize_expression(expr)
     lines = [expr]
     while len(parts) > 1:
-        parts = reduce_once(parts)
+        parts = step(parts)
         lines.append("".join(parts))
     return lines
 
@@ -119,26 +126,34 @@ def evaluate(expr: str) -> int:
     return int(solution_steps(expr)[-1])
 
 
-def format_solution(expr: str) -> str:
+def format_solution(expr: str, step: Step = reduce_once) -> str:
     """The worked solution: one ``=...`` line per operation, the last one ``=\\boxed{answer}``.
 
     The expression itself is not restated (the prompt holds it), which keeps rollouts short:
     a chain of k single-digit operations costs about k^2 + 2k response tokens.
     """
-    lines = solution_steps(expr)[1:]
+    lines = solution_steps(expr, step)[1:]
     body = ["=" + line for line in lines[:-1]] + ["=\\boxed{" + lines[-1] + "}"]
     return "\n".join(body)
 
 
-def problem_text(expr: str) -> str:
-    return f"{PROBLEM_PREFIX}{expr}."
+def problem_text(expr: str, verb: str = "Compute") -> str:
+    if verb not in VERBS:
+        raise ValueError(f"unknown phrasing {verb!r}; choose one of {VERBS}")
+    return f"{verb} {expr}."
+
+
+def verb_of(problem: str) -> str:
+    """The phrasing of a problem text (its first word)."""
+    verb = problem.split(" ", 1)[0]
+    if verb not in VERBS or not problem.endswith("."):
+        raise ValueError(f"not an arithmetic problem: {problem!r}")
+    return verb
 
 
 def expression_of(problem: str) -> str:
-    """Inverse of :func:`problem_text`."""
-    if not (problem.startswith(PROBLEM_PREFIX) and problem.endswith(".")):
-        raise ValueError(f"not an arithmetic problem: {problem!r}")
-    return problem[len(PROBLEM_PREFIX):-1]
+    """Inverse of :func:`problem_text` (any phrasing)."""
+    return problem[len(verb_of(problem)) + 1:-1]
 
 
 def format_prompt(problem: str) -> str:
@@ -171,8 +186,9 @@ def _hash(text: str) -> str:
 
 
 def split_of(problem: str) -> str:
-    """The split a problem text belongs to (a fixed function of the text)."""
-    bucket = int(_hash("split:" + problem)[:8], 16) % 100
+    """The split a problem belongs to: a fixed function of its expression (every phrasing of one
+    expression lands in the same split, so no split shares a computation with another)."""
+    bucket = int(_hash("split:" + problem_text(expression_of(problem)))[:8], 16) % 100
     for name, (lo, hi) in SPLIT_BUCKETS.items():
         if lo <= bucket < hi:
             return name
@@ -184,7 +200,8 @@ def problem_id(problem: str, level: int | str, split: str) -> str:
 
 
 def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str = "train", *,
-                  exclude: Iterable[str] = (), max_misses: int = 20000, strict: bool = True) -> list[dict]:
+                  exclude: Iterable[str] = (), max_misses: int = 20000, strict: bool = True,
+                  verb: str = "Compute") -> list[dict]:
     """``count`` distinct problems of one level from one split, deterministic in the arguments.
 
     Returns records ``{id, problem, answer, solution, level, split}`` (``answer`` is a string,
@@ -192,6 +209,8 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
     space within the split is too small for ``count`` (``max_misses`` draws in a row without a
     new problem) it raises, or with ``strict=False`` returns the problems found. Asking for more
     problems with the same arguments extends the list (the first ``count`` stay the same).
+    ``verb`` picks the phrasing (:data:`VERBS`); the same arguments with another verb give the
+    same expressions in other words.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
@@ -213,7 +232,7 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
         expr = _sample_expression(spec, rng)
         if expr is None:
             continue
-        text = problem_text(expr)
+        text = problem_text(expr, verb)
         if text in seen or split_of(text) != split:
             continue
         seen.add(text)
@@ -234,7 +253,8 @@ def _shares(count: int, weights: Sequence[float]) -> list[int]:
 
 
 def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
-                 weights: Sequence[float] | None = None, exclude: Iterable[str] = ()) -> list[dict]:
+                 weights: Sequence[float] | None = None, exclude: Iterable[str] = (),
+                 verb: str = "Compute") -> list[dict]:
     """``count`` problems spread over ``levels`` (proportional to ``weights``), shuffled
     deterministically; per-level sub-seeds keep levels independent.
 
@@ -249,7 +269,7 @@ def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = 
     if len(set(levels)) != len(levels):
         raise ValueError(f"levels repeat: {tuple(levels)}; use weights to change the shares")
     counts = _shares(count, weights)
-    parts = [make_problems(lvl, c, seed=seed, split=split, strict=False, exclude=exclude)
+    parts = [make_problems(lvl, c, seed=seed, split=split, strict=False, exclude=exclude, verb=verb)
              for lvl, c in zip(levels, counts)]
     while True:  # levels that ran out hand their remaining share to the levels that did not
         deficit = count - sum(len(p) for p in parts)
@@ -258,7 +278,8 @@ def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = 
             break
         for i, extra in zip(open_, _shares(deficit, [weights[i] for i in open_])):
             counts[i] += extra
-            parts[i] = make_problems(levels[i], counts[i], seed=seed, split=split, strict=False, exclude=exclude)
+            parts[i] = make_problems(levels[i], counts[i], seed=seed, split=split, strict=False, exclude=exclude,
+                                     verb=verb)
     out = [r for p in parts for r in p]
     if len(out) < count:
         raise ValueError(f"levels {tuple(levels)} split {split!r} hold only {len(out)} distinct problems, "

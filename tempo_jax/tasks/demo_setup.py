@@ -1,13 +1,15 @@
 """The CPU demo's task, data, base model and stage 0 (two solution styles, see :mod:`tempo_jax.tasks.styles`).
 
-Stage 0 trains on a corpus of arithmetic chains of levels 2-4 written in two styles: careful
-(one operation per line) and hasty (two per line, the second one lost: a systematic error). The
-hasty share grows with the chain length (0.4 / 0.5 / 0.65), as people skip steps more in long
-calculations. Measured on these 2-core machines with the defaults (``tempo-jax demo --diagnose``,
-README): the base model writes level-4 test questions (D_U) mostly hastily, so its answers agree
-on wrong values -- majority vote is wrong on most questions while some careful samples are right;
-labeled D_L (levels 2-3) holds both styles, so a critic trained on it can learn which style is
-reliable.
+Stage 0 trains on a corpus of arithmetic chains (levels 2-4) asked in two phrasings, as two
+sources would ask them -- "Compute 7+8-3+9." and "Evaluate 7+8-3+9." -- and solved in two styles:
+careful (one operation per line) and hasty (two per line, the second one lost: a systematic
+error). The hasty share depends on the source (0.4 for "Compute", 0.7 for "Evaluate"). The
+labeled questions D_L come from the "Compute" source, the unlabeled test questions D_U are
+level-4 "Evaluate" questions: the base model answers them mostly hastily, so its wrong answers
+agree (majority vote is wrong on most questions) while some careful samples are right. A
+critic trained on D_L can read which style a solution used whatever the source; the actor's
+habit of answering "Evaluate" questions hastily is tied to that source and moves only partly
+when RL trains it on "Compute" questions. ``tempo-jax demo --diagnose`` measures both.
 
     setup = DemoSetup(seed=0)
     tok = load_tokenizer(setup.build_tokenizer(run_dir / "tokenizer"))
@@ -18,6 +20,7 @@ reliable.
 from __future__ import annotations
 
 import dataclasses
+import random
 from flax import nnx
 
 from tempo_jax.models.config import ModelConfig, RopeConfig
@@ -50,21 +53,25 @@ class DemoSetup:
     vocab_size: int = 320  # the tokenizer has 292 tokens; the table is padded to a multiple of 64
     rope_theta: float = 10_000.0
     max_position_embeddings: int = 256
-    # stage 0 (SFT): levels, their weights and the share of hasty solutions per level
+    # stage 0 (SFT): per phrasing ("Compute ..." / "Evaluate ..."), the share of hasty solutions;
+    # levels and their weights are the same for both phrasings
+    sft_verbs: tuple[str, ...] = ("Compute", "Evaluate")
+    sft_hasty_share: tuple[float, ...] = (0.4, 0.7)
     sft_levels: tuple[int, ...] = (2, 3, 4)
     sft_weights: tuple[float, ...] = (1.0, 1.0, 2.0)
-    sft_hasty_share: tuple[float, ...] = (0.4, 0.5, 0.65)
-    sft_count: int = 6000
+    sft_count: int = 6000  # over both phrasings
     sft_steps: int = 1500
     sft_eval_every: int = 250
     sft_heldout_count: int = 128
     sft_batch_size: int = 64  # measured: 64 x 1250 steps reaches a lower held-out loss than 32 x 2500
     sft_lr: float = 3e-3
     sft_warmup_steps: int = 50
-    # D_L (labeled) and D_U (unlabeled test questions)
-    dl_levels: tuple[int, ...] = (2, 3)
+    # D_L (labeled, the "Compute" source) and D_U (unlabeled test questions, the "Evaluate" source)
+    dl_verb: str = "Compute"
+    dl_levels: tuple[int, ...] = (2, 3, 4)
     dl_count: int = 512
     dl_heldout_count: int = 64
+    du_verb: str = "Evaluate"
     du_levels: tuple[int, ...] = (4,)
     du_count: int = 160  # one seed's paired SE of the avg@16 change <= ~0.02 (measured 0.025 at 96)
     # rollouts: level-4 careful solutions are <= 29 tokens; 48 bounds runaway samples
@@ -73,9 +80,10 @@ class DemoSetup:
     temperature: float = 1.0
 
     def __post_init__(self):
-        if not len(self.sft_levels) == len(self.sft_weights) == len(self.sft_hasty_share):
-            raise ValueError("sft_levels, sft_weights and sft_hasty_share need one entry per level, got "
-                             f"{self.sft_levels}, {self.sft_weights}, {self.sft_hasty_share}")
+        if len(self.sft_levels) != len(self.sft_weights):
+            raise ValueError(f"sft_weights needs one entry per level: {self.sft_levels} vs {self.sft_weights}")
+        if len(self.sft_verbs) != len(self.sft_hasty_share):
+            raise ValueError(f"sft_hasty_share needs one entry per phrasing: {self.sft_verbs} vs {self.sft_hasty_share}")
 
     # ------------------------------------------------------------------ model / tokenizer
 
@@ -119,17 +127,23 @@ class DemoSetup:
         and ``style``; D_U's ``answer`` is for evaluation only (the demo must not train on it).
         """
         s = self.seed
-        shares = dict(zip(self.sft_levels, self.sft_hasty_share))
-        sft = styles.make_mixture(self.sft_levels, self.sft_count, seed=s, split="sft", hasty_share=shares,
-                                  weights=self.sft_weights)
+        sft: list[dict] = []
+        for i, (verb, share) in enumerate(zip(self.sft_verbs, self.sft_hasty_share)):
+            count = self.sft_count // len(self.sft_verbs) + (i < self.sft_count % len(self.sft_verbs))
+            # other expressions per phrasing: sub-seed s * len(verbs) + i
+            sft += styles.make_mixture(self.sft_levels, count, seed=s * len(self.sft_verbs) + i, split="sft",
+                                       hasty_share=share, weights=self.sft_weights, verb=verb)
+        random.Random(f"demo-sft|{s}").shuffle(sft)
+        seen = [r["problem"] for r in sft]
         return {
             "sft": sft,
             # competence monitor: careful solutions of the hardest level, never trained on
             "sft_heldout": styles.make_problems(max(self.sft_levels), self.sft_heldout_count, seed=s, split="sft",
-                                                hasty_share=0.0, exclude=[r["problem"] for r in sft]),
-            "dl": arithmetic.make_mixture(self.dl_levels, self.dl_count, seed=s, split="train"),
-            "dl_heldout": arithmetic.make_mixture(self.dl_levels, self.dl_heldout_count, seed=s, split="val"),
-            "du": arithmetic.make_mixture(self.du_levels, self.du_count, seed=s, split="test"),
+                                                hasty_share=0.0, exclude=seen),
+            "dl": arithmetic.make_mixture(self.dl_levels, self.dl_count, seed=s, split="train", verb=self.dl_verb),
+            "dl_heldout": arithmetic.make_mixture(self.dl_levels, self.dl_heldout_count, seed=s, split="val",
+                                                  verb=self.dl_verb),
+            "du": arithmetic.make_mixture(self.du_levels, self.du_count, seed=s, split="test", verb=self.du_verb),
         }
 
     # ------------------------------------------------------------------ stage 0

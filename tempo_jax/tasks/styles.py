@@ -46,20 +46,19 @@ def _hasty_line(parts: list[str]) -> list[str]:
     return value + parts[5:] if len(parts) >= 5 else value
 
 
+def _check_hasty(expr: str) -> None:
+    if "*" in expr:
+        raise ValueError(f"the hasty style covers + and - only: {expr!r}")
+
+
 def hasty_steps(expr: str) -> list[str]:
     """Every line of the hasty solution: the expression, then two operations per line (the second lost)."""
-    parts = arithmetic.tokenize_expression(expr)
-    if "*" in parts:
-        raise ValueError(f"the hasty style covers + and - only: {expr!r}")
-    lines = [expr]
-    while len(parts) > 1:
-        parts = _hasty_line(parts)
-        lines.append("".join(parts))
-    return lines
+    _check_hasty(expr)
+    return arithmetic.solution_steps(expr, _hasty_line)
 
 
 def hasty_value(expr: str) -> int:
-    """The answer the hasty style arrives at (equal to the true value iff no carry/borrow occurs)."""
+    """The answer the hasty style arrives at (the true value only when the lost terms cancel)."""
     return int(hasty_steps(expr)[-1])
 
 
@@ -69,8 +68,8 @@ def format_solution(expr: str, style: str) -> str:
         return arithmetic.format_solution(expr)
     if style != "hasty":
         raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
-    lines = hasty_steps(expr)[1:]
-    return "\n".join(["=" + line for line in lines[:-1]] + ["=\\boxed{" + lines[-1] + "}"])
+    _check_hasty(expr)
+    return arithmetic.format_solution(expr, _hasty_line)
 
 
 def response_style(problem: str, response: str) -> str | None:
@@ -98,21 +97,22 @@ def with_style(record: dict, style: str) -> dict:
 
 
 def make_problems(level: int, count: int, seed: int = 0, split: str = "sft",
-                  hasty_share: float = 0.5, exclude=()) -> list[dict]:
+                  hasty_share: float = 0.5, exclude=(), verb: str = "Compute") -> list[dict]:
     """:func:`tempo_jax.tasks.arithmetic.make_problems` with each solution written in a style drawn
     with probability ``hasty_share`` of hasty (deterministic in the arguments)."""
     if not 0.0 <= hasty_share <= 1.0:
         raise ValueError(f"hasty_share must be in [0, 1], got {hasty_share}")
-    rng = random.Random(f"style|{level}|{seed}|{split}|{hasty_share}")
-    records = arithmetic.make_problems(level, count, seed=seed, split=split, exclude=exclude)
+    rng = random.Random(f"style|{level}|{seed}|{split}|{hasty_share}|{verb}")
+    records = arithmetic.make_problems(level, count, seed=seed, split=split, exclude=exclude, verb=verb)
     return [with_style(r, "hasty" if rng.random() < hasty_share else "careful") for r in records]
 
 
 def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
                  hasty_share: Mapping[int, float] | float = 0.5, weights: Sequence[float] | None = None,
-                 exclude=()) -> list[dict]:
+                 exclude=(), verb: str = "Compute") -> list[dict]:
     """:func:`tempo_jax.tasks.arithmetic.make_mixture` with styles drawn per level."""
-    records = arithmetic.make_mixture(levels, count, seed=seed, split=split, weights=weights, exclude=exclude)
+    records = arithmetic.make_mixture(levels, count, seed=seed, split=split, weights=weights, exclude=exclude,
+                                      verb=verb)
     shares = hasty_share if isinstance(hasty_share, Mapping) else {lvl: hasty_share for lvl in levels}
-    rng = random.Random(f"style-mix|{seed}|{split}")
+    rng = random.Random(f"style-mix|{seed}|{split}|{verb}")
     return [with_style(r, "hasty" if rng.random() < shares[r["level"]] else "careful") for r in records]

@@ -50,6 +50,8 @@ def corpus(num_per_level: int = 200, seed: int = 1234) -> list[str]:
             # The pieces between special tokens as a ChatML prompt splits them; the response apart
             # from the prompt (prompt and response are tokenised separately).
             texts += ["user\n" + r["problem"], "\n", "assistant\n", r["solution"]]
+            for verb in arithmetic.VERBS[1:]:  # the other phrasings of the same question
+                texts.append("user\n" + arithmetic.problem_text(arithmetic.expression_of(r["problem"]), verb))
     return texts
 
 

@@ -124,3 +124,16 @@ def test_boxed_answer_and_is_correct():
     assert A.boxed_answer("no box") is None
     assert A.is_correct("=\\boxed{07}", "7") and not A.is_correct("=\\boxed{8}", "7")
     assert not A.is_correct("=\\boxed{x}", "7") and not A.is_correct("", "7")
+
+
+def test_phrasings_share_expressions_and_splits():
+    c = A.make_problems(3, 30, seed=5, split="val")
+    e = A.make_problems(3, 30, seed=5, split="val", verb="Evaluate")
+    assert [A.expression_of(r["problem"]) for r in c] == [A.expression_of(r["problem"]) for r in e]
+    assert all(r["problem"].startswith("Evaluate ") and A.verb_of(r["problem"]) == "Evaluate" for r in e)
+    assert all(A.split_of(r["problem"]) == "val" for r in e)  # the split follows the expression
+    assert {r["id"] for r in c}.isdisjoint(r["id"] for r in e)
+    with pytest.raises(ValueError, match="unknown phrasing"):
+        A.problem_text("1+2", "Solve")
+    with pytest.raises(ValueError, match="not an arithmetic problem"):
+        A.expression_of("Solve 1+2.")

@@ -30,14 +30,24 @@ def test_datasets_are_disjoint_sized_and_seeded():
     assert {r["problem"] for r in other["du"]} != texts["du"]  # the seed draws other questions
 
 
-def test_sft_corpus_mixes_styles_per_level():
+def test_sft_corpus_mixes_styles_per_phrasing():
     setup = DemoSetup()
-    counts = collections.Counter((r["level"], r["style"]) for r in setup.datasets()["sft"])
-    for level, share in zip(setup.sft_levels, setup.sft_hasty_share):
-        total = counts[(level, "hasty")] + counts[(level, "careful")]
-        assert abs(counts[(level, "hasty")] / total - share) < 0.05
-    with pytest.raises(ValueError, match="one entry per level"):
+    data = setup.datasets()
+    counts = collections.Counter((A.verb_of(r["problem"]), r["style"]) for r in data["sft"])
+    for verb, share in zip(setup.sft_verbs, setup.sft_hasty_share):
+        total = counts[(verb, "hasty")] + counts[(verb, "careful")]
+        assert abs(total - setup.sft_count / 2) <= 1 and abs(counts[(verb, "hasty")] / total - share) < 0.03
+    # D_L and D_U come from different phrasings; no expression is shared between any two sets
+    assert {A.verb_of(r["problem"]) for r in data["dl"] + data["dl_heldout"]} == {setup.dl_verb}
+    assert {A.verb_of(r["problem"]) for r in data["du"]} == {setup.du_verb}
+    exprs = {k: {A.expression_of(r["problem"]) for r in v} for k, v in data.items() if k != "sft_heldout"}
+    for a in exprs:
+        for b in exprs:
+            assert a == b or not exprs[a] & exprs[b], (a, b)
+    with pytest.raises(ValueError, match="one entry per phrasing"):
         DemoSetup(sft_hasty_share=(0.5,))
+    with pytest.raises(ValueError, match="one entry per level"):
+        DemoSetup(sft_weights=(1.0,))
 
 
 def test_model_and_tokenizer_agree(tmp_path):
