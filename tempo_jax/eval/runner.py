@@ -61,13 +61,15 @@ def _fmt(key: str, v: Any) -> str:
 
 def default_columns(metrics: Mapping[str, Any]) -> list[str]:
     """Compact paper columns: avg@n, pass@k (k >= 2), maj@(largest k), distinct answers, length,
-    critic AUROC/ECE when present. Everything else stays in the JSON summary."""
+    answer-frequency and critic AUROCs (within questions) and ECE when present. Everything else
+    stays in the JSON summary."""
     keys = list(metrics)
     cols = ["n_questions", "n_samples"] + [k for k in keys if k.startswith("avg@")]
     cols += [k for k in keys if k.startswith("pass@") and k != "pass@1"]
     maj = [k for k in keys if k.startswith("maj@")]
     cols += maj[-1:]
-    cols += [k for k in ("distinct_answers", "no_answer_frac", "length/mean", "critic/auroc", "critic/ece") if k in metrics]
+    cols += [k for k in ("distinct_answers", "no_answer_frac", "length/mean", "frequency/auroc_within", "critic/auroc",
+                         "critic/auroc_within", "critic/ece") if k in metrics]
     return cols
 
 
