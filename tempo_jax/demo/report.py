@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tempo_jax.demo.diagnose import GATE_AUROC, GATE_MARGIN, dataset_name, read_summary  # noqa: E402
+from tempo_jax.demo.diagnose import GATE_AUROC, GATE_MARGIN, dataset_name, read_summary, style_stats  # noqa: E402
 from tempo_jax.demo.plan import DemoPlan  # noqa: E402
 from tempo_jax.eval.paired import Change, combine_seeds, paired_change  # noqa: E402
 
@@ -65,6 +65,7 @@ def seed_summary(out: str, plan: DemoPlan, data: dict[str, str], diagnosis: dict
     before = {k: per_question(stage1, s1, du, k) for k in ("avg", "pass@8")}
     base_levels = {k: _metric(stage1, s1, du, k) for k in SERIES_KEYS}
     base_val_auroc = _metric(stage1, s1, val, "critic/auroc_within")
+    base_careful = style_stats(stage1, s1, data["unlabeled"])["share/careful"]
     methods: dict[str, dict] = {}
     after_q: dict[str, dict] = {}
     for method in plan.methods:
@@ -75,8 +76,10 @@ def seed_summary(out: str, plan: DemoPlan, data: dict[str, str], diagnosis: dict
         last = steps[-1]
         after_q[method] = {k: per_question(run, last, du, k) for k in ("avg", "pass@8")}
         row = {"step": last,
-               "before": {k: base_levels[k] for k in ("avg@16", "pass@8", "maj@16")},
-               "after": {k: _metric(run, last, du, k) for k in SERIES_KEYS},
+               "before": {**{k: base_levels[k] for k in ("avg@16", "pass@8", "maj@16")},
+                          "share/careful": base_careful},
+               "after": {**{k: _metric(run, last, du, k) for k in SERIES_KEYS},
+                         "share/careful": style_stats(run, last, data["unlabeled"])["share/careful"]},
                "change_avg": _change_dict(paired_change(before["avg"], after_q[method]["avg"])),
                "change_pass8": _change_dict(paired_change(before["pass@8"], after_q[method]["pass@8"])),
                "series": {k: [(0, base_levels[k])] + [(s, _metric(run, s, du, k)) for s in steps]
@@ -127,13 +130,14 @@ def _mean(summaries, method, part, key) -> float:
 
 
 def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
-    """Per method: D_U avg@16 and pass@8 before -> after, their paired changes, maj@16 after,
-    critic within-question AUROC on D_U after, and TEMPO's avg@16 minus the method's."""
+    """Per method: D_U avg@16 and pass@8 before -> after, their paired changes, maj@16 after, the
+    share of careful solutions before -> after, the critic's within-question AUROC on D_U after,
+    and TEMPO's avg@16 minus the method's."""
     seeds = [s["seed"] for s in summaries]
     lines = [
         "| method | avg@16 before → after | Δ avg@16 | pass@8 before → after | Δ pass@8 | maj@16 after | "
-        "critic AUROC (within, D_U) after | TEMPO − method, avg@16 after |",
-        "|---|---|---|---|---|---|---|---|",
+        "careful share before → after | critic AUROC (within, D_U) after | TEMPO − method, avg@16 after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     first = summaries[0]["methods"]
     if first:
@@ -141,7 +145,7 @@ def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
         avg0 = float(np.mean([s["stage1"]["avg@16"] for s in summaries]))
         p0 = float(np.mean([s["stage1"]["pass@8"] for s in summaries]))
         lines.append(f"| stage-1 model, majority vote of 16 (no training) | {avg0:.3f} | – | {p0:.3f} | – | "
-                     f"{maj0:.3f} | – | – |")
+                     f"{maj0:.3f} | – | – | – |")
     for method in plan.methods:
         if not any(method in s["methods"] for s in summaries):
             continue
@@ -152,6 +156,8 @@ def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
             f"{_mean(summaries, method, 'after', 'avg@16'):.3f} | {d_avg.format()} | "
             f"{_mean(summaries, method, 'before', 'pass@8'):.3f} → {_mean(summaries, method, 'after', 'pass@8'):.3f} | "
             f"{d_p8.format()} | {_mean(summaries, method, 'after', 'maj@16'):.3f} | "
+            f"{_mean(summaries, method, 'before', 'share/careful'):.2f} → "
+            f"{_mean(summaries, method, 'after', 'share/careful'):.2f} | "
             f"{_fmt(_mean(summaries, method, 'after', 'critic/auroc_within') if method in CRITIC_METHODS else None)} | "
             f"{vs.format() if vs else '–'} |")
     k = len(seeds)

@@ -73,7 +73,7 @@ class DemoSetup:
     dl_heldout_count: int = 64
     du_verb: str = "Evaluate"
     du_levels: tuple[int, ...] = (4,)
-    du_count: int = 160  # one seed's paired SE of the avg@16 change <= ~0.02 (measured 0.025 at 96)
+    du_count: int = 224  # one seed's paired SE of the avg@16 change <= 0.02 (measured 0.019-0.022 at 160)
     # rollouts: level-4 careful solutions are <= 29 tokens; 48 bounds runaway samples
     max_new_tokens: int = 48
     eval_n: int = 16

@@ -6,14 +6,23 @@ import pytest
 
 from tempo_jax.demo import report
 from tempo_jax.demo.plan import DemoPlan
+from tempo_jax.tasks import styles
+
+EXPR = "7+8-3+9"  # every fake question asks this; the samples' layouts decide the careful share
 
 
-def _write_eval(run_dir, step, dataset, per_q, metrics):
+def _write_eval(run_dir, step, dataset, per_q, metrics, careful_share=0.5):
     d = os.path.join(run_dir, "eval", f"step_{step:06d}")
     os.makedirs(d, exist_ok=True)
     rows = [{"id": q, "avg": a, "pass@8": p} for q, (a, p) in per_q.items()]
     with open(os.path.join(d, f"{dataset}_summary.json"), "w") as fh:
         json.dump({"metrics": metrics, "per_question": rows}, fh)
+    with open(os.path.join(d, f"{dataset}_samples.jsonl"), "w") as fh:
+        for q in per_q:
+            for j in range(4):
+                style = "careful" if j < 4 * careful_share else "hasty"
+                fh.write(json.dumps({"question_id": q, "response": styles.format_solution(EXPR, style),
+                                     "correct": style == "careful"}) + "\n")
 
 
 def _levels(per_q):
@@ -24,8 +33,12 @@ def _levels(per_q):
 
 def _fake_seed(root, seed, tempo_gain, other_gain, plan):
     out = os.path.join(root, f"seed_{seed}")
-    data = {"unlabeled": "/x/du_test.jsonl", "val": "/x/dl_val.jsonl", "labeled": "/x/dl_train.jsonl"}
+    data = {name: os.path.join(root, f"{name}.jsonl") for name in ("du_test", "dl_val")}
     before = {"q0": (0.25, 0.5), "q1": (0.5, 1.0), "q2": (0.0, 0.0), "q3": (0.75, 1.0)}
+    for path in data.values():
+        with open(path, "w") as fh:
+            fh.writelines(json.dumps({"id": q, "problem": f"Evaluate {EXPR}.", "answer": "21"}) + "\n" for q in before)
+    data = {"unlabeled": data["du_test"], "val": data["dl_val"], "labeled": "/unused/dl_train.jsonl"}
     for ds in ("du_test", "dl_val"):
         _write_eval(os.path.join(out, "stage1"), plan.stage1_steps, ds, before, _levels(before))
     for method in plan.methods:
@@ -33,7 +46,8 @@ def _fake_seed(root, seed, tempo_gain, other_gain, plan):
         for step in (2, 4):
             after = {q: (a + gain * step / 4 * (i % 2 + 0.5), p) for i, (q, (a, p)) in enumerate(before.items())}
             for ds in ("du_test", "dl_val"):
-                _write_eval(os.path.join(out, method), step, ds, after, _levels(after))
+                _write_eval(os.path.join(out, method), step, ds, after, _levels(after),
+                            careful_share=1.0 if gain > 0 else 0.25)
     diagnosis = {"du": {}, "dl_heldout": {}, "gate": {"passed": True}}
     return report.seed_summary(out, plan.with_seed(seed), data, diagnosis)
 
@@ -59,6 +73,7 @@ def test_table_over_seeds_and_plots(tmp_path):
     assert "| tempo | 0.375 → 0.495 | +0.120 ± 0.020* |" in text  # mean of 0.10, 0.12, 0.14
     assert "| ttrl | 0.375 → 0.325 | -0.050 ± 0.008* |" in text and "+0.170 ± 0.028*" in text
     assert "Seeds [0, 1, 2]" in text
+    assert "| 0.495 | 0.50 → 1.00 | 0.800 | – |" in text  # tempo: maj@16, careful share, critic AUROC
     assert "majority vote of 16 (no training)" in text and "Per-seed Δ avg@16: tempo +0.100, +0.120, +0.140" in text
     acc = report.plot_accuracy(summaries, plan, str(tmp_path / "acc.png"))
     auroc = report.plot_auroc(summaries, plan, str(tmp_path / "auroc.png"))
