@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -82,7 +83,8 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempo-jax", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress and show the traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train with a recipe: tempo-jax train --config configs/<recipe>.py "
@@ -141,8 +143,34 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
+def error_line(err: BaseException) -> str:
+    """One line for the user: the message of a :class:`UserError` or a file-system error as is,
+    anything else prefixed by its type (it is likely a bug) with a pointer to ``-v``."""
+    from tempo_jax.errors import UserError
+
+    text = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
+    if isinstance(err, (UserError, OSError)):
+        return f"tempo-jax: error: {text or type(err).__name__}"
+    return f"tempo-jax: error: {type(err).__name__}: {text} (run with -v for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an error ends it with one line on stderr and exit status 1 (``-v``: traceback too)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in VERBOSE_FLAGS for a in argv)
+    try:
+        return _dispatch([a for a in argv if a not in VERBOSE_FLAGS], verbose)
+    except Exception as err:  # noqa: BLE001 - the CLI's one place that turns errors into messages
+        if verbose:
+            traceback.print_exc()
+        print(error_line(err), file=sys.stderr)
+        return 1
+
+
+def _dispatch(argv: list[str], verbose: bool) -> int:
     if argv[:1] == ["plan"]:  # `tempo-jax plan --config <recipe> --topology <name>` has its own options
         from tempo_jax.parallel.plan import plan_main
 
@@ -153,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in rest if not a.startswith("--config.")]
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     enable_compilation_cache()
     return args.fn(args, overrides)

@@ -38,10 +38,31 @@ def test_eval_writes_table_and_samples(assets, tmp_path):
     assert [s["question_id"] for s in samples] == ["toy-100", "toy-100", "toy-101", "toy-101", "toy-102", "toy-102"]
 
 
-def test_train_rejects_unknown_override(assets, tmp_path):
+def test_train_rejects_unknown_override_in_one_line(capsys):
     config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "tiny_tempo.py")
-    with pytest.raises(KeyError, match="unknown config key"):
-        main(["train", "--config", config, "--config.train.not_a_key=1"])
+    assert main(["train", "--config", config, "--config.train.not_a_key=1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tempo-jax: error: unknown config key 'train.not_a_key'; known keys here:")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_errors_print_one_line_and_a_traceback_only_with_v(tmp_path, capsys):
+    missing = str(tmp_path / "nope.py")
+    assert main(["train", "--config", missing]) == 1
+    err = capsys.readouterr().err
+    assert err == f"tempo-jax: error: config file {missing} not found (configs live in configs/<recipe>.py)\n"
+    assert main(["train", "--config", missing, "-v"]) == 1  # -v anywhere on the line
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith(f"{missing} not found (configs live in configs/<recipe>.py)\n")
+
+
+def test_unexpected_errors_name_their_type_and_point_to_v(tmp_path, capsys):
+    from tempo_jax.cli import error_line
+
+    assert error_line(ZeroDivisionError("division by zero")) == (
+        "tempo-jax: error: ZeroDivisionError: division by zero (run with -v for the traceback)")
+    assert error_line(IsADirectoryError(21, "Is a directory", str(tmp_path))) == (
+        f"tempo-jax: error: [Errno 21] Is a directory: '{tmp_path}'")
 
 
 def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):

@@ -31,6 +31,8 @@ import os
 import pathlib
 from typing import Any, Iterator
 
+from tempo_jax.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SCHEMAS = ("auto", "tempo", "hf", "verl")
@@ -39,7 +41,7 @@ SUFFIXES = (".jsonl", ".json", ".parquet")
 RECORD_KEYS = ("id", "problem", "answer", "is_labeled", "data_source")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file or dataset name cannot be used; the message says where and what to do."""
 
     def __init__(self, problem: str, *, path: str | os.PathLike | None = None,

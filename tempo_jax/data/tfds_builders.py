@@ -18,6 +18,7 @@ Directories, each resolved as: function argument > environment variable > defaul
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -135,6 +136,14 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         return epath.Path(__file__)
     RELEASE_NOTES = {"1.0.0": "Normalised {id, problem, answer, is_labeled, data_source} + index."}
 
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout for every
+    # source; nothing is downloaded here, so say what happens once, at debug level.
+    def _log_download_bytes(self) -> None:
+        log.debug("preparing %s from %s", self.builder_config.name, self.builder_config.source)
+
+    def _log_download_done(self) -> None:
+        log.debug("prepared %s in %s", self.builder_config.name, self.data_dir)
+
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
@@ -199,12 +208,33 @@ def make_builder(name_or_path: str | os.PathLike, *, split: str | None = None,
     return cls(config=cfg.name, data_dir=str(resolve_tfds_dir(tfds_dir)), file_format="array_record")
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+    """Hide TFDS's progress bars and its "variant folder has no dataset_info.json" warning.
+
+    Both describe TFDS internals (a local file becoming ``array_record``), not anything the
+    user can act on, and they flooded every demo and training log.
+    """
+    from tensorflow_datasets.core.utils import tqdm_utils  # holds the on/off flag TFDS reads
+
+    absl_log = logging.getLogger("absl")
+    level, bars = absl_log.level, tqdm_utils._active
+    absl_log.setLevel(logging.ERROR)
+    tfds.display_progress_bar(False)
+    try:
+        yield
+    finally:
+        absl_log.setLevel(level)
+        tfds.display_progress_bar(bars)
+
+
 def prepare(name_or_path: str | os.PathLike, **kwargs) -> LocalRecordsBuilder:
     """:func:`make_builder` then prepare it (a no-op when the cache already holds it)."""
-    builder = make_builder(name_or_path, **kwargs)
-    if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    with _quiet_tfds():
+        builder = make_builder(name_or_path, **kwargs)
+        if not builder.is_prepared():
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
     report = read_report(builder)
     if report is not None and report.n_skipped:
         log.warning("dataset %s was prepared with skipped rows: %s", name_or_path, report)

@@ -219,8 +219,8 @@ def _series_change(summaries, method, key) -> tuple[list[int], np.ndarray, np.nd
 
 
 def plot_accuracy(summaries: Sequence[dict], plan: DemoPlan, path: str) -> str:
-    panels = [("avg", "D_U avg@16 − stage 1"), ("pass@8", "D_U pass@8 − stage 1"),
-              ("maj@16", "D_U maj@16 − stage 1")]
+    panels = [(key, f"D_U {label}: change from the stage-1 model")
+              for key, label in (("avg", "avg@16"), ("pass@8", "pass@8"), ("maj@16", "maj@16"))]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (key, title) in zip(axes, panels):
         for method in plan.methods:

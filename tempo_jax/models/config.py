@@ -11,12 +11,14 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from tempo_jax.errors import UserError
+
 FULL = "full_attention"
 SLIDING = "sliding_attention"
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama", "olmo2", "olmo3")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A model configuration that cannot work; the message says what to change."""
 
 

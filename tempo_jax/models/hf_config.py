@@ -9,12 +9,13 @@ import json
 import os
 from typing import Any
 
+from tempo_jax.errors import UserError
 from tempo_jax.models.config import FULL, SLIDING, SUPPORTED_MODEL_TYPES, ConfigError, ModelConfig, RopeConfig
 
 _ARCH = {"qwen3": "Qwen3", "qwen2": "Qwen2", "llama": "Llama", "olmo2": "Olmo2", "olmo3": "Olmo3"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint directory or file that cannot be loaded; the message names it."""
 
 

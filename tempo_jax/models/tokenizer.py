@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 
+from tempo_jax.errors import UserError
+
 # Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
 _PAD_CANDIDATES = ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A tokenizer path that cannot be loaded; the message names it."""
 
 

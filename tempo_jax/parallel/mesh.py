@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from tempo_jax.errors import UserError
 from tempo_jax.models.sharding import MESH_AXES, state_shardings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 BATCH_AXES = ("data", "fsdp")
 
 
-class MeshError(ValueError):
+class MeshError(UserError, ValueError):
     """A mesh shape that cannot be built on the available devices; the message says what to change."""
 
 

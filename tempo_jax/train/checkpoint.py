@@ -42,6 +42,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from tempo_jax.errors import UserError
 from tempo_jax.parallel.distributed import any_process, barrier, is_primary
 from tempo_jax.parallel.mesh import to_host
 
@@ -54,7 +55,7 @@ _LAYOUT_FORMAT = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
-class CheckpointRestoreError(RuntimeError):
+class CheckpointRestoreError(UserError, RuntimeError):
     """No usable checkpoint could be restored; the message names the directory and what was tried."""
 
 

@@ -13,6 +13,21 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from tempo_jax.errors import UserError
+
+
+class RecipeError(UserError, ValueError):
+    """A recipe file, override or combination of settings that cannot work; says what to change."""
+
+
+class UnknownKeyError(RecipeError, KeyError):
+    """An override names a config key or section the recipe does not have."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
 METHODS = ("stage1", "tempo", "zero_rl_ppo", "ttrl", "empo")
 REWARDS = ("outcome", "ttrl_voting", "ttrl_exact", "empo_entropy")
 CRITIC_ESTIMATORS = ("em_token", "em", "gae")
@@ -135,7 +150,7 @@ def base_config() -> ml_collections.ConfigDict:
 def method_defaults(method: str) -> dict[str, Any]:
     """The settings a method implies; a recipe may still override them explicitly."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise RecipeError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method in ("stage1", "zero_rl_ppo"):
         # verl's PPO path (TEMPO_SPEC §4.3): the critic's cliprange_value default is 0.5
         return {"algo.adv_estimator": "gae", "algo.reward": "outcome", "algo.filter_groups": True,
@@ -157,14 +172,16 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
     node = cfg
     for p in parents:
         if p not in node:
-            raise KeyError(f"unknown config section {p!r} in {key!r}")
+            raise UnknownKeyError(f"unknown config section {p!r} in {key!r}")
         node = node[p]
     if leaf not in node:
         known = ", ".join(sorted(node.keys()))
-        raise KeyError(f"unknown config key {key!r}; known keys here: {known}")
+        raise UnknownKeyError(f"unknown config key {key!r}; known keys here: {known}")
     current = node[leaf]
     if isinstance(current, bool) and isinstance(value, str):
-        value = value.lower() in ("1", "true", "yes", "on")
+        if value.lower() not in _TRUE + _FALSE:
+            raise RecipeError(f"{key}={value!r} is not a boolean; write {key}=True or {key}=False")
+        value = value.lower() in _TRUE
     elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     node[leaf] = value
@@ -173,7 +190,7 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """``--config.a.b=value`` -> ("a.b", value); values are Python literals when they parse."""
     if not text.startswith("--config.") or "=" not in text:
-        raise ValueError(f"cannot read override {text!r}; write it as --config.section.key=value")
+        raise RecipeError(f"cannot read override {text!r}; write it as --config.section.key=value")
     key, raw = text[len("--config."):].split("=", 1)
     try:
         value = ast.literal_eval(raw)
@@ -185,12 +202,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """Load ``get_config()`` from a config file, apply method defaults, then CLI overrides."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path} not found (configs live in configs/<recipe>.py)")
+        raise RecipeError(f"config file {path} not found (configs live in configs/<recipe>.py)")
     spec = importlib.util.spec_from_file_location("tempo_jax_user_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the user's own config file
     if not hasattr(module, "get_config"):
-        raise AttributeError(f"{path} has no get_config() function")
+        raise RecipeError(f"{path} has no get_config() function; a recipe defines get_config() -> ConfigDict")
     cfg = module.get_config()
     parsed = [parse_override(text) for text in overrides]
     for key, value in parsed:  # a new method brings its defaults; explicit overrides still win
@@ -235,13 +252,20 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     errors = []
     if cfg.method not in METHODS:
         errors.append(f"method={cfg.method!r} is not one of {METHODS}")
-    for name, reg in ((cfg.algo.adv_estimator, ADVANTAGES), (cfg.algo.policy_loss, POLICY_LOSSES),
-                      (cfg.algo.value_loss, VALUE_LOSSES)):
-        if name not in reg:
-            errors.append(f"{name!r} is not registered; known: {', '.join(reg.names())}")
+    for key, reg in (("adv_estimator", ADVANTAGES), ("policy_loss", POLICY_LOSSES), ("value_loss", VALUE_LOSSES)):
+        if cfg.algo[key] not in reg:
+            errors.append(f"algo.{key}={cfg.algo[key]!r} is not registered; known: {', '.join(reg.names())}")
     if cfg.algo.reward not in REWARDS:
         errors.append(f"algo.reward={cfg.algo.reward!r} is not one of {REWARDS}")
     t = cfg.train
+    if t.total_steps < 1:
+        errors.append(f"train.total_steps={t.total_steps} must be >= 1 (export an untrained model with "
+                      "`tempo-jax convert` instead)")
+    if t.ppo_epochs < 1:
+        errors.append(f"train.ppo_epochs={t.ppo_epochs} must be >= 1")
+    for key in ("clip_low", "clip_high"):
+        if not cfg.algo[key] > 0:
+            errors.append(f"algo.{key}={cfg.algo[key]} must be > 0 (the PPO/GSPO ratio clip range)")
     if t.train_batch_size <= 0 or t.ppo_mini_batch_size <= 0:
         errors.append("train.train_batch_size and train.ppo_mini_batch_size must be positive")
     elif t.train_batch_size % t.ppo_mini_batch_size:
@@ -278,4 +302,4 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
 
         errors.extend(validate_mesh_config(cfg))
     if errors:
-        raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))
+        raise RecipeError("invalid config:\n  - " + "\n  - ".join(errors))

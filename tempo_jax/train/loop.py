@@ -25,6 +25,7 @@ from flax import nnx
 import tempo_jax.rl.advantages  # noqa: F401  (registers estimators)
 import tempo_jax.rl.losses  # noqa: F401
 import tempo_jax.rl.value_losses  # noqa: F401
+from tempo_jax.errors import UserError
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.parallel import mesh as pmesh
@@ -45,7 +46,7 @@ from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, UpdateSpec, make_e_
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """Too many consecutive steps with non-finite losses; the last good checkpoint is intact."""
 
 

@@ -1,0 +1,46 @@
+"""Recipe loading and validation: bad settings fail at start, name the key and say what to do."""
+import pytest
+
+from tempo_jax.errors import UserError
+from tempo_jax.train.config import RecipeError, UnknownKeyError, load_config, parse_override, set_path, validate
+
+
+def test_boolean_typo_is_refused_not_read_as_false(tiny_config):
+    cfg = tiny_config("tempo")
+    with pytest.raises(RecipeError, match=r"algo.value_labeled_only='Treu' is not a boolean"):
+        set_path(cfg, *parse_override("--config.algo.value_labeled_only=Treu"))
+    set_path(cfg, *parse_override("--config.algo.value_labeled_only=false"))
+    assert cfg.algo.value_labeled_only is False
+    set_path(cfg, *parse_override("--config.algo.value_labeled_only=On"))
+    assert cfg.algo.value_labeled_only is True
+
+
+def test_unknown_key_is_a_user_error_with_plain_message(tiny_config):
+    with pytest.raises(UnknownKeyError) as info:
+        set_path(tiny_config("tempo"), "train.not_a_key", 1)
+    assert isinstance(info.value, (UserError, KeyError))
+    assert str(info.value).startswith("unknown config key 'train.not_a_key'; known keys here:")
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("train.total_steps", 0, "train.total_steps=0 must be >= 1"),
+    ("train.ppo_epochs", 0, "train.ppo_epochs=0 must be >= 1"),
+    ("algo.clip_low", -0.5, "algo.clip_low=-0.5 must be > 0"),
+    ("algo.adv_estimator", "nope", "algo.adv_estimator='nope' is not registered"),
+    ("algo.policy_loss", "nope", "algo.policy_loss='nope' is not registered"),
+])
+def test_settings_that_cannot_work_are_named(tiny_config, key, value, needle):
+    cfg = tiny_config("tempo")
+    set_path(cfg, key, value)
+    with pytest.raises(RecipeError, match="invalid config") as info:
+        validate(cfg)
+    assert needle in str(info.value)
+
+
+def test_missing_recipe_file_and_recipe_without_get_config(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_config(str(tmp_path / "nope.py"))
+    bad = tmp_path / "bad.py"
+    bad.write_text("X = 1\n")
+    with pytest.raises(RecipeError, match="has no get_config"):
+        load_config(str(bad))
