@@ -27,6 +27,7 @@ from tempo_jax.demo.plan import DemoPlan
 from tempo_jax.models.hf_io import to_hf
 from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
 from tempo_jax.train.loop import Trainer
+from tempo_jax.train.run_dir import RunDirError
 from tempo_jax.train.sft import sft_train
 
 
@@ -153,6 +154,10 @@ def run_demo(out_dir: str = "runs/demo", quick: bool = False, overrides: Sequenc
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     plan = plan or (DemoPlan.quick(seed) if quick else DemoPlan(seed=seed))
     out = os.path.abspath(out_dir)
+    taken = [f"seed_{s}" for s in range(plan.seed, plan.seed + seeds) if os.path.exists(os.path.join(out, f"seed_{s}"))]
+    if taken:
+        raise RunDirError(f"{out_dir} already holds demo output ({', '.join(taken)}); give another --out, or "
+                          "remove it to start over (nothing was changed)")
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
     tokenizer_dir = plan.setup.build_tokenizer(os.path.join(out, "tokenizer"))

@@ -35,6 +35,7 @@ from tempo_jax.train import setup
 from tempo_jax.train.checkpoint import Checkpointer
 from tempo_jax.train.config import model_overrides, uses_critic, validate
 from tempo_jax.train.metrics import MetricsWriter, NullMetricsWriter
+from tempo_jax.train.run_dir import ensure_fresh, ensure_resumable
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.preemption import PreemptionGuard
 from tempo_jax.train.rollout import RolloutSettings, collect
@@ -63,6 +64,8 @@ class Trainer:
     def __init__(self, cfg: ml_collections.ConfigDict, resume: bool = False):
         init_distributed()  # multi-host: join the job before JAX sees devices (no-op on one host)
         validate(cfg)
+        if not resume:
+            ensure_fresh(cfg.run_dir)
         self.cfg = cfg
         self.mesh = pmesh.mesh_from_config(cfg)  # None = one device
         self.rollout_mesh = pmesh.rollout_mesh_from_config(cfg, self.mesh)
@@ -156,6 +159,7 @@ class Trainer:
         return {"actor": self.actor.state, "critic": self.critic.state if self.critic else None}
 
     def _resume(self) -> None:
+        ensure_resumable(self.run_dir, self.checkpointer.latest_step())
         if self.checkpointer.latest_step() is None:
             log.warning("--resume: no checkpoint in %s; starting from step 0", self.checkpointer.directory)
             return

@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Any
 
 import numpy as np
+
+from tempo_jax.errors import UserError
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsFileError(UserError, ValueError):
+    """A ``metrics.jsonl`` line other than the last cannot be read (the file was edited or damaged)."""
 
 # Keys shown in the progress bar, in order, when present.
 BAR_KEYS = ("reward/mean", "acc/labeled", "acc/unlabeled", "actor/pg_loss", "critic/vf_loss", "critic/explained_var")
@@ -20,7 +30,7 @@ class MetricsWriter:
     def __init__(self, run_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True,
                  progress_bar: bool = True):
         os.makedirs(run_dir, exist_ok=True)
-        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.path = os.path.join(run_dir, METRICS_FILE)
         self._truncate_after(start_step)
         self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = None
@@ -35,13 +45,13 @@ class MetricsWriter:
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
 
     def _truncate_after(self, step: int) -> None:
-        """On resume, drop lines of steps after the checkpoint (they will be recomputed)."""
+        """On resume, drop lines of steps after the checkpoint (they will be recomputed), and a
+        last line torn by a crash mid-write."""
         if not os.path.exists(self.path):
             return
-        with open(self.path, encoding="utf-8") as fh:
-            lines = [ln for ln in fh if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-        if len(kept) != len(lines):
+        rows, lines = _parse_lines(self.path)
+        kept = [ln.rstrip("\n") + "\n" for row, ln in zip(rows, lines) if row.get("step", 0) <= step]
+        if kept != lines:
             with open(self.path, "w", encoding="utf-8") as fh:
                 fh.writelines(kept)
 
@@ -81,7 +91,23 @@ class NullMetricsWriter:
         pass
 
 
-def read_metrics(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
+def _parse_lines(path: str) -> tuple[list[dict], list[str]]:
+    """Rows and their lines; a torn last line (a crash mid-write) is dropped with a warning, a bad
+    line elsewhere is an error that names it."""
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(ln) for ln in fh if ln.strip()]
+        lines = [ln for ln in fh if ln.strip()]
+    rows = []
+    for i, ln in enumerate(lines):
+        try:
+            rows.append(json.loads(ln))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                log.warning("%s: dropping its last line, cut short by an interrupted write", path)
+                return rows, lines[:-1]
+            raise MetricsFileError(f"{path}, line {i + 1}: not a JSON object ({err.msg}); repair or delete that "
+                                   "line (metrics are also in the run's TensorBoard events)") from None
+    return rows, lines
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    return _parse_lines(os.path.join(run_dir, METRICS_FILE))[0]

@@ -3,9 +3,12 @@ import json
 import math
 import os
 
+import pytest
+
 from tempo_jax.demo import run_demo
 from tempo_jax.demo.plan import METHODS
 from tempo_jax.models.hf_io import from_hf
+from tempo_jax.train.run_dir import RunDirError
 
 
 def test_quick_demo_produces_diagnosis_table_plots_and_export(tmp_path):
@@ -35,6 +38,11 @@ def test_quick_demo_produces_diagnosis_table_plots_and_export(tmp_path):
         assert row["change_avg"]["n"] == 16 and row["change_avg"]["se"] >= 0.0
     actor = from_hf(paths["TEMPO actor (HF)"])
     assert actor.cfg.model_type == "qwen3"
+    # running again into the same directory is refused before anything is touched
+    before = table
+    with pytest.raises(RunDirError, match=r"already holds demo output \(seed_3\)"):
+        run_demo(out_dir=str(tmp_path / "demo"), quick=True, seed=3)
+    assert open(paths["results table"], encoding="utf-8").read() == before
 
 
 def test_diagnose_only_stops_after_stage_1(tmp_path):

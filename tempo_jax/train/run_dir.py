@@ -1,0 +1,77 @@
+"""What a run directory already holds, and the guards that keep a new run from erasing it.
+
+A fresh run (no ``--resume``) into a directory that has checkpoints or metrics would cut
+``metrics.jsonl``, overwrite the export and config and leave old checkpoints for a later
+``--resume`` to mix with new settings; ``--resume`` with no usable checkpoint but a recorded
+history would restart from step 0 over it. Both stop here, before anything is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from tempo_jax.errors import UserError
+from tempo_jax.train.metrics import METRICS_FILE, read_metrics
+
+CHECKPOINTS = "checkpoints"
+
+
+class RunDirError(UserError):
+    """The run directory's contents do not fit the request (fresh run over history, resume without checkpoint)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunHistory:
+    checkpoint_steps: tuple[int, ...]
+    metric_steps: int  # distinct steps recorded in metrics.jsonl
+    set_aside: tuple[str, ...] = ()  # checkpoints moved aside as unreadable (``<step>.corrupt-N``)
+
+    @property
+    def empty(self) -> bool:
+        return not self.checkpoint_steps and not self.metric_steps
+
+    def describe(self) -> str:
+        parts = []
+        if self.checkpoint_steps:
+            parts.append(f"checkpoints at steps {', '.join(map(str, self.checkpoint_steps[-3:]))}"
+                         + (" (latest last)" if len(self.checkpoint_steps) > 1 else ""))
+        if self.set_aside:
+            parts.append(f"unreadable checkpoints set aside as {', '.join(self.set_aside[-3:])}")
+        if self.metric_steps:
+            parts.append(f"{METRICS_FILE} with {self.metric_steps} step(s)")
+        return " and ".join(parts)
+
+
+def run_history(run_dir: str) -> RunHistory:
+    """Committed checkpoint steps (names that are whole numbers) and metric steps, read without changing anything."""
+    ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
+    names = sorted(os.listdir(ckpt_dir)) if os.path.isdir(ckpt_dir) else []
+    steps = sorted(int(n) for n in names if n.isdigit())
+    metrics = os.path.join(run_dir, METRICS_FILE)
+    metric_steps = len({r.get("step") for r in read_metrics(run_dir)}) if os.path.isfile(metrics) else 0
+    return RunHistory(tuple(steps), metric_steps, tuple(n for n in names if ".corrupt-" in n))
+
+
+def ensure_fresh(run_dir: str) -> None:
+    """Refuse a new run into a directory that holds an earlier run's history."""
+    if not os.path.isdir(run_dir):
+        return
+    history = run_history(run_dir)
+    if not history.empty or history.set_aside:
+        raise RunDirError(f"run directory {run_dir} already holds a run ({history.describe()}); continue it with "
+                          "--resume, or give a new --config.run_dir (nothing was changed)")
+
+
+def ensure_resumable(run_dir: str, latest_step: int | None) -> None:
+    """Refuse ``--resume`` that would restart from step 0 although the run had saved checkpoints.
+
+    A run that crashed before its first save has only metrics of steps that will be recomputed
+    the same way, so it restarts (with a warning from the trainer).
+    """
+    if latest_step is not None:
+        return
+    history = run_history(run_dir)
+    if history.checkpoint_steps or history.set_aside:
+        raise RunDirError(f"--resume: no usable checkpoint in {os.path.join(run_dir, CHECKPOINTS)}, but the run "
+                          f"has {history.describe()}; nothing was changed. Check that the checkpoints are "
+                          "readable, or start a new run in another --config.run_dir")
