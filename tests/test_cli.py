@@ -72,11 +72,25 @@ def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
     cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), train__total_steps=1,
                       log__tensorboard=False, checkpoint__async_save=False, grader__workers=1)
     Trainer(cfg).run()
+    before = _snapshot(cfg.run_dir)
     out = tmp_path / "eval"
     code = main(["eval", "--checkpoint", cfg.run_dir, "--datasets", assets["unlabeled"], "--out", str(out),
                  "--n", "2", "--max-new-tokens", "8", "--template", "plain", "--limit", "2"])
     assert code == 0
     assert "critic" in (out / "unlabeled_summary.json").read_text()
+    assert _snapshot(cfg.run_dir) == before  # reading a run changes nothing in it
+
+
+def _snapshot(directory):
+    """Every path under ``directory`` with its bytes (directories map to None)."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), directory)] = None
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                out[os.path.relpath(os.path.join(root, name), directory)] = fh.read()
+    return out
 
 
 def test_demo_rejects_a_seed_count_below_one(capsys):

@@ -20,7 +20,11 @@ directory).
 missing role or a different tree/shape is a configuration mismatch and raises
 :class:`CheckpointMismatchError` without touching anything. Any other failure to read the
 newest step (truncated or missing files, bad JSON, a missing tensor) marks that step corrupt:
-it is logged, renamed to ``<step>.corrupt-<n>`` and the previous step is tried.
+it is logged, renamed to ``<step>.corrupt-<n>`` and the previous step is tried. A failure of
+the storage rather than the files (permission denied, an I/O error, a timeout, a read-only
+file system) says nothing about the checkpoint: it stops the restore and nothing is renamed.
+A ``read_only`` checkpointer (``eval --checkpoint``, ``model.init_from``) never renames,
+creates or cleans up anything: it logs an unreadable step and tries the previous one.
 
 Multi-process jobs (one shared directory): every process calls ``save``/``restore`` at the same
 point; Orbax coordinates the array shards and writes the JSON items from process 0. Checksums are
@@ -31,6 +35,7 @@ corrupt step aside, between barriers.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -154,7 +159,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | epath.PathLike, *, keep: int | None = 3, save_every: int = 1,
-                 async_save: bool = True, verify: bool = True):
+                 async_save: bool = True, verify: bool = True, read_only: bool = False):
         if keep is not None and keep < 1:
             raise ValueError(f"keep must be >= 1 (or None to keep every checkpoint), got {keep}")
         if save_every < 1:
@@ -163,12 +168,16 @@ class Checkpointer:
         self.keep = keep
         self.save_every = save_every
         self.verify = verify
+        self.read_only = read_only
+        if read_only and not self.directory.is_dir():
+            raise CheckpointRestoreError(f"no checkpoint directory {self.directory}")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             save_interval_steps=1,  # the interval is decided here (see should_save)
-            create=True,
-            cleanup_tmp_directories=True,  # half-written saves of a killed process
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,  # half-written saves of a killed process
             enable_async_checkpointing=async_save,
+            read_only=read_only,
         )
         self._mngr = ocp.CheckpointManager(self.directory, options=options)
 
@@ -280,6 +289,16 @@ class Checkpointer:
                 if _is_resource_error(e):  # the host/device, not the checkpoint, is the problem
                     raise
                 path = self._step_path(s)
+                if _is_storage_error(e):
+                    raise CheckpointRestoreError(
+                        f"checkpoint {path} could not be read ({type(e).__name__}: {_first_line(e)}): the storage "
+                        "failed, not necessarily the checkpoint, so nothing was moved or changed; fix access "
+                        "(permissions, mount, network) and run again") from e
+                if self.read_only:
+                    tried.append(f"step {s} ({type(e).__name__}: {_first_line(e)})")
+                    log.error("checkpoint %s cannot be restored (%s: %s); trying the previous one (left in place)",
+                              path, type(e).__name__, _first_line(e))
+                    continue
                 moved = self._move_aside(s)
                 tried.append(f"step {s} ({type(e).__name__}: {_first_line(e)}; moved to {moved.name})")
                 log.error("checkpoint %s is corrupt or incomplete and cannot be restored (%s: %s); moved it aside "
@@ -378,6 +397,28 @@ class Checkpointer:
 
 def _is_resource_error(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)[:2000]
+
+
+_STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EIO, errno.ETIMEDOUT, errno.EROFS, errno.ENOTCONN,
+                   errno.ESTALE, errno.EAGAIN}
+# how TensorStore and network filesystems spell the same failures inside a message
+_STORAGE_MARKERS = ("PERMISSION_DENIED", "Permission denied", "Input/output error", "DEADLINE_EXCEEDED",
+                    "UNAVAILABLE", "Read-only file system", "Transport endpoint is not connected",
+                    "Stale file handle")
+
+
+def _is_storage_error(e: BaseException) -> bool:
+    """True when ``e`` (or an error it wraps) is the storage failing rather than the files being bad."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (PermissionError, TimeoutError)) or \
+                (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS):
+            return True
+        if any(m in str(e)[:4000] for m in _STORAGE_MARKERS):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:

@@ -144,7 +144,7 @@ def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing:
         raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a tempo-jax run directory")
     with open(config_path, encoding="utf-8") as fh:
         mc = model_config_from_dict(json.load(fh), **overrides)
-    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
+    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)  # never changes the run read
     tx = make_optimizer(1.0)
     actor = nnx.eval_shape(lambda: CausalLM(mc, nnx.Rngs(0)))
     critic = nnx.eval_shape(lambda: Critic(mc, nnx.Rngs(0)))

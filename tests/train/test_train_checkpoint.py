@@ -228,6 +228,34 @@ def test_a_step_unreadable_on_another_process_is_given_up_here_too(tmp_path, mon
     assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt-0"]
 
 
+def test_read_only_restore_falls_back_without_moving_or_creating_anything(tmp_path, caplog):
+    save_steps(tmp_path, [1, 2, 3])
+    _truncate_data(tmp_path / "3")
+    (tmp_path / "4.orbax-checkpoint-tmp-123").mkdir()  # a half-written save: a writer would clean it up
+    listing = sorted(os.listdir(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="tempo_jax.train.checkpoint"):
+        step, arrays, _ = Checkpointer(tmp_path, read_only=True).restore(SMALL_ABSTRACT)
+    assert step == 2 and "left in place" in caplog.text
+    assert_bit_equal(arrays["actor"], small(2))
+    assert sorted(os.listdir(tmp_path)) == listing
+    with pytest.raises(CheckpointRestoreError, match="no checkpoint directory"):
+        Checkpointer(tmp_path / "absent", read_only=True)
+    assert not (tmp_path / "absent").exists()
+
+
+@pytest.mark.parametrize("failure", [PermissionError(13, "Permission denied"), OSError(5, "Input/output error"),
+                                     ValueError("NOT_FOUND: Error opening file: PERMISSION_DENIED: open failed")])
+def test_storage_failure_is_not_taken_for_corruption(tmp_path, monkeypatch, failure):
+    """An unreadable mount (EACCES, EIO, a TensorStore PERMISSION_DENIED) says nothing about the files:
+    the restore stops and no healthy checkpoint is renamed."""
+    save_steps(tmp_path, [1, 2])
+    monkeypatch.setattr(Checkpointer, "_read_step", lambda self, step, abstract: (_ for _ in ()).throw(failure))
+    with pytest.raises(CheckpointRestoreError, match=r"the storage failed, not necessarily the checkpoint, so nothing "
+                                                     r"was moved"):
+        Checkpointer(tmp_path).restore(SMALL_ABSTRACT)
+    assert sorted(os.listdir(tmp_path)) == ["1", "2"]
+
+
 def test_explicit_corrupt_step_is_not_substituted(tmp_path):
     save_steps(tmp_path, [1, 2])
     _truncate_data(tmp_path / "2")
