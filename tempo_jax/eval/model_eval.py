@@ -44,6 +44,7 @@ from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_templat
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
 from tempo_jax.models.critic import response_values
+from tempo_jax.models.tokenizer import check_vocab
 from tempo_jax.parallel.distributed import is_primary
 from tempo_jax.parallel.mesh import to_host
 from tempo_jax.sampling.generate import generate
@@ -85,13 +86,6 @@ def pad_id_for(tokenizer, cfg) -> int:
         if x is not None:
             return int(x)
     return stop_ids_for(tokenizer, cfg)[0]
-
-
-def check_vocab(tokenizer, cfg) -> None:
-    """The tokenizer must not produce ids the model cannot embed."""
-    if len(tokenizer) > cfg.vocab_size:
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {cfg.vocab_size}; "
-                         "use the tokenizer the checkpoint was trained with")
 
 
 def _batch_sharding(mesh: Mesh | None, rows: int, ndim: int = 2):
@@ -191,7 +185,7 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
         raise ValueError(f"need batch_prompts >= 1 and max_new_tokens >= 1, got {batch_prompts}, {max_new_tokens}")
     graphdef, state = _split(actor)
     cfg = _model_cfg(graphdef, state)
-    check_vocab(tokenizer, cfg)
+    check_vocab(tokenizer, cfg.vocab_size)
     stops = tuple(int(s) for s in stop_ids) if stop_ids is not None else stop_ids_for(tokenizer, cfg)
     pad = pad_id_for(tokenizer, cfg)
     tpl = get_template(template) if template is not None else None

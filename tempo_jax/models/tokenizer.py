@@ -56,3 +56,11 @@ def load_tokenizer(path: str | os.PathLike):
         if pad is not None:
             tok.pad_token = pad
     return tok
+
+
+def check_vocab(tokenizer, vocab_size: int) -> None:
+    """The tokenizer must not produce ids the model cannot embed (they would index past the
+    embedding table: NaN losses in training, garbage in sampling)."""
+    if len(tokenizer) > vocab_size:
+        raise TokenizerError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {vocab_size}; "
+                             "use the tokenizer the checkpoint was trained with (model.tokenizer)")

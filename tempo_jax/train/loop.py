@@ -76,6 +76,7 @@ class Trainer:
         self.stream, self.data_report = setup.build_stream(cfg, self.tokenizer)
         actor, critic = self._load_models()
         self.model_cfg = actor.cfg
+        setup.check_model_fits(cfg, self.tokenizer, self.model_cfg)
         self.actor = self._make_actor(actor)
         self.critic = self._make_critic(critic) if critic is not None else None
         self.settings = setup.rollout_settings(cfg, self.tokenizer, self.model_cfg)

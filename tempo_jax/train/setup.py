@@ -18,10 +18,12 @@ from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
+from tempo_jax.models.tokenizer import check_vocab
 from tempo_jax.parallel.distributed import barrier, is_primary
 from tempo_jax.parallel.mesh import to_host
 from tempo_jax.rewards.grader import Grader
 from tempo_jax.sampling.methods import Sampling
+from tempo_jax.train.config import RecipeError
 from tempo_jax.train.rollout import RolloutSettings
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,18 @@ def stop_and_pad(tokenizer, model_cfg: ModelConfig) -> tuple[tuple[int, ...], in
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model_cfg.pad_token_id
     pad = pad if pad is not None else (stop[0] if stop else 0)
     return tuple(stop), int(pad)
+
+
+def check_model_fits(cfg, tokenizer, model_cfg: ModelConfig) -> None:
+    """Before any step: token ids the model can embed, and sequences within its positions
+    (beyond ``max_position_embeddings`` RoPE extrapolates silently and quality falls)."""
+    check_vocab(tokenizer, model_cfg.vocab_size)
+    longest = cfg.data.max_prompt_tokens + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)
+    if longest > model_cfg.max_position_embeddings:
+        raise RecipeError(
+            f"data.max_prompt_tokens={cfg.data.max_prompt_tokens} + max_new_tokens="
+            f"{max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)} (rollout/eval) = {longest} exceeds the model's "
+            f"max_position_embeddings={model_cfg.max_position_embeddings}; lower them")
 
 
 def rollout_settings(cfg, tokenizer, model_cfg: ModelConfig) -> RolloutSettings:

@@ -15,12 +15,13 @@ from flax import nnx
 
 from tempo_jax.data.templates import load_tokenizer, render_prompt
 from tempo_jax.data.tfds_builders import load_records
-from tempo_jax.eval.model_eval import (check_vocab, eval_main, evaluate_model, make_grader_fn, make_sample_fn,
+from tempo_jax.eval.model_eval import (eval_main, evaluate_model, make_grader_fn, make_sample_fn,
                                        make_value_fn, stop_ids_for)
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
+from tempo_jax.models.tokenizer import check_vocab
 from tempo_jax.sampling.methods import Sampling
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -180,4 +181,4 @@ def test_grader_fn_and_stop_ids(tokenizer, actor):
     assert stop_ids_for(tokenizer, actor.cfg) == (151645,)
     assert stop_ids_for(tokenizer, actor.cfg.replace(eos_token_id=(151643, 151645))) == (151645, 151643)
     with pytest.raises(ValueError, match="vocab_size"):
-        check_vocab(tokenizer, actor.cfg.replace(vocab_size=1000))
+        check_vocab(tokenizer, 1000)

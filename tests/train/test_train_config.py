@@ -44,3 +44,27 @@ def test_missing_recipe_file_and_recipe_without_get_config(tmp_path):
     bad.write_text("X = 1\n")
     with pytest.raises(RecipeError, match="has no get_config"):
         load_config(str(bad))
+
+
+def test_model_must_embed_the_tokenizer_and_hold_the_lengths(tiny_config):
+    from tempo_jax.models.config import ModelConfig, RopeConfig
+    from tempo_jax.models.tokenizer import TokenizerError
+    from tempo_jax.train.setup import check_model_fits
+
+    model = ModelConfig(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=1,
+                        num_heads=4, num_kv_heads=2, head_dim=8, rope=RopeConfig(theta=1e4),
+                        max_position_embeddings=128)
+    cfg = tiny_config("tempo", data__max_prompt_tokens=96, rollout__max_new_tokens=16)
+    check_model_fits(cfg, [0] * 64, model)
+    with pytest.raises(TokenizerError, match="the tokenizer has 65 tokens but the model's vocab_size is 64"):
+        check_model_fits(cfg, [0] * 65, model)
+    set_path(cfg, "eval.max_new_tokens", 40)
+    with pytest.raises(RecipeError, match=r"= 136 exceeds the model's max_position_embeddings=128"):
+        check_model_fits(cfg, [0] * 64, model)
+
+
+def test_trainer_refuses_lengths_beyond_the_model_before_training(tiny_config):
+    from tempo_jax.train.loop import Trainer
+
+    with pytest.raises(RecipeError, match="max_position_embeddings=2048"):
+        Trainer(tiny_config("tempo", rollout__max_new_tokens=4000))
