@@ -211,7 +211,7 @@ def _as_str(value: Any, key: str, *, coerce: bool, required_nonempty: bool = Tru
     else:
         raise _RowError("non_string_field", f"field {key!r} must be a string, got "
                         f"{type(value).__name__} {_short(value)}"
-                        + ("" if coerce else " (pass coerce_numbers=True to accept numbers)"))
+                        + ("" if coerce else " (set data.coerce_numbers=True to accept numbers)"))
     if required_nonempty and not s.strip():
         raise _RowError(f"empty_{key.split('.')[-1]}", f"field {key!r} is empty")
     return s
@@ -219,7 +219,9 @@ def _as_str(value: Any, key: str, *, coerce: bool, required_nonempty: bool = Tru
 
 def _required(row: dict, key: str, *, coerce: bool) -> str:
     found, value = _get(row, key)
-    if not found or value is None:
+    if found and value is None:
+        raise _RowError(f"missing_{key.split('.')[-1]}", f"field {key!r} is null")
+    if not found:
         raise _RowError(f"missing_{key.split('.')[-1]}", f"missing field {key!r} "
                         f"(row has keys {sorted(row)[:12]})")
     return _as_str(value, key, coerce=coerce)
@@ -385,8 +387,8 @@ def read_records(path: str | os.PathLike, schema: str = "auto", *, question_key:
         except _RowError as e:
             if on_error == "raise":
                 raise DataError(e.reason, path=path, where=where,
-                                hint="fix the row, or pass on_error='skip' to leave bad rows out "
-                                     "(they are counted in the ReadReport)") from None
+                                hint="fix the row, or set data.on_error=skip (on_error='skip' in Python) to "
+                                     "leave bad rows out; they are counted and reported") from None
             report.add_skip(where, e.reason, e.kind)
             continue
         records.append(rec)

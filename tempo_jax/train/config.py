@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.prompt_policy = "filter"  # filter | left_truncate
     c.data.replicate_unlabeled_to = 0
     c.data.on_error = "raise"  # raise | skip
+    c.data.coerce_numbers = False  # accept numbers (e.g. 204) where strings are expected (ids, answers)
 
     c.rollout = ml_collections.ConfigDict()
     c.rollout.n = 8

@@ -40,7 +40,7 @@ def load_run_tokenizer(cfg: ml_collections.ConfigDict):
 
 def _records(name: str, cfg, limit: int) -> list[dict]:
     kwargs = {"data_dir": cfg.data.data_dir} if cfg.data.data_dir else {}
-    records = load_records(name, on_error=cfg.data.on_error, **kwargs)
+    records = load_records(name, on_error=cfg.data.on_error, coerce_numbers=cfg.data.coerce_numbers, **kwargs)
     return records[:limit] if limit else records
 
 

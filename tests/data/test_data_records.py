@@ -36,7 +36,9 @@ def test_tempo_jsonl_reads_shared_file(data_dir):
 @pytest.mark.parametrize("row, needle", [
     ({"id": "q2", "problem": "P?"}, "missing field 'answer'"),
     ({"id": "q2", "problem": "   ", "answer": "3"}, "field 'problem' is empty"),
-    ({"id": "q2", "problem": "P?", "answer": 3}, "field 'answer' must be a string"),
+    ({"id": "q2", "problem": "P?", "answer": None}, "field 'answer' is null"),
+    ({"id": "q2", "problem": "P?", "answer": 3}, "field 'answer' must be a string, got int 3 (set "
+                                                 "data.coerce_numbers=True to accept numbers)"),
     ({"id": 5, "problem": "P?", "answer": "3"}, "field 'id' must be a string"),
     ('{"id": "q2", "problem": "P?", "answer": "3"', "broken JSON"),
     ('["a list"]', "expected a JSON object"),
@@ -114,7 +116,7 @@ def test_hf_jsonl_and_parquet(tmp_path):
     pq.write_table(pa.Table.from_pylist(bad), tmp_path / "hf_bad.parquet")
     with pytest.raises(DataError) as e:
         read_hf(tmp_path / "hf_bad.parquet", "question", "final")
-    assert "row 1" in str(e.value) and "missing field 'final'" in str(e.value)
+    assert "row 1" in str(e.value) and "field 'final' is null" in str(e.value)
     with pytest.raises(DataError, match="question_key"):
         read_records(tmp_path / "hf.jsonl", "hf")
 
