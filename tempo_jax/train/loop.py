@@ -35,7 +35,7 @@ from tempo_jax.train import setup
 from tempo_jax.train.checkpoint import Checkpointer
 from tempo_jax.train.config import model_overrides, uses_critic, validate
 from tempo_jax.train.metrics import MetricsWriter, NullMetricsWriter
-from tempo_jax.train.run_dir import ensure_fresh, ensure_resumable
+from tempo_jax.train.run_dir import ensure_fresh, ensure_resumable, ensure_writable
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.preemption import PreemptionGuard
 from tempo_jax.train.rollout import RolloutSettings, collect
@@ -71,7 +71,10 @@ class Trainer:
         self.rollout_mesh = pmesh.rollout_mesh_from_config(cfg, self.mesh)
         self._mesh_fns: dict[Any, Any] = {}
         self.run_dir = cfg.run_dir
-        os.makedirs(self.run_dir, exist_ok=True)
+        if is_primary():
+            ensure_writable(self.run_dir)
+        else:
+            os.makedirs(self.run_dir, exist_ok=True)
         self.tokenizer = setup.load_run_tokenizer(cfg)
         self.stream, self.data_report = setup.build_stream(cfg, self.tokenizer)
         actor, critic = self._load_models()

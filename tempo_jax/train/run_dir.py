@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 
 from tempo_jax.errors import UserError
 from tempo_jax.train.metrics import METRICS_FILE, read_metrics
@@ -60,6 +61,25 @@ def ensure_fresh(run_dir: str) -> None:
     if not history.empty or history.set_aside:
         raise RunDirError(f"run directory {run_dir} already holds a run ({history.describe()}); continue it with "
                           "--resume, or give a new --config.run_dir (nothing was changed)")
+
+
+def ensure_writable(run_dir: str) -> None:
+    """Create ``run_dir`` and write/remove a probe file in it and in its checkpoint directory.
+
+    A read-only or full location otherwise shows up only at the first save, inside Orbax's
+    background thread, as a traceback followed by minutes of timeouts."""
+    for d in (run_dir, os.path.join(run_dir, CHECKPOINTS)):
+        if d != run_dir and not os.path.isdir(d):
+            continue
+        probe = os.path.join(d, f".tempo_jax_write_probe_{uuid.uuid4().hex}")
+        try:
+            os.makedirs(d, exist_ok=True)
+            with open(probe, "w", encoding="utf-8") as fh:
+                fh.write("probe")
+            os.remove(probe)
+        except OSError as err:
+            raise RunDirError(f"cannot write to {d} ({err.strerror or err}); training needs a writable run "
+                              "directory: fix its permissions or mount, or give another --config.run_dir") from err
 
 
 def ensure_resumable(run_dir: str, latest_step: int | None) -> None:

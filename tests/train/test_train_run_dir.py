@@ -53,3 +53,21 @@ def test_an_empty_or_new_directory_is_fine(tiny_config, tmp_path):
     os.makedirs(cfg.run_dir)
     assert run_history(cfg.run_dir).empty
     Trainer(cfg)  # no error
+
+
+def test_unwritable_run_directory_is_named_before_anything_runs(tiny_config, monkeypatch):
+    """A read-only mount (EROFS; root ignores chmod, so the failure is injected at ``open``)."""
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def read_only_fs(path, mode="r", *args, **kwargs):
+        if ".tempo_jax_write_probe_" in str(path) and "w" in mode:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    cfg = tiny_config("tempo", train__total_steps=1)
+    monkeypatch.setattr(builtins, "open", read_only_fs)
+    with pytest.raises(RunDirError, match=r"cannot write to .*run_tempo \(Read-only file system\).*--config.run_dir"):
+        Trainer(cfg)
