@@ -259,38 +259,47 @@ def _detect_schema(row: dict, opts: _Options) -> str:
         return "hf"
     if "prompt" in row and "reward_model" in row:
         return "verl"
-    if "problem" in row and "answer" in row:
+    if "problem" in row:  # the answer may be missing on an unlabeled test question
         return "tempo"
     raise _RowError("unknown_schema", f"cannot tell the schema from keys {sorted(row)[:12]}; expected "
                     "{id, problem, answer}, verl {prompt, reward_model, ...}, or pass "
                     "question_key=/answer_key= for other files")
 
 
-def _common_tail(row: dict, rec: dict, opts: _Options, report: ReadReport, labeled_key: str,
-                 count_defaults: bool) -> dict:
-    """Fill is_labeled / data_source from the row or the defaults (counted where the schema expects them)."""
+def _is_labeled(row: dict, opts: _Options, report: ReadReport, labeled_key: str, count_defaults: bool) -> bool:
+    """The row's own flag, else the default (counted where the schema expects the flag)."""
     found, lab = _get(row, labeled_key)
     if found and lab is not None:
-        rec["is_labeled"] = _bool_field(lab, labeled_key)
-    else:
-        rec["is_labeled"] = opts.default_is_labeled
-        if count_defaults:
-            report.defaulted["is_labeled"] += 1
+        return _bool_field(lab, labeled_key)
+    if count_defaults:
+        report.defaulted["is_labeled"] += 1
+    return opts.default_is_labeled
+
+
+def _answer(row: dict, key: str, opts: _Options, labeled: bool) -> str:
+    """Required on labeled rows; an unlabeled test question may have none ("" = unknown)."""
+    found, value = _get(row, key)
+    if not labeled and (not found or value is None):
+        return ""
+    return _required(row, key, coerce=opts.coerce_numbers)
+
+
+def _common_tail(row: dict, rec: dict, opts: _Options) -> dict:
+    """Fill data_source from the row or the default."""
     found, src = _get(row, "data_source")
     if found and src is not None:
         rec["data_source"] = _as_str(src, "data_source", coerce=False)
     else:
         rec["data_source"] = opts.data_source
-        if count_defaults:
-            report.defaulted["data_source"] += 1
     return rec
 
 
 def _parse_tempo(row: dict, index: int, opts: _Options, report: ReadReport) -> dict:
+    labeled = _is_labeled(row, opts, report, "is_labeled", count_defaults=False)
     rec = {"id": _required(row, opts.id_key or "id", coerce=opts.coerce_numbers),
            "problem": _required(row, "problem", coerce=False),
-           "answer": _required(row, "answer", coerce=opts.coerce_numbers)}
-    rec = _common_tail(row, rec, opts, report, "is_labeled", count_defaults=False)
+           "answer": _answer(row, "answer", opts, labeled), "is_labeled": labeled}
+    rec = _common_tail(row, rec, opts)
     return {k: rec[k] for k in RECORD_KEYS}
 
 
@@ -298,13 +307,13 @@ def _parse_hf(row: dict, index: int, opts: _Options, report: ReadReport) -> dict
     if not opts.question_key or not opts.answer_key:
         raise DataError("schema 'hf' needs question_key= and answer_key=",
                         hint="e.g. question_key='question', answer_key='answer'")
+    labeled = _is_labeled(row, opts, report, "is_labeled", count_defaults=False)
     problem = _required(row, opts.question_key, coerce=False)
-    answer = _required(row, opts.answer_key, coerce=opts.coerce_numbers)
-    rec = {"problem": problem, "answer": answer}
+    rec = {"problem": problem, "answer": _answer(row, opts.answer_key, opts, labeled), "is_labeled": labeled}
     found, src = _get(row, "data_source")
     ds = src if found and isinstance(src, str) and src else opts.data_source
     rec["id"] = (_required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}")
-    rec = _common_tail(row, rec, opts, report, "is_labeled", count_defaults=False)
+    rec = _common_tail(row, rec, opts)
     return {k: rec[k] for k in RECORD_KEYS}
 
 
@@ -328,12 +337,15 @@ def _parse_verl(row: dict, index: int, opts: _Options, report: ReadReport) -> di
     found, rm = _get(row, "reward_model")
     if not found or not isinstance(rm, dict):
         raise _RowError("missing_answer", "missing field 'reward_model' (a dict with 'ground_truth')")
-    answer = _required(row, opts.answer_key or "reward_model.ground_truth", coerce=opts.coerce_numbers)
+    labeled = _is_labeled(row, opts, report, "reward_model.is_labeled", count_defaults=True)
+    answer = _answer(row, opts.answer_key or "reward_model.ground_truth", opts, labeled)
     found, src = _get(row, "data_source")
     ds = _as_str(src, "data_source", coerce=False) if found and src is not None else opts.data_source
+    if not (found and src is not None):
+        report.defaulted["data_source"] += 1
     rid = _required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}"
-    rec = {"id": rid, "problem": problem, "answer": answer}
-    rec = _common_tail(row, rec, opts, report, "reward_model.is_labeled", count_defaults=True)
+    rec = {"id": rid, "problem": problem, "answer": answer, "is_labeled": labeled}
+    rec = _common_tail(row, rec, opts)
     return {k: rec[k] for k in RECORD_KEYS}
 
 

@@ -41,7 +41,7 @@ TFDS_DIR_ENV = "TEMPO_JAX_TFDS_DIR"
 DEFAULT_DATA_DIR = pathlib.Path("..") / "shared" / "data"
 DEFAULT_TFDS_DIR = pathlib.Path("~") / ".cache" / "tempo_jax" / "tfds"
 BUILDER_NAME = "tempo_local_records"
-_FORMAT_VERSION = "1"  # bump when the stored features or reader semantics change
+_FORMAT_VERSION = "2"  # bump when the stored features or reader semantics change
 
 
 @dataclasses.dataclass(frozen=True)

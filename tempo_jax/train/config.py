@@ -278,10 +278,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append(f"{cfg.algo.adv_estimator} normalises within groups: rollout.n must be >= 2")
     if cfg.method in ("stage1", "zero_rl_ppo") and not cfg.data.labeled:
         errors.append(f"method {cfg.method} trains on labeled data: set data.labeled")
-    if cfg.method in ("ttrl", "empo") and not cfg.data.unlabeled:
+    if cfg.method in ("ttrl", "empo") and not (cfg.data.unlabeled or cfg.data.labeled):
         errors.append(f"method {cfg.method} trains on the unlabeled test questions: set data.unlabeled")
-    if cfg.method == "tempo" and not (cfg.data.labeled and cfg.data.unlabeled):
-        errors.append("method tempo needs both data.labeled (D_L) and data.unlabeled (D_U)")
+    if cfg.method == "tempo" and not cfg.data.labeled:
+        errors.append("method tempo needs data.labeled (D_L; a mixed file whose is_labeled flags mark the test "
+                      "questions also gives D_U) and data.unlabeled (D_U)")
     if not (cfg.model.actor_hf or cfg.model.init_from):
         errors.append("set model.actor_hf (a Hugging Face directory) or model.init_from (a run directory)")
     for key in ("actor_hf", "critic_hf", "init_from", "tokenizer"):

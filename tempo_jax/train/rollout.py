@@ -111,7 +111,10 @@ def collect(actor_split, stream, tokenizer, grader, settings: RolloutSettings, r
         t0 = time.perf_counter()
         texts = [tokenizer.decode(t[:length], skip_special_tokens=True) for t, length in zip(out.tokens, out.lengths)]
         answers = [rows[i]["answer"] for i in out.prompt_index]
-        correct = grader.grade(texts, answers)
+        known = np.array([bool(a) for a in answers])  # test questions may come without an answer
+        correct = np.zeros(len(texts), bool)
+        if known.any():
+            correct[known] = grader.grade([t for t, k in zip(texts, known) if k], [a for a in answers if a])
         scores = np.where(correct, 1.0, -1.0).astype(np.float32)
         rewards, facts = method_rewards(s.reward, scores, texts, s.n, grader)
         timing["grading"] += time.perf_counter() - t0
@@ -123,13 +126,13 @@ def collect(actor_split, stream, tokenizer, grader, settings: RolloutSettings, r
         if s.confidence_filter and "max_frequency" in facts:
             keep &= confidence_filter(facts["max_frequency"][group_ids], s.confidence_lower, s.confidence_upper)
         if "majority_answer" in facts:
-            truth = [rows[g]["answer"] for g in range(len(rows))]
-            label_ok = grader.equivalent_pairs(zip(facts["majority_answer"], truth))
-            info["label_correct"].extend(label_ok)
+            pairs = [(m, r["answer"]) for m, r in zip(facts["majority_answer"], rows) if r["answer"]]
+            if pairs:
+                info["label_correct"].extend(grader.equivalent_pairs(pairs))
         batch = dict(
             prompt_tokens=out.prompt_tokens, prompt_valid=out.prompt_valid, response_tokens=out.tokens,
             response_mask=out.mask, sampler_logprobs=out.logprobs, scores=scores, rewards=rewards, correct=correct,
-            is_labeled=is_labeled, group_ids=group_ids, lengths=out.lengths, eos=out.eos,
+            is_labeled=is_labeled, group_ids=group_ids, lengths=out.lengths, eos=out.eos, has_answer=known,
         )
         gen += 1
         if acc.add(batch, keep):

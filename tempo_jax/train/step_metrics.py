@@ -27,11 +27,12 @@ def step_metrics(batch: dict[str, np.ndarray], dev: dict[str, Any], entropy: np.
     mask = np.asarray(batch["response_mask"], bool)
     labeled = np.asarray(batch["is_labeled"], bool)
     correct = np.asarray(batch["correct"], bool)
+    known = np.asarray(batch.get("has_answer", np.ones_like(correct)), bool)  # rows whose answer is known
     lengths = np.asarray(batch["lengths"])
     m: dict[str, float] = {
         "reward/mean": float(np.mean(batch["rewards"])),
         "score/mean": float(np.mean(batch["scores"])),
-        "acc/all": float(correct.mean()),
+
         "batch/rows": float(mask.shape[0]),
         "batch/labeled_fraction": float(labeled.mean()),
         "response_length/mean": float(lengths.mean()),
@@ -39,10 +40,12 @@ def step_metrics(batch: dict[str, np.ndarray], dev: dict[str, Any], entropy: np.
         "response_length/clip_ratio": float(np.mean(~np.asarray(batch["eos"], bool))),
         "actor/entropy": float(np.asarray(entropy)[mask].mean()) if mask.any() else 0.0,
     }
+    if known.any():
+        m["acc/all"] = float(correct[known].mean())
     if labeled.any():
         m["acc/labeled"] = float(correct[labeled].mean())
-    if (~labeled).any():
-        m["acc/unlabeled"] = float(correct[~labeled].mean())  # logging only: never used for training
+    if (~labeled & known).any():
+        m["acc/unlabeled"] = float(correct[~labeled & known].mean())  # logging only: never used for training
     if info.get("label_correct"):
         m["ttrl/label_accuracy"] = float(np.mean(info["label_correct"]))
     m.update(_masked_stats(np.asarray(dev["advantages"]), mask, "advantages"))
