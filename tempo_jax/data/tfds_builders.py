@@ -83,13 +83,16 @@ def resolve_source(name_or_path: str | os.PathLike, data_dir: str | os.PathLike 
         path = root / spec.file
         if not path.exists():
             raise DataError(f"dataset {s!r} expects {spec.file} in the data dir {root}, which does not have it",
-                            path=path, hint=f"pass data_dir= or set ${DATA_DIR_ENV} to the directory "
-                                            "holding the shared data files")
+                            path=path, hint=f"set data.data_dir (data_dir= in Python) or ${DATA_DIR_ENV} "
+                                            "to the directory holding the shared data files")
         return path, spec.split, s
     p = pathlib.Path(s).expanduser()
     if p.suffix.lower() in SUFFIXES or os.sep in s or p.exists():
         if not p.exists():
             raise DataError("file not found", path=p, hint="check the path")
+        if p.is_dir():
+            raise DataError("is a directory, not a data file", path=p,
+                            hint="give one .jsonl, .json or .parquet file inside it")
         return p.resolve(), "train", p.stem
     raise DataError(f"unknown dataset name {s!r}",
                     hint=f"use one of {sorted(NAMED_DATASETS)} (files in the data dir, set by data_dir= or "

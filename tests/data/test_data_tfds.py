@@ -75,3 +75,9 @@ def test_dir_resolution(monkeypatch, tmp_path, data_dir):
         tb.resolve_source("aime25")
     with pytest.raises(DataError, match="unknown dataset name"):
         tb.load_records("aime_2099", tfds_dir=tmp_path)
+
+
+def test_a_directory_given_as_data_file_is_named(tmp_path):
+    (tmp_path / "shards").mkdir()
+    with pytest.raises(DataError, match=r"shards: is a directory, not a data file. Give one .jsonl"):
+        tb.resolve_source(str(tmp_path / "shards"))
