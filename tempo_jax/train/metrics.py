@@ -49,9 +49,11 @@ class MetricsWriter:
         last line torn by a crash mid-write."""
         if not os.path.exists(self.path):
             return
+        with open(self.path, encoding="utf-8") as fh:
+            original = fh.read()
         rows, lines = _parse_lines(self.path)
         kept = [ln.rstrip("\n") + "\n" for row, ln in zip(rows, lines) if row.get("step", 0) <= step]
-        if kept != lines:
+        if "".join(kept) != original:
             with open(self.path, "w", encoding="utf-8") as fh:
                 fh.writelines(kept)
 
