@@ -1,4 +1,4 @@
-"""`tempo-jax train | eval | demo | convert | plan` — the command-line entry point."""
+"""`tempo-jax train | eval | demo | convert | plot | plan` — the command-line entry point."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +71,19 @@ def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.errors import UserError
+    from tempo_jax.eval.plots import plot_run
+
+    paths = plot_run(args.run_dir, args.out or None)
+    if not paths:
+        raise UserError(f"{args.run_dir}: its metrics hold no periodic evaluation (eval/<dataset>/avg@16, pass@8) "
+                        "and no critic AUROC to plot; train with eval.test_freq > 0")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -99,20 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="", help="a recipe: datasets, lengths, template and run directory")
     p.add_argument("--critic", default="", help="optional HF directory of a critic (adds calibration metrics)")
     p.add_argument("--datasets", default="", help="comma-separated names or files (default: aime24)")
-    p.add_argument("--out", default="runs/eval")
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--data-dir", default="")
-    p.add_argument("--template", default="qwen3")
-    p.add_argument("--tokenizer", default="")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/eval", help="output directory (default: %(default)s)")
+    p.add_argument("--n", type=int, default=16, help="samples per question (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="per sample (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=0, help="first N questions of each dataset (default: all)")
+    p.add_argument("--data-dir", default="", help="where named datasets live (default: $TEMPO_JAX_DATA_DIR "
+                                                   "or ../shared/data)")
+    p.add_argument("--template", default="qwen3", help="prompt template (default: %(default)s)")
+    p.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.set_defaults(fn=_eval)
 
     p = sub.add_parser("convert", help="load a HF checkpoint and write it back (validates the mapping)")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--critic", action="store_true")
+    p.add_argument("src", help="HF checkpoint directory")
+    p.add_argument("dst", help="where to write the copy")
+    p.add_argument("--critic", action="store_true", help="the checkpoint is a critic (scalar value head)")
     p.set_defaults(fn=_convert)
 
     p = sub.add_parser("demo", help="the CPU demo: TEMPO vs baselines on a synthetic task")
@@ -125,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnose", action="store_true",
                    help="stages 0-1 only: can the critic rank answers better than majority voting?")
     p.set_defaults(fn=_demo)
+
+    p = sub.add_parser("plot", help="accuracy_vs_step.png and critic_auroc.png of a run directory")
+    p.add_argument("run_dir", help="a tempo-jax run directory (its metrics.jsonl)")
+    p.add_argument("--out", default="", help="where to write the PNGs (default: the run directory)")
+    p.set_defaults(fn=_plot)
+
+    # `plan` parses its own options (see main); listed here so that --help shows it
+    sub.add_parser("plan", add_help=False, help="compile a recipe for a TPU slice on this CPU and report memory: "
+                                                "tempo-jax plan --config <recipe> --topology v5p-64")
     return parser
 
 

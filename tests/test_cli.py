@@ -74,3 +74,25 @@ def test_demo_rejects_a_seed_count_below_one(capsys):
         main(["demo", "--seeds", "0"])
     assert exc.value.code == 2
     assert "--seeds: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_plot_writes_the_run_plots_or_says_why_not(tmp_path, capsys):
+    rows = [{"step": s, "eval/toy/avg@16": 0.1 * s, "eval/toy/pass@8": 0.2 * s, "eval/toy/critic/auroc": 0.6}
+            for s in (2, 4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["plot", str(tmp_path)]) == 0
+    for name in ("accuracy_vs_step.png", "critic_auroc.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "metrics.jsonl").write_text('{"step": 1, "actor/loss": 0.5}\n')
+    assert main(["plot", str(empty)]) == 1
+    assert "no periodic evaluation" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("train", "eval", "convert", "demo", "plot", "plan"):
+        assert command in out
