@@ -38,6 +38,12 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         if not (args.hf or args.checkpoint):
             args.checkpoint = cfg.run_dir
     names = [d for d in (datasets or "aime24").split(",") if d]
+    if args.checkpoint and not args.config and args.template is None:  # prompt as the run was trained
+        from tempo_jax.train.setup import read_run_config, run_template
+
+        run_cfg = read_run_config(args.checkpoint)
+        settings.update(template=run_template(run_cfg), max_prompt_tokens=run_cfg.data.max_prompt_tokens)
+    settings["template"] = settings["template"] or "qwen3"
     if args.checkpoint:
         from tempo_jax.data.templates import load_tokenizer
         from tempo_jax.train.setup import load_from_run
@@ -118,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="first N questions of each dataset (default: all)")
     p.add_argument("--data-dir", default="", help="where named datasets live (default: $TEMPO_JAX_DATA_DIR "
                                                    "or ../shared/data)")
-    p.add_argument("--template", default="qwen3", help="prompt template (default: %(default)s)")
+    p.add_argument("--template", default=None,
+                   help="prompt template (default: the run's own with --checkpoint, else qwen3)")
     p.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.set_defaults(fn=_eval)

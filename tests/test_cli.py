@@ -64,9 +64,11 @@ def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
     Trainer(cfg).run()
     out = tmp_path / "eval"
     code = main(["eval", "--checkpoint", cfg.run_dir, "--datasets", assets["unlabeled"], "--out", str(out),
-                 "--n", "2", "--max-new-tokens", "8", "--template", "plain", "--limit", "2"])
+                 "--n", "2", "--max-new-tokens", "8", "--limit", "2"])  # the run's own template and lengths
     assert code == 0
     assert "critic" in (out / "unlabeled_summary.json").read_text()
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["template"] == "plain" and settings["max_prompt_tokens"] == cfg.data.max_prompt_tokens
 
 
 def test_demo_rejects_a_seed_count_below_one(capsys):

@@ -181,6 +181,15 @@ def write_run_files(cfg, model_cfg: ModelConfig, run_dir: str) -> None:
         json.dump(model_config_to_dict(model_cfg), fh, indent=2)
 
 
+def read_run_config(run_dir: str) -> ml_collections.ConfigDict:
+    """The resolved recipe a run was trained with (``run_dir/config.json``)."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise RecipeError(f"{path} not found: {run_dir} is not a tempo-jax run directory")
+    with open(path, encoding="utf-8") as fh:
+        return ml_collections.ConfigDict(json.load(fh))
+
+
 def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing: bool = True, **overrides: Any):
     """Actor (and critic) parameters from the latest checkpoint of one of our runs (e.g. stage 1).
 
