@@ -13,7 +13,6 @@ from flax import nnx
 
 from tempo_jax.data.mixing import MixedStream
 from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_template, load_tokenizer
-from tempo_jax.data.tfds_builders import load_records
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
@@ -24,6 +23,7 @@ from tempo_jax.parallel.mesh import to_host
 from tempo_jax.rewards.grader import Grader
 from tempo_jax.sampling.methods import Sampling
 from tempo_jax.train.config import RecipeError
+from tempo_jax.train.data_roles import load_roles
 from tempo_jax.train.rollout import RolloutSettings
 
 log = logging.getLogger(__name__)
@@ -36,51 +36,6 @@ def load_run_tokenizer(cfg: ml_collections.ConfigDict):
     if not path or not os.path.exists(path):
         raise FileNotFoundError(f"no tokenizer at {path!r}: set model.tokenizer (a directory transformers can load)")
     return load_tokenizer(path)
-
-
-def _records(name: str, cfg, labeled: bool) -> list[dict]:
-    """One source's rows; ``labeled`` is the role it was given (rows without a flag take it)."""
-    kwargs = {"data_dir": cfg.data.data_dir} if cfg.data.data_dir else {}
-    return load_records(name, on_error=cfg.data.on_error, coerce_numbers=cfg.data.coerce_numbers,
-                        default_is_labeled=labeled, **kwargs)
-
-
-def load_roles(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[dict]]:
-    """(D_L, D_U) rows for the method, each row's own ``is_labeled`` flag deciding its role.
-
-    The reference keeps one mixed train file whose ``reward_model.is_labeled`` flags say which
-    rows are test questions; given as ``data.labeled``, its unlabeled rows join D_U (methods
-    that use it) and are never trained on with their answers. A row flagged labeled inside
-    ``data.unlabeled`` contradicts the setting and is refused.
-    """
-    uses_labeled = cfg.method not in ("ttrl", "empo")
-    uses_unlabeled = cfg.method not in ("stage1", "zero_rl_ppo")
-    mixed = _records(cfg.data.labeled, cfg, labeled=True) if cfg.data.labeled else []
-    labeled = [r for r in mixed if r["is_labeled"]]
-    flagged = [r for r in mixed if not r["is_labeled"]]
-    unlabeled = list(flagged)
-    if cfg.data.unlabeled and cfg.data.unlabeled != cfg.data.labeled:
-        rows = _records(cfg.data.unlabeled, cfg, labeled=False)
-        contradicting = [r["id"] for r in rows if r["is_labeled"]]
-        if contradicting:
-            raise RecipeError(
-                f"data.unlabeled={cfg.data.unlabeled!r} has {len(contradicting)} row(s) flagged is_labeled=true "
-                f"(e.g. {contradicting[:3]}); test questions are unlabeled: drop the flag, or give a mixed file as "
-                "data.labeled, where each row's flag decides")
-        unlabeled += rows
-    if flagged:
-        where = "join D_U" if uses_unlabeled else f"are left out (method {cfg.method} trains on D_L only)"
-        log.warning("data.labeled=%s: %d row(s) flagged is_labeled=false %s; their answers are never used "
-                    "for training", cfg.data.labeled, len(flagged), where)
-    labeled = labeled[:cfg.data.labeled_limit or None] if uses_labeled else []
-    unlabeled = unlabeled[:cfg.data.unlabeled_limit or None] if uses_unlabeled else []
-    if uses_unlabeled and not unlabeled:
-        raise RecipeError(f"method {cfg.method} needs unlabeled test questions (D_U) but none were found: set "
-                          "data.unlabeled, or give a mixed file with is_labeled=false rows as data.labeled")
-    if uses_labeled and cfg.method in ("stage1", "zero_rl_ppo", "tempo") and not labeled:
-        raise RecipeError(f"method {cfg.method} needs labeled questions (D_L) but data.labeled="
-                          f"{cfg.data.labeled!r} has no row flagged is_labeled=true")
-    return labeled, unlabeled
 
 
 def run_template(cfg) -> PromptTemplate:

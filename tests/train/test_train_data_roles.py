@@ -8,7 +8,7 @@ import pytest
 from tempo_jax.train.config import RecipeError
 from tempo_jax.train.loop import Trainer
 from tempo_jax.train.metrics import read_metrics
-from tempo_jax.train.setup import load_roles
+from tempo_jax.train.data_roles import load_roles
 
 
 def _jsonl(path, rows):
