@@ -129,6 +129,11 @@ def test_4_unwritable_run_dir_is_named_at_start(cli, tmp_path, monkeypatch):
 
 
 def test_5_eval_of_a_run_changes_nothing_in_it(cli, trained, tmp_path, workdir):
+    """Even with a damaged newest step and a half-written save, which a training run would set aside and clean up."""
+    for data in (trained / "checkpoints" / "2" / "actor").rglob("*"):
+        if data.is_file() and data.parent.name == "d":
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    (trained / "checkpoints" / "3.orbax-checkpoint-tmp-1700000000").mkdir()
     before = snapshot(trained)
     rc, err = cli("eval", "--checkpoint", str(trained), "--datasets", str(workdir / "runs/tiny_assets/unlabeled.jsonl"),
                   "--out", str(tmp_path / "eval"), "--n", "2", "--max-new-tokens", "8", "--template", "plain",
