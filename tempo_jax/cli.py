@@ -7,6 +7,8 @@ import os
 import sys
 import traceback
 
+from tempo_jax.errors import UserError
+
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from tempo_jax.train.config import load_config
@@ -78,7 +80,6 @@ def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _plot(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.errors import UserError
     from tempo_jax.eval.plots import plot_run
 
     paths = plot_run(args.run_dir, args.out or None)
@@ -179,8 +180,6 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 def error_line(err: BaseException) -> str:
     """One line for the user: the message of a :class:`UserError` or a file-system error as is,
     anything else prefixed by its type (it is likely a bug) with a pointer to ``-v``."""
-    from tempo_jax.errors import UserError
-
     text = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
     if isinstance(err, (UserError, OSError)):
         return f"tempo-jax: error: {text or type(err).__name__}"

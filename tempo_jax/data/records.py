@@ -284,13 +284,15 @@ def _answer(row: dict, key: str, opts: _Options, labeled: bool) -> str:
     return _required(row, key, coerce=opts.coerce_numbers)
 
 
-def _common_tail(row: dict, rec: dict, opts: _Options) -> dict:
-    """Fill data_source from the row or the default."""
+def _common_tail(row: dict, rec: dict, opts: _Options, report: ReadReport, count_defaults: bool) -> dict:
+    """Fill data_source from the row or the default (counted where the schema expects it)."""
     found, src = _get(row, "data_source")
     if found and src is not None:
         rec["data_source"] = _as_str(src, "data_source", coerce=False)
     else:
         rec["data_source"] = opts.data_source
+        if count_defaults:
+            report.defaulted["data_source"] += 1
     return rec
 
 
@@ -299,7 +301,7 @@ def _parse_tempo(row: dict, index: int, opts: _Options, report: ReadReport) -> d
     rec = {"id": _required(row, opts.id_key or "id", coerce=opts.coerce_numbers),
            "problem": _required(row, "problem", coerce=False),
            "answer": _answer(row, "answer", opts, labeled), "is_labeled": labeled}
-    rec = _common_tail(row, rec, opts)
+    rec = _common_tail(row, rec, opts, report, count_defaults=False)
     return {k: rec[k] for k in RECORD_KEYS}
 
 
@@ -313,7 +315,7 @@ def _parse_hf(row: dict, index: int, opts: _Options, report: ReadReport) -> dict
     found, src = _get(row, "data_source")
     ds = src if found and isinstance(src, str) and src else opts.data_source
     rec["id"] = (_required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}")
-    rec = _common_tail(row, rec, opts)
+    rec = _common_tail(row, rec, opts, report, count_defaults=False)
     return {k: rec[k] for k in RECORD_KEYS}
 
 
@@ -341,11 +343,9 @@ def _parse_verl(row: dict, index: int, opts: _Options, report: ReadReport) -> di
     answer = _answer(row, opts.answer_key or "reward_model.ground_truth", opts, labeled)
     found, src = _get(row, "data_source")
     ds = _as_str(src, "data_source", coerce=False) if found and src is not None else opts.data_source
-    if not (found and src is not None):
-        report.defaulted["data_source"] += 1
     rid = _required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}"
     rec = {"id": rid, "problem": problem, "answer": answer, "is_labeled": labeled}
-    rec = _common_tail(row, rec, opts)
+    rec = _common_tail(row, rec, opts, report, count_defaults=True)
     return {k: rec[k] for k in RECORD_KEYS}
 
 

@@ -55,7 +55,7 @@ def load_roles(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[dict]]:
     if uses_unlabeled and not unlabeled:
         raise RecipeError(f"method {cfg.method} needs unlabeled test questions (D_U) but none were found: set "
                           "data.unlabeled, or give a mixed file with is_labeled=false rows as data.labeled")
-    if uses_labeled and cfg.method in ("stage1", "zero_rl_ppo", "tempo") and not labeled:
+    if uses_labeled and not labeled:
         raise RecipeError(f"method {cfg.method} needs labeled questions (D_L) but data.labeled="
                           f"{cfg.data.labeled!r} has no row flagged is_labeled=true")
     return labeled, unlabeled

@@ -163,8 +163,9 @@ class Trainer:
         return {"actor": self.actor.state, "critic": self.critic.state if self.critic else None}
 
     def _resume(self) -> None:
-        ensure_resumable(self.run_dir, self.checkpointer.latest_step())
-        if self.checkpointer.latest_step() is None:
+        latest = self.checkpointer.latest_step()
+        ensure_resumable(self.run_dir, latest)
+        if latest is None:
             log.warning("--resume: no checkpoint in %s; starting from step 0", self.checkpointer.directory)
             return
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),

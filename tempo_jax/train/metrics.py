@@ -1,6 +1,7 @@
 """Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars and a tqdm bar."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -51,7 +52,7 @@ class MetricsWriter:
             return
         with open(self.path, encoding="utf-8") as fh:
             original = fh.read()
-        rows, lines = _parse_lines(self.path)
+        rows, lines = _parse_lines(original, self.path)
         kept = [ln.rstrip("\n") + "\n" for row, ln in zip(rows, lines) if row.get("step", 0) <= step]
         if "".join(kept) != original:
             with open(self.path, "w", encoding="utf-8") as fh:
@@ -93,11 +94,10 @@ class NullMetricsWriter:
         pass
 
 
-def _parse_lines(path: str) -> tuple[list[dict], list[str]]:
-    """Rows and their lines; a torn last line (a crash mid-write) is dropped with a warning, a bad
-    line elsewhere is an error that names it."""
-    with open(path, encoding="utf-8") as fh:
-        lines = [ln for ln in fh if ln.strip()]
+def _parse_lines(text: str, path: str) -> tuple[list[dict], list[str]]:
+    """Rows and their lines of ``text`` (the contents of ``path``); a torn last line (a crash
+    mid-write) is dropped with a warning, a bad line elsewhere is an error that names it."""
+    lines = [ln for ln in io.StringIO(text) if ln.strip()]  # split on "\n" only, as reading the file does
     rows = []
     for i, ln in enumerate(lines):
         try:
@@ -112,4 +112,6 @@ def _parse_lines(path: str) -> tuple[list[dict], list[str]]:
 
 
 def read_metrics(run_dir: str) -> list[dict]:
-    return _parse_lines(os.path.join(run_dir, METRICS_FILE))[0]
+    path = os.path.join(run_dir, METRICS_FILE)
+    with open(path, encoding="utf-8") as fh:
+        return _parse_lines(fh.read(), path)[0]

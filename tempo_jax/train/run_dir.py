@@ -29,7 +29,7 @@ class RunHistory:
 
     @property
     def empty(self) -> bool:
-        return not self.checkpoint_steps and not self.metric_steps
+        return not (self.checkpoint_steps or self.metric_steps or self.set_aside)
 
     def describe(self) -> str:
         parts = []
@@ -58,7 +58,7 @@ def ensure_fresh(run_dir: str) -> None:
     if not os.path.isdir(run_dir):
         return
     history = run_history(run_dir)
-    if not history.empty or history.set_aside:
+    if not history.empty:
         raise RunDirError(f"run directory {run_dir} already holds a run ({history.describe()}); continue it with "
                           "--resume, or give a new --config.run_dir (nothing was changed)")
 
@@ -68,9 +68,8 @@ def ensure_writable(run_dir: str) -> None:
 
     A read-only or full location otherwise shows up only at the first save, inside Orbax's
     background thread, as a traceback followed by minutes of timeouts."""
-    for d in (run_dir, os.path.join(run_dir, CHECKPOINTS)):
-        if d != run_dir and not os.path.isdir(d):
-            continue
+    ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
+    for d in [run_dir] + ([ckpt_dir] if os.path.isdir(ckpt_dir) else []):
         probe = os.path.join(d, f".tempo_jax_write_probe_{uuid.uuid4().hex}")
         try:
             os.makedirs(d, exist_ok=True)

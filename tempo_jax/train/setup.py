@@ -84,12 +84,12 @@ def check_model_fits(cfg, tokenizer, model_cfg: ModelConfig) -> None:
     """Before any step: token ids the model can embed, and sequences within its positions
     (beyond ``max_position_embeddings`` RoPE extrapolates silently and quality falls)."""
     check_vocab(tokenizer, model_cfg.vocab_size)
-    longest = cfg.data.max_prompt_tokens + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)
+    new_tokens = max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)
+    longest = cfg.data.max_prompt_tokens + new_tokens
     if longest > model_cfg.max_position_embeddings:
         raise RecipeError(
-            f"data.max_prompt_tokens={cfg.data.max_prompt_tokens} + max_new_tokens="
-            f"{max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)} (rollout/eval) = {longest} exceeds the model's "
-            f"max_position_embeddings={model_cfg.max_position_embeddings}; lower them")
+            f"data.max_prompt_tokens={cfg.data.max_prompt_tokens} + max_new_tokens={new_tokens} (rollout/eval) = "
+            f"{longest} exceeds the model's max_position_embeddings={model_cfg.max_position_embeddings}; lower them")
 
 
 def rollout_settings(cfg, tokenizer, model_cfg: ModelConfig) -> RolloutSettings:

@@ -32,7 +32,6 @@ def step_metrics(batch: dict[str, np.ndarray], dev: dict[str, Any], entropy: np.
     m: dict[str, float] = {
         "reward/mean": float(np.mean(batch["rewards"])),
         "score/mean": float(np.mean(batch["scores"])),
-
         "batch/rows": float(mask.shape[0]),
         "batch/labeled_fraction": float(labeled.mean()),
         "response_length/mean": float(lengths.mean()),
