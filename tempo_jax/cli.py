@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str], verbose: bool) -> int:
     if argv[:1] == ["plan"]:  # `tempo-jax plan --config <recipe> --topology <name>` has its own options
-        from tempo_jax.parallel.plan import plan_main
+        from tempo_jax.plan.planner import plan_main
 
         return plan_main(argv[1:])
     parser = build_parser()

@@ -7,7 +7,7 @@ import pytest
 
 from tempo_jax.cli import main
 from tempo_jax.models.safetensors_io import SafetensorsFile
-from tempo_jax.testing.tiny import ensure_tiny_assets
+from tempo_jax.train.tiny import ensure_tiny_assets
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_unexpected_errors_name_their_type_and_point_to_v(tmp_path, capsys):
 
 
 def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
-    from tempo_jax.testing.tiny import tiny_recipe
+    from tempo_jax.train.tiny import tiny_recipe
     from tempo_jax.train.loop import Trainer
 
     cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), train__total_steps=1,

@@ -13,7 +13,7 @@ import collections
 import json
 import os
 
-from tempo_jax.tasks.styles import response_style
+from tempo_jax.demo.tasks.styles import response_style
 
 GATE_AUROC = 0.70
 GATE_MARGIN = 0.10

@@ -28,7 +28,7 @@ from tempo_jax.models.hf_io import to_hf
 from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
 from tempo_jax.train.loop import Trainer
 from tempo_jax.train.run_dir import RunDirError
-from tempo_jax.train.sft import sft_train
+from tempo_jax.demo.sft import sft_train
 
 
 def _write_jsonl(path: str, records: Sequence[dict]) -> str:
@@ -40,7 +40,7 @@ def _write_jsonl(path: str, records: Sequence[dict]) -> str:
 
 def make_data(plan: DemoPlan, out: str) -> dict[str, str]:
     """D_L (labeled), D_U (harder test questions; answers only for evaluation) and a held-out
-    labeled set, from the task's disjoint splits (see tempo_jax.tasks.demo_setup)."""
+    labeled set, from the task's disjoint splits (see tempo_jax.demo.tasks.demo_setup)."""
     os.makedirs(out, exist_ok=True)
     data = plan.setup.datasets()
     return {"labeled": _write_jsonl(os.path.join(out, "dl_train.jsonl"), data["dl"]),

@@ -1,9 +1,9 @@
-"""What the demo runs: the task/model setup (tempo_jax.tasks.demo_setup), the RL budgets and the seed."""
+"""What the demo runs: the task/model setup (tempo_jax.demo.tasks.demo_setup), the RL budgets and the seed."""
 from __future__ import annotations
 
 import dataclasses
 
-from tempo_jax.tasks.demo_setup import DemoSetup, quick_setup
+from tempo_jax.demo.tasks.demo_setup import DemoSetup, quick_setup
 
 METHODS = ("tempo", "ttrl", "empo", "zero_rl_ppo", "tempo_frozen_critic")
 

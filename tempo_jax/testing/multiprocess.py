@@ -3,7 +3,7 @@
 The tests use it to check multi-host code paths on one machine: each process gets its own fake
 CPU devices (``--xla_force_host_platform_device_count``; a count inherited from the caller, e.g.
 the test session's 8, is replaced) and ``--coordinator / --num-processes / --process-id``
-arguments (the convention of :mod:`tempo_jax.parallel.selfcheck`). Output goes to
+arguments (the convention of :mod:`tempo_jax.plan.selfcheck`). Output goes to
 ``<log_dir>/process_<i>.log``.
 """
 from __future__ import annotations

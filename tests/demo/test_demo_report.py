@@ -6,7 +6,7 @@ import pytest
 
 from tempo_jax.demo import report
 from tempo_jax.demo.plan import DemoPlan
-from tempo_jax.tasks import styles
+from tempo_jax.demo.tasks import styles
 
 EXPR = "7+8-3+9"  # every fake question asks this; the samples' layouts decide the careful share
 

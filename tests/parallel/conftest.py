@@ -2,8 +2,8 @@
 reference parameters (computed once per session)."""
 import pytest
 
-from tempo_jax.parallel.selfcheck import LR, STEPS, run_tiny_steps
-from tempo_jax.testing.tiny import ensure_tiny_assets
+from tempo_jax.plan.selfcheck import LR, STEPS, run_tiny_steps
+from tempo_jax.train.tiny import ensure_tiny_assets
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from tempo_jax.parallel import distributed
 from tempo_jax.parallel.mesh import (MeshError, batch_sharding, constrain_rows, host_to_global, local_rows,
                                      make_mesh, mesh_from_config, on_mesh, resolve_shape, rollout_mesh_from_config,
                                      shard_batch, shard_train_state, to_host, validate_mesh_config)
-from tempo_jax.testing.tiny import tiny_model_config
+from tempo_jax.train.tiny import tiny_model_config
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.train.state import create_train_state
 

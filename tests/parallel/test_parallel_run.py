@@ -22,12 +22,12 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import load_file
 
-from tempo_jax.parallel.selfcheck import LR, STEPS, TOL, max_abs_diff, tiny_config
+from tempo_jax.plan.selfcheck import LR, STEPS, TOL, max_abs_diff, tiny_config
 from tempo_jax.testing.multiprocess import describe, run_local_job
 
 
 def _job(assets, run_dir, tmp_path, name, *extra):
-    results = run_local_job("tempo_jax.parallel.selfcheck", [
+    results = run_local_job("tempo_jax.plan.selfcheck", [
         "--run", "--mesh", "2,1,2", "--steps", str(STEPS), "--assets", os.path.dirname(assets["model"]),
         "--run-dir", str(run_dir), "--lr", str(LR), *extra], tmp_path, log_name=name)
     assert all(r.returncode == 0 for r in results), f"{name}: a process failed:\n{describe(results)}"

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from tempo_jax.parallel.selfcheck import LR, STEPS, TOL, max_abs_diff, run_tiny_steps
+from tempo_jax.plan.selfcheck import LR, STEPS, TOL, max_abs_diff, run_tiny_steps
 from tempo_jax.testing.multiprocess import describe, run_local_job
 
 
@@ -35,7 +35,7 @@ def test_one_tempo_step_on_a_mesh_matches_one_device(shape, assets, reference, t
 
 
 def test_trainer_places_states_and_batches_on_the_mesh(assets, tmp_path):
-    from tempo_jax.testing.tiny import tiny_recipe
+    from tempo_jax.train.tiny import tiny_recipe
     from tempo_jax.train.loop import Trainer
 
     cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), mesh__shape=(2, 2, 2), log__tensorboard=False)
@@ -54,7 +54,7 @@ def test_trainer_places_states_and_batches_on_the_mesh(assets, tmp_path):
 
 
 def test_separate_rollout_mesh_reshards_the_actor(assets, tmp_path):
-    from tempo_jax.testing.tiny import tiny_recipe
+    from tempo_jax.train.tiny import tiny_recipe
     from tempo_jax.train.loop import Trainer
 
     cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), mesh__shape=(1, 8, 1),
@@ -72,7 +72,7 @@ def test_two_processes_match_one_process(assets, reference, tmp_path):
     """Two local processes x 2 CPU devices (jax.distributed + gloo), mesh (2, 1, 2): the data axis spans
     the processes, so each holds half the rows; 2 TEMPO steps equal the one-device run."""
     out = tmp_path / "params.npz"
-    results = run_local_job("tempo_jax.parallel.selfcheck", [
+    results = run_local_job("tempo_jax.plan.selfcheck", [
         "--mesh", "2,1,2", "--steps", str(STEPS), "--out", str(out), "--assets", os.path.dirname(assets["model"]),
         "--run-dir", str(tmp_path / "runs"), "--lr", str(LR)], tmp_path)
     assert all(r.returncode == 0 for r in results), f"worker failed:\n{describe(results)}"

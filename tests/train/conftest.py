@@ -1,7 +1,7 @@
 """Fixtures for trainer tests: tiny assets in a temp dir and a tiny recipe config."""
 import pytest
 
-from tempo_jax.testing.tiny import ensure_tiny_assets, tiny_recipe
+from tempo_jax.train.tiny import ensure_tiny_assets, tiny_recipe
 
 
 @pytest.fixture(scope="session")

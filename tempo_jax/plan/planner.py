@@ -519,7 +519,7 @@ def plan(config_path: str, topology: str, overrides: list[str] = (), only: tuple
                            "pins), or pip install -e .[tpu]")
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "tempo_jax.parallel.plan", "--worker", "--config", config_path,
+        cmd = [sys.executable, "-m", "tempo_jax.plan.planner", "--worker", "--config", config_path,
                "--topology", topology, "--result", result, "--only", ",".join(only), *overrides]
         proc = subprocess.run(cmd, env=_worker_env(), capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0 or not os.path.isfile(result):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tempo_jax.tasks import arithmetic as A
+from tempo_jax.demo.tasks import arithmetic as A
 
 EXPR = re.compile(r"\d+(?:[+\-*]\d+)*")
 

@@ -3,8 +3,8 @@ import collections
 
 import pytest
 
-from tempo_jax.tasks import arithmetic as A
-from tempo_jax.tasks import styles as S
+from tempo_jax.demo.tasks import arithmetic as A
+from tempo_jax.demo.tasks import styles as S
 
 
 def test_hasty_lines_by_hand():

@@ -4,7 +4,7 @@ The demo needs a task where a critic grounded on labeled questions can read evid
 majority voting cannot (DESIGN.md, "The CPU demo's science"). Here the evidence is the
 *structure* of a solution, not a recomputation of its arithmetic:
 
-* **careful** -- one operation per line (:func:`tempo_jax.tasks.arithmetic.format_solution`)::
+* **careful** -- one operation per line (:func:`tempo_jax.demo.tasks.arithmetic.format_solution`)::
 
       Compute 7+8-3+9.      =15-3+9
                             =12+9
@@ -34,7 +34,7 @@ import random
 import re
 from typing import Mapping, Sequence
 
-from tempo_jax.tasks import arithmetic
+from tempo_jax.demo.tasks import arithmetic
 
 STYLES = ("careful", "hasty")
 BINARY_OP = re.compile(r"(?<=\d)[+\-*]")  # an operator after a digit (a hasty line may start negative)
@@ -98,7 +98,7 @@ def with_style(record: dict, style: str) -> dict:
 
 def make_problems(level: int, count: int, seed: int = 0, split: str = "sft",
                   hasty_share: float = 0.5, exclude=(), verb: str = "Compute") -> list[dict]:
-    """:func:`tempo_jax.tasks.arithmetic.make_problems` with each solution written in a style drawn
+    """:func:`tempo_jax.demo.tasks.arithmetic.make_problems` with each solution written in a style drawn
     with probability ``hasty_share`` of hasty (deterministic in the arguments)."""
     if not 0.0 <= hasty_share <= 1.0:
         raise ValueError(f"hasty_share must be in [0, 1], got {hasty_share}")
@@ -110,7 +110,7 @@ def make_problems(level: int, count: int, seed: int = 0, split: str = "sft",
 def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
                  hasty_share: Mapping[int, float] | float = 0.5, weights: Sequence[float] | None = None,
                  exclude=(), verb: str = "Compute") -> list[dict]:
-    """:func:`tempo_jax.tasks.arithmetic.make_mixture` with styles drawn per level."""
+    """:func:`tempo_jax.demo.tasks.arithmetic.make_mixture` with styles drawn per level."""
     records = arithmetic.make_mixture(levels, count, seed=seed, split=split, weights=weights, exclude=exclude,
                                       verb=verb)
     shares = hasty_share if isinstance(hasty_share, Mapping) else {lvl: hasty_share for lvl in levels}

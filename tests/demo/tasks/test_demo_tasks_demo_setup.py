@@ -7,9 +7,9 @@ import jax
 import pytest
 from flax import nnx
 
-from tempo_jax.tasks import arithmetic as A
-from tempo_jax.tasks.demo_setup import DemoSetup, quick_setup
-from tempo_jax.tasks.tokenizer import build_tokenizer, load
+from tempo_jax.demo.tasks import arithmetic as A
+from tempo_jax.demo.tasks.demo_setup import DemoSetup, quick_setup
+from tempo_jax.demo.tasks.tokenizer import build_tokenizer, load
 
 
 def test_datasets_are_disjoint_sized_and_seeded():

@@ -61,7 +61,7 @@ class LevelSpec:
 
 
 # Level k: k operations (+ or -) on single-digit operands, every intermediate in [0, 99].
-# The CPU demo (tempo_jax/tasks/demo_setup.py) trains on levels 2-4: its 3-layer, 96-wide model
+# The CPU demo (tempo_jax/demo/tasks/demo_setup.py) trains on levels 2-4: its 3-layer, 96-wide model
 # solves careful level-4 chains 60-85% of the time after stage 0; copying a long tail and
 # subtraction with a borrow are the error-prone steps. Level 1 has only ~130 distinct problems,
 # level 2 ~2,900.
@@ -112,7 +112,7 @@ Step = Callable[[Sequence[str]], list[str]]
 
 def solution_steps(expr: str, step: Step = reduce_once) -> list[str]:
     """Every line of the worked solution: the expression, then one ``step`` per line (by default
-    one operation; :mod:`tempo_jax.tasks.styles` passes its hasty rule)."""
+    one operation; :mod:`tempo_jax.demo.tasks.styles` passes its hasty rule)."""
     parts = tokenize_expression(expr)
     lines = [expr]
     while len(parts) > 1:

@@ -8,7 +8,7 @@ state of an ``nnx.split`` model and donates both.
 
     model, metrics = sft_train(model, tokenizer, records, steps=300, batch_size=32, lr=3e-3, seed=0)
 
-``records`` carry ``problem`` and ``solution`` (the task schema, see ``tempo_jax.tasks``);
+``records`` carry ``problem`` and ``solution`` (the task schema, see ``tempo_jax.demo.tasks``);
 ``prompt_fn`` renders a problem into the prompt string (ChatML by default).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 
 from tempo_jax.models.decoder import CausalLM
-from tempo_jax.tasks.arithmetic import format_prompt
+from tempo_jax.demo.tasks.arithmetic import format_prompt
 
 LogFn = Callable[[int, dict], None]
 

@@ -10,9 +10,9 @@ from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy
-from tempo_jax.tasks import arithmetic as A
-from tempo_jax.tasks.tokenizer import build_tokenizer, load
-from tempo_jax.train.sft import batch_indices, encode_sft, make_schedule, sft_train
+from tempo_jax.demo.tasks import arithmetic as A
+from tempo_jax.demo.tasks.tokenizer import build_tokenizer, load
+from tempo_jax.demo.sft import batch_indices, encode_sft, make_schedule, sft_train
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tempo_jax.parallel import plan as planner
+from tempo_jax.plan import planner
 from tempo_jax.parallel.topology import parse_topology
 
 needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
@@ -42,7 +42,7 @@ def _tiny_config(tmp_path, assets_model: str) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from tempo_jax.testing.tiny import tiny_hf_model
+    from tempo_jax.train.tiny import tiny_hf_model
 
     return tiny_hf_model(str(tmp_path_factory.mktemp("plan_model")))
 

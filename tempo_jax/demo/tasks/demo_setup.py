@@ -1,4 +1,4 @@
-"""The CPU demo's task, data, base model and stage 0 (two solution styles, see :mod:`tempo_jax.tasks.styles`).
+"""The CPU demo's task, data, base model and stage 0 (two solution styles, see :mod:`tempo_jax.demo.tasks.styles`).
 
 Stage 0 trains on a corpus of arithmetic chains (levels 2-4) asked in two phrasings, as two
 sources would ask them -- "Compute 7+8-3+9." and "Evaluate 7+8-3+9." -- and solved in two styles:
@@ -25,8 +25,8 @@ from flax import nnx
 
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.decoder import CausalLM
-from tempo_jax.tasks import arithmetic, styles
-from tempo_jax.tasks import tokenizer as task_tokenizer
+from tempo_jax.demo.tasks import arithmetic, styles
+from tempo_jax.demo.tasks import tokenizer as task_tokenizer
 
 # Fixed ids of the task tokenizer's special tokens (trained with them first, in this order).
 PAD_ID, EOS_ID, IM_START_ID, IM_END_ID = 0, 1, 2, 3
@@ -36,7 +36,7 @@ PAD_ID, EOS_ID, IM_START_ID, IM_END_ID = 0, 1, 2, 3
 class DemoSetup:
     """Everything the demo needs to build its data, base model and stage 0; ``seed`` drives all of it.
 
-    Splits (disjoint problem texts, see :mod:`tempo_jax.tasks.arithmetic`): ``sft`` for stage 0
+    Splits (disjoint problem texts, see :mod:`tempo_jax.demo.tasks.arithmetic`): ``sft`` for stage 0
     (and a held-out set for its loss), ``train`` for D_L (labeled; stage 1 and the critic),
     ``val`` for held-out labeled questions (critic diagnostics), ``test`` for D_U (answers hidden
     from training). D_L (levels 2-3) is easier than D_U (level 4) and made of the same steps.
@@ -149,7 +149,7 @@ class DemoSetup:
     # ------------------------------------------------------------------ stage 0
 
     def sft_kwargs(self, heldout: list[dict] | None = None) -> dict:
-        """Arguments of ``tempo_jax.train.sft.sft_train`` after (model, tokenizer, records).
+        """Arguments of ``tempo_jax.demo.sft.sft_train`` after (model, tokenizer, records).
 
         ``heldout`` (default ``datasets()["sft_heldout"]``) is only monitored (its loss), never a
         stopping rule: with two styles a greedy exact match measures the style choice, not skill.

@@ -1,12 +1,12 @@
 """Check that a mesh (and a multi-process job) trains exactly like one device, on the tiny model.
 
 Runs a few real TEMPO steps (rollout + grading + E-step + M-step) of the tiny recipe
-(:mod:`tempo_jax.testing.tiny`) and returns the actor and critic parameters after each step.
+(:mod:`tempo_jax.train.tiny`) and returns the actor and critic parameters after each step.
 The tests compare these across mesh shapes and process counts; on a new cluster the same
 command checks that the multi-host start-up and collectives work before a long run::
 
     # on each of N hosts (or N local processes):
-    python -m tempo_jax.parallel.selfcheck --mesh 2,1,2 --steps 2 --out /tmp/selfcheck.npz \\
+    python -m tempo_jax.plan.selfcheck --mesh 2,1,2 --steps 2 --out /tmp/selfcheck.npz \\
         --coordinator HOST0:8476 --num-processes N --process-id I
 
 With ``--run`` every process instead runs the whole ``Trainer.run()`` (rollouts, a small evaluation at
@@ -30,7 +30,7 @@ TOL = 1e-5  # sharded / multi-process parameters must equal the one-device ones 
 
 def tiny_config(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, **changes: Any):
     """The tiny TEMPO recipe for these checks: ``steps`` steps on mesh ``shape``, synchronous saves."""
-    from tempo_jax.testing.tiny import tiny_recipe
+    from tempo_jax.train.tiny import tiny_recipe
 
     base = dict(run_dir=run_dir, mesh__shape=tuple(shape), checkpoint__async_save=False, log__tensorboard=False,
                 grader__workers=1, train__total_steps=steps)
@@ -92,7 +92,7 @@ def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tempo_jax.parallel.selfcheck", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tempo_jax.plan.selfcheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mesh", default="1,1,1", help="data,fsdp,tensor (product = global device count)")
     parser.add_argument("--steps", type=int, default=STEPS)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     init_distributed(args.coordinator, args.num_processes, args.process_id)
     import jax
 
-    from tempo_jax.testing.tiny import ensure_tiny_assets
+    from tempo_jax.train.tiny import ensure_tiny_assets
 
     assets = ensure_tiny_assets(args.assets)
     shape = tuple(int(s) for s in args.mesh.split(","))

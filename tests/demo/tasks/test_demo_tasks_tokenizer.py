@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tempo_jax.tasks import arithmetic as A
-from tempo_jax.tasks import tokenizer as T
+from tempo_jax.demo.tasks import arithmetic as A
+from tempo_jax.demo.tasks import tokenizer as T
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from tempo_jax.tasks import arithmetic
+from tempo_jax.demo.tasks import arithmetic
 
 PAD, EOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (PAD, EOS, IM_START, IM_END)
