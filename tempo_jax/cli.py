@@ -30,7 +30,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     datasets = args.datasets
     if args.config:  # the recipe supplies datasets, sampling length, template and run directory
         from tempo_jax.train.config import load_config
-        from tempo_jax.train.setup import run_template
+        from tempo_jax.train.stream import run_template
 
         cfg = load_config(args.config, overrides)
         datasets = datasets or cfg.eval.datasets or cfg.data.unlabeled
@@ -41,14 +41,15 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
             args.checkpoint = cfg.run_dir
     names = [d for d in (datasets or "aime24").split(",") if d]
     if args.checkpoint and not args.config and args.template is None:  # prompt as the run was trained
-        from tempo_jax.train.setup import read_run_config, run_template
+        from tempo_jax.train.run_files import read_run_config
+        from tempo_jax.train.stream import run_template
 
         run_cfg = read_run_config(args.checkpoint)
         settings.update(template=run_template(run_cfg), max_prompt_tokens=run_cfg.data.max_prompt_tokens)
     settings["template"] = settings["template"] or "qwen3"
     if args.checkpoint:
         from tempo_jax.data.templates import load_tokenizer
-        from tempo_jax.train.setup import load_from_run
+        from tempo_jax.train.run_files import load_from_run
 
         actor, critic = load_from_run(args.checkpoint, need_critic=True, critic_if_missing=False)
         tokenizer = load_tokenizer(args.tokenizer or os.path.join(args.checkpoint, "tokenizer"))

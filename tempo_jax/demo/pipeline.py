@@ -72,8 +72,8 @@ def _common(plan: DemoPlan, data: dict[str, str], run_dir: str) -> dict:
         data__max_prompt_tokens=plan.max_prompt_tokens, data__replicate_unlabeled_to=plan.setup.dl_count,
         rollout__n=plan.n, rollout__max_new_tokens=plan.setup.max_new_tokens,
         train__train_batch_size=plan.train_batch_size, train__ppo_mini_batch_size=plan.mini_batch_size,
-        train__actor_lr=plan.actor_lr, train__critic_lr=plan.critic_lr, algo__clip_low=plan.clip,
-        algo__clip_high=plan.clip, algo__max_num_gen_batches=10, checkpoint__save_every=1000, checkpoint__keep=1,
+        train__actor_lr=plan.actor_lr, train__critic_lr=plan.critic_lr, algo__policy_options__clip_low=plan.clip,
+        algo__policy_options__clip_high=plan.clip, algo__max_num_gen_batches=10, checkpoint__save_every=1000, checkpoint__keep=1,
         eval__test_freq=plan.eval_every, eval__n=plan.eval_n, eval__datasets=f"{data['unlabeled']},{data['val']}",
         eval__before_train=False, eval__batch_prompts=32, log__progress_bar=False,
     )

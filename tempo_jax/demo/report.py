@@ -11,15 +11,12 @@ import math
 import os
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tempo_jax.demo.diagnose import GATE_AUROC, GATE_MARGIN, dataset_name, read_summary, style_stats  # noqa: E402
-from tempo_jax.demo.plan import DemoPlan  # noqa: E402
-from tempo_jax.eval.paired import Change, combine_seeds, paired_change  # noqa: E402
+from tempo_jax.demo.diagnose import GATE_AUROC, GATE_MARGIN, dataset_name, read_summary, style_stats
+from tempo_jax.demo.plan import DemoPlan
+from tempo_jax.eval.paired import Change, combine_seeds, paired_change
+from tempo_jax.eval.plots import Line, plot_lines
 
 CRITIC_METHODS = ("tempo", "tempo_frozen_critic", "zero_rl_ppo")
 SERIES_KEYS = ("avg@16", "pass@8", "maj@16", "critic/auroc_within")
@@ -219,32 +216,19 @@ def _series_change(summaries, method, key) -> tuple[list[int], np.ndarray, np.nd
 
 
 def plot_accuracy(summaries: Sequence[dict], plan: DemoPlan, path: str) -> str:
-    panels = [(key, f"D_U {label}: change from the stage-1 model")
-              for key, label in (("avg", "avg@16"), ("pass@8", "pass@8"), ("maj@16", "maj@16"))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    for ax, (key, title) in zip(axes, panels):
-        for method in plan.methods:
-            if not any(method in s["methods"] for s in summaries):
-                continue
-            steps, mean, se = _series_change(summaries, method, key)
-            line, = ax.plot(steps, mean, marker="o", label=method)
-            if not np.isnan(se).all():
-                ax.fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.2)
-        ax.axhline(0.0, color="grey", lw=0.8)
-        ax.set_title(title)
-        ax.set_xlabel("stage-2 step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"mean over {len(summaries)} seed(s); bands: ±1 paired SE (questions), combined over seeds",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = []
+    for i, (key, label) in enumerate((("avg", "avg@16"), ("pass@8", "pass@8"), ("maj@16", "maj@16"))):
+        lines = [Line(method, *_series_change(summaries, method, key)) for method in plan.methods
+                 if any(method in s["methods"] for s in summaries)]
+        panels.append((lines, dict(title=f"D_U {label}: change from the stage-1 model", xlabel="stage-2 step",
+                                   hline=0.0, legend=dict(fontsize=8) if i == 0 else None)))
+    plot_lines(panels, path, size=(5 * len(panels), 4), dpi=110, suptitle=(
+        f"mean over {len(summaries)} seed(s); bands: ±1 paired SE (questions), combined over seeds"), suptitle_size=9)
     return path
 
 
 def plot_auroc(summaries: Sequence[dict], plan: DemoPlan, path: str) -> str:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lines = []
     for method in ("tempo", "tempo_frozen_critic"):
         if not any(method in s["methods"] for s in summaries):
             continue
@@ -254,16 +238,9 @@ def plot_auroc(summaries: Sequence[dict], plan: DemoPlan, path: str) -> str:
                         if method in s["methods"]]
             steps = sorted(set.intersection(*(set(p) for p in per_seed)))
             mean = [np.nanmean([p[t] for p in per_seed]) for t in steps]
-            ax.plot(steps, mean, style, marker="o", label=f"{method} on {where}")
-    ax.axhline(0.5, color="grey", lw=0.8)
-    ax.set_title("critic within-question AUROC of V_T over the E-steps")
-    ax.set_xlabel("stage-2 step")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            lines.append(Line(f"{method} on {where}", steps, mean, style=style))
+    plot_lines([(lines, dict(title="critic within-question AUROC of V_T over the E-steps", xlabel="stage-2 step",
+                             ylim=(0, 1), hline=0.5, legend=dict(fontsize=7)))], path, size=(6.5, 4), dpi=110)
     return path
 
 

@@ -39,6 +39,8 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from tempo_jax.rl.value_losses import explained_variance
+
 DEFAULT_KS = (1, 2, 4, 8, 16)
 N_BOOTSTRAP = 1000
 BOOTSTRAP_SEED = 42
@@ -193,16 +195,6 @@ def finish_reason_counts(reasons: Sequence[str]) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- critic calibration
-
-
-def explained_variance(values, targets) -> float:
-    """1 - Var(targets - values) / Var(targets) (population variances); nan if Var(targets) = 0."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    y = np.asarray(targets, dtype=np.float64).reshape(-1)
-    var_y = np.var(y)
-    if v.size == 0 or var_y == 0:
-        return float("nan")
-    return float(1.0 - np.var(y - v) / var_y)
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@
   ``batch_prompts`` padded to one fixed width (the last group is filled with copies that are
   dropped), so a dataset compiles prefill/decode once. Row ``i * n + j`` is sample j of prompt i.
   Sampling keys are ``fold_in(key(seed), call_index)``: a run is reproducible for a given
-  ``seed`` and ``batch_prompts``.
+  ``seed`` and ``batch_prompts``. Samples stop and pad where rollouts do
+  (:func:`tempo_jax.models.tokenizer.stop_and_pad_ids`).
 * :func:`make_value_fn` -- V_T of every response from the critic, on the sampled token ids
   (no decode/re-encode round trip): the value at the position *before* the response's last
   token, V(x, y_<T) (TEMPO_SPEC §1.3/§3.1). Attached to the samples as ``"value"``.
@@ -38,22 +39,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_template
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
-from tempo_jax.models.critic import response_values
-from tempo_jax.models.tokenizer import check_vocab
+from tempo_jax.models.decoder import prompt_response_inputs, shift_to_response_tokens
+from tempo_jax.models.tokenizer import check_vocab, stop_and_pad_ids
 from tempo_jax.parallel.distributed import is_primary
-from tempo_jax.parallel.mesh import to_host
+from tempo_jax.parallel.mesh import batch_sharding, to_host
+from tempo_jax.rl.advantages import value_at_last_token
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import bucket_length, left_pad
 
 log = logging.getLogger(__name__)
 
-BATCH_AXES = ("data", "fsdp")
 DEFAULT_BATCH_PROMPTS = 8
 
 
@@ -67,39 +68,12 @@ def _model_cfg(graphdef, state):
     return nnx.merge(graphdef, state).cfg
 
 
-def stop_ids_for(tokenizer, cfg) -> tuple[int, ...]:
-    """The tokenizer's eos id(s) together with the model config's eos ids (order kept, no repeats)."""
-    ids: list[int] = []
-    tok_eos = getattr(tokenizer, "eos_token_id", None)
-    for x in ([tok_eos] if isinstance(tok_eos, int) else list(tok_eos or [])) + list(cfg.eos_ids):
-        if x is not None and int(x) not in ids:
-            ids.append(int(x))
-    if not ids:
-        raise ValueError("no stop token: neither the tokenizer nor the model config declares an eos id; "
-                         "every sample would run to max_new_tokens")
-    return tuple(ids)
-
-
-def pad_id_for(tokenizer, cfg) -> int:
-    """Tokenizer pad id, else the model's pad id, else the first stop id."""
-    for x in (getattr(tokenizer, "pad_token_id", None), cfg.pad_token_id):
-        if x is not None:
-            return int(x)
-    return stop_ids_for(tokenizer, cfg)[0]
-
-
-def _batch_sharding(mesh: Mesh | None, rows: int, ndim: int = 2):
-    if mesh is None:
-        return None
-    size = mesh.shape["data"] * mesh.shape["fsdp"]
-    return NamedSharding(mesh, P(BATCH_AXES if rows % size == 0 else None, *([None] * (ndim - 1))))
-
-
 def _put(x: np.ndarray, mesh: Mesh | None):
     """Rows over the mesh's batch axes (every input of a jitted call on the mesh, so none is a
     single-device array next to arrays that span other processes)."""
-    sharding = _batch_sharding(mesh, x.shape[0], x.ndim) if x.ndim >= 1 else None
-    return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
+    if mesh is None or x.ndim < 1:
+        return jnp.asarray(x)
+    return jax.device_put(x, batch_sharding(mesh, x.shape))
 
 
 def _decode(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
@@ -114,15 +88,10 @@ def _decode(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
 def _final_values(graphdef, state, prompt_tokens, prompt_valid, response_tokens, lengths):
     """V_T [R]: the critic's value at the position before each response's last token."""
     critic = nnx.merge(graphdef, state)
-    tokens = jnp.concatenate([prompt_tokens, response_tokens], axis=1)
-    # Tokens after a response's end are never attended by valid ones (causal): keep them valid so
-    # positions stay contiguous (as tempo_jax.train.forward.sequence_inputs does).
-    valid = jnp.concatenate([prompt_valid.astype(jnp.bool_), jnp.ones(response_tokens.shape, jnp.bool_)], axis=1)
-    positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
-    values = critic(tokens, positions, valid)
-    per_token = response_values(values, prompt_tokens.shape[1], response_tokens.shape[1])  # V_t = V(x, y_<t)
-    last = jnp.clip(lengths - 1, 0, response_tokens.shape[1] - 1)
-    return jnp.take_along_axis(per_token, last[:, None], axis=1)[:, 0]
+    plen, tlen = prompt_tokens.shape[1], response_tokens.shape[1]
+    values = critic(*prompt_response_inputs(prompt_tokens, prompt_valid, response_tokens))
+    per_token = shift_to_response_tokens(values, plen, tlen)  # V_t = V(x, y_<t)
+    return value_at_last_token(per_token, jnp.arange(tlen)[None, :] < lengths[:, None])
 
 
 def make_value_fn(critic, *, rows_per_call: int | None = None, mesh: Mesh | None = None) -> Callable:
@@ -176,7 +145,8 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
         (``"error"``) or keep their last tokens (``"left_truncate"``).
       prompt_width: the fixed left-padded prompt width (one compiled shape); default the
         power-of-two bucket (>= ``min_bucket``) of each call's longest prompt.
-      stop_ids: default the tokenizer's eos id(s) plus the model config's eos ids.
+      stop_ids: default those rollouts stop at (:func:`~tempo_jax.models.tokenizer.stop_and_pad_ids`:
+        the model config's eos ids, the tokenizer's eos and ``<|im_end|>``).
     """
     if prompt_policy not in ("error", "left_truncate"):
         raise ValueError(f"make_sample_fn: prompt_policy must be 'error' or 'left_truncate' (filter whole "
@@ -186,8 +156,12 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
     graphdef, state = _split(actor)
     cfg = _model_cfg(graphdef, state)
     check_vocab(tokenizer, cfg.vocab_size)
-    stops = tuple(int(s) for s in stop_ids) if stop_ids is not None else stop_ids_for(tokenizer, cfg)
-    pad = pad_id_for(tokenizer, cfg)
+    stops, pad = stop_and_pad_ids(tokenizer, cfg)
+    if stop_ids is not None:
+        stops = tuple(int(s) for s in stop_ids)
+    elif not stops:
+        raise ValueError("no stop token: neither the tokenizer nor the model config declares an eos id; "
+                         "every sample would run to max_new_tokens")
     tpl = get_template(template) if template is not None else None
     base_key = jax.random.key(seed)
     calls = [0]

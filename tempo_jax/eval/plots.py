@@ -6,35 +6,96 @@
   ``train/step``, else the line number -- and keys ``eval/<dataset>/<metric>``, e.g.
   ``eval/aime24/avg@16``; lines without a key are skipped for that curve).
 * :func:`plot_critic_auroc` -- every key containing ``auroc`` over steps.
+* :func:`plot_lines` / :func:`draw_lines` -- the line-plot drawing both use, and the demo's report
+  (panels of :class:`Line` series over steps, optional ±SE bands and a reference line).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import pathlib
 import re
-from typing import Sequence
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 STEP_KEYS = ("step", "global_step", "train/step")
 METRICS_FILENAMES = ("metrics.jsonl", "metrics/metrics.jsonl")
 
 
-def _new_figure(size=(6.0, 4.0)):
+def _figure(size):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _new_figure(size=(6.0, 4.0)):
+    fig = _figure(size)
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def _save(fig, path: str | os.PathLike) -> pathlib.Path:
+def _save(fig, path: str | os.PathLike, dpi: float | None = None) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", **({"dpi": dpi} if dpi else {}))
     return path
+
+
+@dataclasses.dataclass
+class Line:
+    """One series of a line plot: ``ys`` over ``xs``, an optional ±``band`` shaded around it (a
+    band that is all NaN is not drawn), the matplotlib line ``style`` and marker size."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    band: Sequence[float] | None = None
+    style: str = "-"
+    markersize: float | None = None
+
+
+def draw_lines(ax, lines: Sequence[Line], *, title: str, xlabel: str = "step", ylabel: str | None = None,
+               ylim: tuple[float, float] | None = None, hline: float | None = None,
+               legend: Mapping[str, Any] | None = None) -> None:
+    """Draw ``lines`` (marker ``o``) on ``ax`` with a grid; ``hline`` a grey reference line;
+    ``legend`` the keyword arguments of ``ax.legend`` (``None``: no legend)."""
+    for ln in lines:
+        kw = {} if ln.markersize is None else {"markersize": ln.markersize}
+        drawn, = ax.plot(ln.xs, ln.ys, ln.style, marker="o", label=ln.label, **kw)
+        if ln.band is not None and not np.isnan(np.asarray(ln.band, float)).all():
+            ys, band = np.asarray(ln.ys, float), np.asarray(ln.band, float)
+            ax.fill_between(ln.xs, ys - band, ys + band, color=drawn.get_color(), alpha=0.2)
+    if hline is not None:
+        ax.axhline(hline, color="grey", lw=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(True, alpha=0.3)
+    if legend is not None:
+        ax.legend(**legend)
+
+
+def plot_lines(panels: Sequence[tuple[Sequence[Line], Mapping[str, Any]]], path: str | os.PathLike, *,
+               size: tuple[float, float], dpi: float | None = None, suptitle: str | None = None,
+               suptitle_size: float | None = None) -> pathlib.Path:
+    """A PNG of one row of panels, each ``(lines, draw_lines keyword arguments)``; ``dpi`` of the
+    saved file (default the figure's 100)."""
+    fig = _figure(size)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (lines, kw) in zip(axes, panels):
+        draw_lines(ax, lines, **kw)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=suptitle_size)
+    return _save(fig, path, dpi)
 
 
 def plot_pass_at_k(curves, path: str | os.PathLike, *, title: str | None = None) -> pathlib.Path:
@@ -108,18 +169,12 @@ def _series(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
 
 
 def _plot_keys(rows, keys, path, *, ylabel, title, scale=1.0, ylim=None) -> pathlib.Path:
-    fig, ax = _new_figure((7.0, 4.0))
+    lines = []
     for key in keys:
         xs, ys = _series(rows, key)
-        ax.plot(xs, [scale * y for y in ys], marker="o", markersize=3, label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title(title)
-    return _save(fig, path)
+        lines.append(Line(key, xs, [scale * y for y in ys], markersize=3))
+    return plot_lines([(lines, dict(title=title, ylabel=ylabel, ylim=ylim, legend=dict(fontsize=7, loc="best")))],
+                      path, size=(7.0, 4.0))
 
 
 def plot_accuracy_vs_step(run: str | os.PathLike, out_path: str | os.PathLike | None = None, *,

@@ -1,7 +1,8 @@
 """The value critic: the actor's backbone with a scalar ``Linear(hidden, 1)`` head.
 
 Value of response token t is read from the hidden state at position t-1, i.e.
-V_t = V(x, y_<t) (TEMPO_SPEC §1.3); :func:`response_values` does that shift.
+V_t = V(x, y_<t) (TEMPO_SPEC §1.3); :func:`tempo_jax.models.decoder.shift_to_response_tokens`
+does that shift.
 """
 from __future__ import annotations
 
@@ -43,11 +44,3 @@ def critic_from_actor(actor: CausalLM, seed: int = 0) -> Critic:
     critic.score = head
     return critic
 
-
-def response_values(values: jax.Array, prompt_len: int, response_len: int) -> jax.Array:
-    """V_t for response tokens from per-position values over [prompt ++ response].
-
-    The value of response token t comes from the hidden state of the previous token, so we
-    take positions prompt_len-1 .. prompt_len+response_len-2 (verl's ``values[:, -L-1:-1]``).
-    """
-    return jax.lax.dynamic_slice_in_dim(values, prompt_len - 1, response_len, axis=1)

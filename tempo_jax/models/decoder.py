@@ -157,10 +157,35 @@ class CausalLM(nnx.Module):
         return init_cache(self.cfg, batch, max_len, dtype)
 
 
+def positions_from_valid(valid: jax.Array) -> jax.Array:
+    """Positions of left-padded rows: each token's count of valid tokens up to it, minus one
+    (the first valid token is position 0; padding before it is 0 too)."""
+    return jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
+
+
 def default_positions(tokens: jax.Array, positions: jax.Array | None, valid: jax.Array | None):
-    """Valid = all tokens unless given; positions count valid tokens (left padding aware)."""
+    """Valid = all tokens unless given; positions from :func:`positions_from_valid` unless given."""
     if valid is None:
         valid = jnp.ones(tokens.shape, jnp.bool_)
     if positions is None:
-        positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
+        positions = positions_from_valid(valid)
     return positions, valid
+
+
+def prompt_response_inputs(prompt_tokens: jax.Array, prompt_valid: jax.Array, response_tokens: jax.Array):
+    """``(tokens, positions, valid)`` [R, P + T] of left-padded prompts followed by responses.
+
+    Every response slot is marked valid, the padding after a response's end included: valid
+    tokens never attend to later ones (causal), so nothing reads those slots, and marking them
+    keeps positions contiguous."""
+    tokens = jnp.concatenate([prompt_tokens, response_tokens], axis=1)
+    valid = jnp.concatenate([prompt_valid.astype(jnp.bool_), jnp.ones(response_tokens.shape, jnp.bool_)], axis=1)
+    return tokens, positions_from_valid(valid), valid
+
+
+def shift_to_response_tokens(x: jax.Array, prompt_len: int, response_len: int) -> jax.Array:
+    """Per-position outputs over ``[prompt ++ response]`` (hidden states, values) moved onto the
+    response tokens: entry t is position ``prompt_len + t - 1``, the last one that has not seen
+    response token t (log pi(y_t | x, y_<t) and V_t = V(x, y_<t), TEMPO_SPEC §1.3; verl's
+    ``values[:, -T-1:-1]``)."""
+    return jax.lax.dynamic_slice_in_dim(x, prompt_len - 1, response_len, axis=1)

@@ -1,7 +1,8 @@
 """One PartitionSpec per parameter role, over mesh axes ('data', 'fsdp', 'tensor').
 
 Declared here next to the model so that loading, training and the TPU planner all shard the
-same way. Stacked (scan) layers get a leading unsharded layer axis.
+same way. Stacked (scan) layers get a leading unsharded layer axis. Meshes themselves are built
+by :func:`tempo_jax.parallel.mesh.make_mesh`.
 """
 from __future__ import annotations
 
@@ -72,11 +73,3 @@ def state_shardings(state: nnx.State, mesh: Mesh | None, stacked: bool) -> nnx.S
 
     return jax.tree_util.tree_map_with_path(one, state)
 
-
-def make_mesh(shape: tuple[int, int, int] = (1, 1, 1), devices=None) -> Mesh:
-    """A ('data', 'fsdp', 'tensor') mesh over the first prod(shape) devices."""
-    devices = list(devices if devices is not None else jax.devices())
-    need = int(np.prod(shape))
-    if need > len(devices):
-        raise ValueError(f"mesh {shape} needs {need} devices, only {len(devices)} available")
-    return Mesh(np.array(devices[:need]).reshape(shape), MESH_AXES)

@@ -8,8 +8,12 @@ those the conventional special tokens are filled in when the vocabulary has them
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from tempo_jax.errors import UserError
+
+if TYPE_CHECKING:
+    from tempo_jax.models.config import ModelConfig
 
 # Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
@@ -56,6 +60,25 @@ def load_tokenizer(path: str | os.PathLike):
         if pad is not None:
             tok.pad_token = pad
     return tok
+
+
+CHAT_END = "<|im_end|>"  # ChatML's end of turn: a chat model stops there even when eos is another token
+
+
+def stop_and_pad_ids(tokenizer, model_cfg: ModelConfig) -> tuple[tuple[int, ...], int]:
+    """The rule for the ids sampling stops at and pads with (rollouts and evaluation alike).
+
+    Stop ids: the model config's eos ids, then the tokenizer's eos id and :data:`CHAT_END` when
+    the vocabulary has it (order kept, no repeats). Pad id: the tokenizer's pad id, else the
+    model config's, else the first stop id (0 when there is none)."""
+    stop = list(model_cfg.eos_ids)
+    for tid in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(CHAT_END)
+                if CHAT_END in tokenizer.get_vocab() else None):
+        if tid is not None and tid not in stop:
+            stop.append(int(tid))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model_cfg.pad_token_id
+    pad = pad if pad is not None else (stop[0] if stop else 0)
+    return tuple(stop), int(pad)
 
 
 def check_vocab(tokenizer, vocab_size: int) -> None:

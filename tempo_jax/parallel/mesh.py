@@ -65,17 +65,25 @@ def suggest_shapes(num_devices: int) -> list[tuple[int, int, int]]:
 
 
 def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mesh:
-    """A ``('data', 'fsdp', 'tensor')`` mesh over ``devices`` (all of them by default).
+    """The ``('data', 'fsdp', 'tensor')`` mesh over ``devices`` (all of them by default); the one
+    mesh constructor of the package.
 
-    On TPU the device order follows the physical topology (``mesh_utils.create_device_mesh``), so
-    the innermost (tensor) axis maps to neighbouring chips."""
+    The device order comes from ``mesh_utils.create_device_mesh`` (what ``jax.make_mesh`` calls):
+    on TPU it follows the physical topology, so the innermost (tensor) axis maps to neighbouring
+    chips; on CPU/GPU it is the devices' order (by id on GPU). Not ``jax.make_mesh`` itself
+    (JAX 0.10): where both succeed the order is the same (checked on v4-32, v5e-16, v5p-64 and
+    v6e-64 topologies), but ``jax.make_mesh`` (a) makes ``Explicit`` axes unless told otherwise,
+    while the package is written for ``Auto`` ones, (b) refuses to split a physical TPU axis
+    except on v5e, so common shapes fail (v5p-64 ``(2, 8, 2)``, v6e-64 ``(1, 16, 4)``), and
+    (c) rejects multi-slice device lists. Here a physical axis may be split, and a topology
+    ``create_device_mesh`` cannot arrange falls back to the plain row-major order."""
     devices = list(jax.devices() if devices is None else devices)
     shape = resolve_shape(shape, len(devices))
     try:
         from jax.experimental import mesh_utils
 
         grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
-    except Exception:  # noqa: BLE001 - CPU/GPU or an unusual topology: plain row-major order
+    except Exception:  # noqa: BLE001 - an unusual topology: plain row-major order
         grid = np.array(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
 
@@ -168,13 +176,21 @@ def reshard(tree, shardings):
 
 
 # ---------------------------------------------------------------------------------------------- batches
-def batch_spec(mesh: Mesh, rows: int) -> P:
-    """Rows over ``('data', 'fsdp')`` when they divide evenly, else replicated."""
+def batch_axes(mesh: Mesh | jax.sharding.AbstractMesh, rows: int) -> tuple[str, str] | None:
+    """The batch rule: the mesh axes ``rows`` are split over -- :data:`BATCH_AXES` (data x fsdp)
+    when they divide evenly, else ``None`` (replicated). The entry for dim 0 of a PartitionSpec."""
     size = mesh.shape["data"] * mesh.shape["fsdp"]
-    return P(BATCH_AXES) if rows % size == 0 else P()
+    return BATCH_AXES if rows % size == 0 else None
+
+
+def batch_spec(mesh: Mesh, rows: int) -> P:
+    """Rows over ``('data', 'fsdp')`` when they divide evenly, else replicated (:func:`batch_axes`)."""
+    axes = batch_axes(mesh, rows)
+    return P(axes) if axes else P()
 
 
 def batch_sharding(mesh: Mesh, shape: Sequence[int]) -> NamedSharding:
+    """Placement of a batch array of ``shape`` (:func:`batch_spec` of its rows; scalars replicated)."""
     if not len(shape):
         return _replicated(mesh)
     return NamedSharding(mesh, batch_spec(mesh, int(shape[0])))
@@ -242,12 +258,11 @@ def constrain_rows(tree):
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
         return tree
-    size = mesh.shape["data"] * mesh.shape["fsdp"]
-    if size == 1:
+    if mesh.shape["data"] * mesh.shape["fsdp"] == 1:
         return tree
 
     def one(x):
-        if not hasattr(x, "shape") or not x.shape or x.shape[0] % size:
+        if not hasattr(x, "shape") or not x.shape or batch_axes(mesh, x.shape[0]) is None:
             return x
         return jax.lax.with_sharding_constraint(x, P(BATCH_AXES))
 
@@ -268,5 +283,11 @@ def on_mesh(fn, mesh: Mesh | None, out_shardings=None, donate_argnums=(), block:
             out = jitted(*args, **kwargs)
         return jax.block_until_ready(out) if block else out
 
+    def lower(*args, **kwargs):
+        """The same program lowered for abstract arguments (``tempo-jax plan`` compiles it for a TPU slice)."""
+        with jax.set_mesh(mesh):
+            return (jitted if hasattr(jitted, "lower") else jax.jit(jitted)).lower(*args, **kwargs)
+
     call.__wrapped__ = fn
+    call.lower = lower
     return call

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -29,8 +30,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from tempo_jax.models.cache import cache_bytes
+from tempo_jax.models.critic import Critic
+from tempo_jax.models.decoder import CausalLM
+from tempo_jax.models.hf_config import config_from_hf, read_hf_config
+from tempo_jax.models.presets import get_preset
+from tempo_jax.models.sharding import state_shardings
+from tempo_jax.parallel.mesh import make_mesh, resolve_shape, train_state_shardings
+from tempo_jax.parallel.topology import parse_topology
+from tempo_jax.sampling import generate as gen
+from tempo_jax.train import programs as builders
+from tempo_jax.train.config import load_config, model_overrides, uses_critic
+from tempo_jax.train.state import create_train_state
+from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS
 
 GiB = 2 ** 30
 HEADROOM = 0.95  # plan to at most 95% of HBM (XLA and the runtime keep some for themselves)
@@ -39,10 +59,6 @@ HEADROOM = 0.95  # plan to at most 95% of HBM (XLA and the runtime keep some for
 # ============================================================================== analytic helpers
 def model_config_for(cfg):
     """The architecture to plan: ``model.preset`` (a preset name or a HF directory), else actor_hf."""
-    from tempo_jax.models.hf_config import config_from_hf, read_hf_config
-    from tempo_jax.models.presets import get_preset
-    from tempo_jax.train.config import model_overrides
-
     overrides = model_overrides(cfg)
     source = cfg.model.get("preset", "") or cfg.model.actor_hf
     if not source:
@@ -50,13 +66,6 @@ def model_config_for(cfg):
     if os.path.isdir(source):
         return config_from_hf(read_hf_config(source), **overrides)
     return get_preset(source, **overrides)
-
-
-def update_spec(cfg):
-    """The mini/micro-batch split the Trainer uses (``Trainer._spec``), without building a Trainer."""
-    from tempo_jax.train.loop import Trainer
-
-    return Trainer._spec(types.SimpleNamespace(cfg=cfg))
 
 
 def matmul_params(mc) -> int:
@@ -74,7 +83,7 @@ def attention_flops(mc, q_len: int, kv_len: int) -> float:
 
 def analytic_flops(mc, cfg, spec) -> dict[str, float]:
     r, t = cfg.rollout, cfg.train
-    prompts = r.get("prompts_per_generate", 0) or t.train_batch_size
+    prompts = builders.prompts_per_generate(cfg)
     rows_gen = prompts * r.n
     plen, tlen = cfg.data.max_prompt_tokens, r.max_new_tokens
     seq = plen + tlen
@@ -93,8 +102,6 @@ def analytic_flops(mc, cfg, spec) -> dict[str, float]:
 
 def shard_bytes(tree) -> int:
     """Bytes one device holds of a tree of ShapeDtypeStructs with shardings (the largest shard)."""
-    import jax
-
     total = 0
     for leaf in jax.tree.leaves(tree):
         shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) is not None else leaf.shape
@@ -104,8 +111,6 @@ def shard_bytes(tree) -> int:
 
 # ============================================================================== compilation (worker)
 def _abstract(tree, shardings):
-    import jax
-
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
@@ -138,49 +143,31 @@ def _compile(name: str, lowered_fn) -> dict[str, Any]:
 
 def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Compile the step's programs for ``topology_name``; a JSON-able report (run in a subprocess)."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
-    from tempo_jax.models.cache import cache_bytes
-    from tempo_jax.models.critic import Critic
-    from tempo_jax.models.decoder import CausalLM
-    from tempo_jax.models.sharding import state_shardings
-    from tempo_jax.parallel.mesh import make_mesh, resolve_shape, train_state_shardings
-    from tempo_jax.parallel.topology import parse_topology
-    from tempo_jax.sampling import generate as gen
-    from tempo_jax.sampling.methods import Sampling
-    from tempo_jax.train.config import uses_critic
-    from tempo_jax.train.optim import make_optimizer
-    from tempo_jax.train.state import create_train_state
-    from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, make_e_step, make_m_step
-
     topo = parse_topology(topology_name)
     devices = topo.devices()
     mc = model_config_for(cfg)
-    spec = update_spec(cfg)
+    spec = builders.update_spec(cfg)
     shape = resolve_shape(cfg.mesh.shape, len(devices))
     mesh = make_mesh(shape, devices)
     rshape = tuple(cfg.mesh.get("rollout_shape", ()) or ()) or shape
     rollout_mesh = mesh if resolve_shape(rshape, len(devices), "mesh.rollout_shape") == shape else \
         make_mesh(resolve_shape(rshape, len(devices), "mesh.rollout_shape"), devices)
-    r, t, a = cfg.rollout, cfg.train, cfg.algo
+    r, t = cfg.rollout, cfg.train
     critic_on = uses_critic(cfg)
     want = set(only or ("prefill", "grow", "decode", "e_step", "m_step"))
     if not critic_on:
         want.discard("e_step")
 
     # ---- train states (abstract, sharded)
-    def role(cls, lr, wd, clip):
+    def role(cls, name):
         model = nnx.eval_shape(lambda: cls(mc, nnx.Rngs(0)))
-        tx = make_optimizer(lr if lr > 0 else 1e-6, wd, clip)  # lr 0 builds the same state shapes
+        tx = builders.optimizer(cfg, name)  # the trainer's optimizer (lr 0 has the same state shapes)
         graphdef, _ = nnx.split(model, nnx.Param)
         state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
         return graphdef, tx, _abstract(state, train_state_shardings(state, mesh, mc.scan_layers))
 
-    actor_gd, actor_tx, actor_state = role(CausalLM, t.actor_lr, t.actor_weight_decay, t.actor_grad_clip)
-    critic = role(Critic, t.critic_lr, t.critic_weight_decay, t.critic_grad_clip) if critic_on else None
+    actor_gd, actor_tx, actor_state = role(CausalLM, "actor")
+    critic = role(Critic, "critic") if critic_on else None
     sizes = {"actor_params": shard_bytes(actor_state.params), "actor_opt_state": shard_bytes(actor_state.opt_state),
              "critic_params": shard_bytes(critic[2].params) if critic else 0,
              "critic_opt_state": shard_bytes(critic[2].opt_state) if critic else 0}
@@ -189,10 +176,13 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
     rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
 
     # ---- sampler: unrolled layers (what generate() decodes with), on the rollout mesh
-    prompts = r.get("prompts_per_generate", 0) or t.train_batch_size
-    plen, tlen = cfg.data.max_prompt_tokens, r.max_new_tokens
+    # The trainer's rollout settings; stop/pad ids from the architecture (their values do not change
+    # the compiled shapes; the planner has no tokenizer).
+    settings = builders.rollout_settings(cfg, tuple(mc.eos_ids) or (0,), int(mc.pad_token_id or 0))
+    prompts = builders.prompts_per_generate(cfg)
+    plen, tlen = settings.prompt_len, settings.max_new_tokens
     windows = gen.cache_windows(plen, tlen)
-    kv_dtype = r.kv_cache_dtype or None
+    kv_dtype = settings.kv_cache_dtype
     smc = mc.replace(scan_layers=False)
     s_model = nnx.eval_shape(lambda: CausalLM(smc, nnx.Rngs(0)))
     s_graphdef, s_state = nnx.split(s_model)
@@ -204,8 +194,7 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
         rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]) == 0 else P())
     tokens = jax.ShapeDtypeStruct((prompts, plen), jnp.int32, sharding=batch_sh)
     valid = jax.ShapeDtypeStruct((prompts, plen), jnp.bool_, sharding=batch_sh)
-    method = Sampling(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
-    stop, pad = tuple(mc.eos_ids) or (0,), int(mc.pad_token_id or 0)
+    method, stop, pad = settings.method, settings.stop_ids, settings.pad_id
     programs: dict[str, Any] = {}
     devices_per_row_shard = rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]
     kv_heads_split = rollout_mesh.shape["tensor"] if mc.num_kv_heads % rollout_mesh.shape["tensor"] == 0 else 1
@@ -277,14 +266,8 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
     batch = {k: jax.ShapeDtypeStruct(s, d, sharding=bsh) for k, (s, d) in shapes.items()}
 
     def update_program(name, update, state, other_bytes, keys):
-        out_sh = (jax.tree.map(lambda x: x.sharding, state), None, None)
-        fn = jax.jit(update, out_shardings=out_sh, donate_argnums=(0,))  # as Trainer._on_mesh runs it
-
-        def lower():
-            with jax.set_mesh(mesh):
-                return fn.lower(state, {k: batch[k] for k in keys}, rng)
-
-        programs[name] = _compile(name, lower)
+        # ``update`` is the trainer's own program (train.programs), jitted on the mesh with the state donated
+        programs[name] = _compile(name, lambda: update.lower(state, {k: batch[k] for k in keys}, rng))
         programs[name]["params_bytes"] = shard_bytes(state.params)
         programs[name]["opt_state_bytes"] = shard_bytes(state.opt_state)
         programs[name]["batch_bytes"] = shard_bytes({k: batch[k] for k in keys})
@@ -292,12 +275,10 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
 
     # The sampler's resharded copy of the actor (rollout_shape) is freed before the updates (Trainer.step).
     if "m_step" in want:
-        kwargs = dict(clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, entropy_coef=a.entropy_coef)
-        m_step = make_m_step(actor_gd, actor_tx, spec, a.policy_loss, **kwargs)
+        m_step = builders.m_step(cfg, actor_gd, actor_tx, actor_state, mesh, mc.scan_layers)
         update_program("m_step", m_step, actor_state, sizes["critic_params"] + sizes["critic_opt_state"], ACTOR_KEYS)
     if "e_step" in want and critic:
-        e_step = make_e_step(critic[0], critic[1], spec, a.value_loss, cliprange_value=a.cliprange_value,
-                             agg=a.loss_agg, labeled_only=a.value_labeled_only)
+        e_step = builders.e_step(cfg, critic[0], critic[1], critic[2], mesh, mc.scan_layers)
         update_program("e_step", e_step, critic[2], sizes["actor_params"] + sizes["actor_opt_state"], CRITIC_KEYS)
 
     return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
@@ -331,7 +312,7 @@ def suggestions(report: dict, cfg) -> list[str]:
         if p["fits"] or name == "train_states":
             continue
         if name in ("decode", "grow", "prefill"):
-            ppg = cfg.rollout.get("prompts_per_generate", 0) or cfg.train.train_batch_size
+            ppg = builders.prompts_per_generate(cfg)
             if ppg > 1:
                 out.append(f"{name}: the KV cache takes {p.get('kv_cache_bytes', 0) / GiB:.1f} GiB per chip: sample "
                            f"fewer prompts at a time, --config.rollout.prompts_per_generate={max(1, ppg // 2)}")
@@ -367,7 +348,7 @@ def _bigger_slice(report: dict) -> str:
 def finish_report(report: dict, cfg, config_path: str, command: str) -> dict:
     """Add fit verdicts, analytic FLOPs, time estimates and suggestions to a compiled report."""
     mc = model_config_for(cfg)
-    spec = update_spec(cfg)
+    spec = builders.update_spec(cfg)
     chip = report["chip"]
     cap = chip["hbm_gib"] * GiB
     flops = analytic_flops(mc, cfg, spec)
@@ -398,8 +379,7 @@ def finish_report(report: dict, cfg, config_path: str, command: str) -> dict:
     report["shapes"] = {"train_batch_size": cfg.train.train_batch_size, "n": cfg.rollout.n,
                         "ppo_mini_batch_size": cfg.train.ppo_mini_batch_size,
                         "max_prompt_tokens": cfg.data.max_prompt_tokens, "max_new_tokens": cfg.rollout.max_new_tokens,
-                        "prompts_per_generate": (cfg.rollout.get("prompts_per_generate", 0)
-                                                 or cfg.train.train_batch_size),
+                        "prompts_per_generate": builders.prompts_per_generate(cfg),
                         "micro_batch_tokens": cfg.train.micro_batch_tokens}
     return report
 
@@ -447,12 +427,8 @@ def format_report(report: dict) -> str:
 
 def precheck(cfg, topology_name: str) -> dict | None:
     """A report without compiling when the train states alone cannot fit (fast, no libtpu needed)."""
-    from tempo_jax.parallel.topology import parse_topology
-
     topo = parse_topology(topology_name)
     mc = model_config_for(cfg)
-    from tempo_jax.train.config import uses_critic
-
     per_param = mc.jnp_param_dtype.itemsize * 3  # parameter + AdamW mu and nu (in the parameter dtype)
     roles = 2 if uses_critic(cfg) else 1
     states = roles * mc.num_params() * per_param / topo.chips
@@ -473,8 +449,6 @@ def precheck(cfg, topology_name: str) -> dict | None:
 
 # ============================================================================== CLI
 def _load(config_path: str, overrides: list[str]):
-    from tempo_jax.train.config import load_config
-
     return load_config(config_path, overrides)  # no validate(): plan needs no checkpoint or data paths
 
 
@@ -512,8 +486,6 @@ def plan(config_path: str, topology: str, overrides: list[str] = (), only: tuple
     early = precheck(cfg, topology)
     if early is not None:
         return finish_report(early, cfg, config_path, command)
-    import importlib.util
-
     if importlib.util.find_spec("libtpu") is None:  # importing it here would start a TPU runtime
         raise RuntimeError("tempo-jax plan compiles for TPU with libtpu: pip install libtpu (the version jax[tpu] "
                            "pins), or pip install -e .[tpu]")

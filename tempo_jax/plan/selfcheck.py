@@ -21,7 +21,13 @@ import signal
 import sys
 from typing import Any, Sequence
 
+import jax
 import numpy as np
+
+from tempo_jax.parallel.distributed import init_distributed
+from tempo_jax.parallel.mesh import to_host
+from tempo_jax.train.loop import Trainer
+from tempo_jax.train.tiny import ensure_tiny_assets, tiny_recipe
 
 STEPS = 2
 LR = 1e-4  # Adam moves every parameter by ~LR per step: 10x the tolerance, far above reduction-order noise
@@ -30,8 +36,6 @@ TOL = 1e-5  # sharded / multi-process parameters must equal the one-device ones 
 
 def tiny_config(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, **changes: Any):
     """The tiny TEMPO recipe for these checks: ``steps`` steps on mesh ``shape``, synchronous saves."""
-    from tempo_jax.train.tiny import tiny_recipe
-
     base = dict(run_dir=run_dir, mesh__shape=tuple(shape), checkpoint__async_save=False, log__tensorboard=False,
                 grader__workers=1, train__total_steps=steps)
     base.update(changes)
@@ -41,22 +45,14 @@ def tiny_config(shape: Sequence[int], steps: int, assets: dict[str, str], run_di
 def run_tiny_steps(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str,
                    **changes: Any) -> list[dict[str, np.ndarray]]:
     """Parameters (flattened ``{path: array}``, actor/ and critic/) after each of ``steps`` TEMPO steps."""
-    import jax
-
-    from tempo_jax.parallel.mesh import to_host
-    from tempo_jax.train import setup
-    from tempo_jax.train.loop import Trainer
-
     cfg = tiny_config(shape, steps, assets, run_dir, **changes)
-    trainer = Trainer(cfg)
     out = []
-    with setup.make_grader(cfg) as trainer.grader:
+    with Trainer(cfg) as trainer:
         for step in range(1, steps + 1):
             trainer.step(step)
             arrays = {"actor": trainer.actor.state.params, "critic": trainer.critic.state.params}
             flat = jax.tree_util.tree_flatten_with_path(to_host(arrays))[0]
             out.append({jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
-    trainer.checkpointer.wait()
     return out
 
 
@@ -65,10 +61,6 @@ def run_tiny_training(shape: Sequence[int], steps: int, assets: dict[str, str], 
     """``Trainer.run()`` of the tiny recipe into ``run_dir`` (shared by all processes), with a 2-question,
     2-sample evaluation at the last step. ``preempt=(step, process)``: that process alone gets SIGTERM
     after ``step``. Returns what ``run()`` returns."""
-    import jax
-
-    from tempo_jax.train.loop import Trainer
-
     base = dict(eval__test_freq=steps, eval__before_train=False, eval__n=2, eval__limit=2)
     base.update(changes)
     trainer = Trainer(tiny_config(shape, steps, assets, run_dir, **base), resume=resume)
@@ -113,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run and not args.out:
         parser.error("--out is required (unless --run)")
 
-    from tempo_jax.parallel.distributed import init_distributed
-
     init_distributed(args.coordinator, args.num_processes, args.process_id)
-    import jax
-
-    from tempo_jax.train.tiny import ensure_tiny_assets
-
     assets = ensure_tiny_assets(args.assets)
     shape = tuple(int(s) for s in args.mesh.split(","))
     if args.run:

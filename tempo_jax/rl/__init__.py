@@ -27,7 +27,7 @@ from tempo_jax.rl.losses import (
     reduce_metrics,
     sum_outputs,
 )
-from tempo_jax.rl.value_losses import explained_variance, seq_clip, token_clip
+from tempo_jax.rl.value_losses import explained_variance, explained_variance_from_moments, seq_clip, token_clip
 from tempo_jax.rl.filters import GroupAccumulator, confidence_filter, constant_labeled_groups
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "seq_clip",
     "token_clip",
     "explained_variance",
+    "explained_variance_from_moments",
     "GroupAccumulator",
     "confidence_filter",
     "constant_labeled_groups",

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from tempo_jax.rl.options import EmTokenOptions, GaeOptions, GroupNormOptions
 from tempo_jax.rl.registry import ADVANTAGES
 
 WHITEN_EPS = 1e-8  # verl masked_whiten: (x - mean) * rsqrt(var + 1e-8)
@@ -131,7 +132,7 @@ def _out(adv: jax.Array, ret: jax.Array, m: jax.Array) -> AdvantageOutput:
 # ----------------------------------------------------------------------------- estimators
 
 
-@ADVANTAGES.register("em_token")
+@ADVANTAGES.register("em_token", options=EmTokenOptions)
 def em_token(
     scores: jax.Array,
     values: jax.Array,
@@ -167,7 +168,7 @@ def em_token(
     return _out(adv, jnp.broadcast_to(z[:, None], m.shape), m)
 
 
-@ADVANTAGES.register("em")
+@ADVANTAGES.register("em", options=GroupNormOptions)
 def em(
     scores: jax.Array,
     values: jax.Array,
@@ -213,7 +214,7 @@ def _gae_raw(rewards: jax.Array, values: jax.Array, m: jax.Array, gamma: float, 
     return adv_t.T
 
 
-@ADVANTAGES.register("gae")
+@ADVANTAGES.register("gae", options=GaeOptions)
 def gae(
     scores: jax.Array,
     values: jax.Array,
@@ -252,7 +253,7 @@ def gae(
     return _out(adv, ret, m)
 
 
-@ADVANTAGES.register("grpo")
+@ADVANTAGES.register("grpo", options=GroupNormOptions)
 def grpo(
     scores: jax.Array,
     values: jax.Array | None,

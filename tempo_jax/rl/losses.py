@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tempo_jax.rl.options import GspoOptions, PpoOptions
 from tempo_jax.rl.registry import POLICY_LOSSES
 
 AGG_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
@@ -168,7 +169,7 @@ def _prepare(logprobs, old_logprobs, advantages, response_mask):
 # ----------------------------------------------------------------------------- losses
 
 
-@POLICY_LOSSES.register("gspo")
+@POLICY_LOSSES.register("gspo", options=GspoOptions)
 def gspo(
     logprobs: jax.Array,
     old_logprobs: jax.Array,
@@ -221,7 +222,7 @@ def gspo(
     return _regularised(pg_losses, m, lp, agg, entropy, entropy_coef, ref_logprobs, kl_coef, kl_type, metrics)
 
 
-@POLICY_LOSSES.register("ppo")
+@POLICY_LOSSES.register("ppo", options=PpoOptions)
 def ppo(
     logprobs: jax.Array,
     old_logprobs: jax.Array,

@@ -6,21 +6,30 @@ step 1000.
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import dataclasses
+import inspect
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
 
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A function without keyword options."""
+
+
 class Registry(Generic[F]):
-    """A mapping ``name -> function`` filled by a ``@REGISTRY.register(name)`` decorator."""
+    """A mapping ``name -> function`` (and its typed options) filled by ``@REGISTRY.register(name, options=...)``."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self._fns: dict[str, F] = {}
+        self._options: dict[str, type] = {}
 
-    def register(self, name: str) -> Callable[[F], F]:
-        """Decorator registering ``fn`` under ``name``; a different function under a taken
-        name raises ``ValueError`` (re-importing the same module is allowed)."""
+    def register(self, name: str, options: type = NoOptions) -> Callable[[F], F]:
+        """Decorator registering ``fn`` under ``name`` with its options dataclass, whose fields must
+        be keyword parameters of ``fn``; a different function under a taken name raises
+        ``ValueError`` (re-importing the same module is allowed)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
 
@@ -31,10 +40,33 @@ class Registry(Generic[F]):
                     f"{self.kind} {name!r} is already registered to {_qualname(old)}; "
                     f"cannot register {_qualname(fn)} under the same name"
                 )
+            params = inspect.signature(fn).parameters
+            keywords = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
+            missing = {f.name for f in dataclasses.fields(options)} - keywords
+            if missing:
+                raise TypeError(f"{self.kind} {name!r}: options {sorted(missing)} are not keyword parameters of "
+                                f"{_qualname(fn)}")
             self._fns[name] = fn
+            self._options[name] = options
             return fn
 
         return decorator
+
+    def options_type(self, name: str) -> type:
+        """The options dataclass of ``name``."""
+        self.get(name)
+        return self._options[name]
+
+    def options(self, name: str, values: Mapping[str, Any] | None = None) -> Any:
+        """``name``'s options from ``values`` (missing fields take their defaults). A key the function
+        does not take raises ``ValueError`` naming it and listing the function's options."""
+        cls = self.options_type(name)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values or {}) - fields)
+        if unknown:
+            raise ValueError(f"{self.kind} {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                           f"{', '.join(sorted(fields)) or '(none)'}")
+        return cls(**dict(values or {}))
 
     def get(self, name: str) -> F:
         """The function registered under ``name``; ``ValueError`` listing the known names."""

@@ -13,7 +13,9 @@ labeled row has numerator = denominator = 0 (``LossOutput.loss()`` is then 0).
 
 Metrics (``(sum, count)`` pairs over the rows in the loss): vf_loss, vf_clip_fraction,
 vpred_mean, and the explained-variance pieces returns_mean, returns_sq_mean, vf_error_mean,
-vf_error_sq_mean (error = returns − values); ``explained_variance`` combines reduced pieces.
+vf_error_sq_mean (error = returns − values); ``explained_variance_from_moments`` combines
+reduced pieces. ``explained_variance`` is the same fraction on host arrays (logged step metrics,
+evaluation's critic calibration).
 
 Departure from the reference: its micro-batch loss is a seq-mean over the labeled rows of the
 micro-batch scaled by (rows in micro-batch)/(rows in mini-batch), which weights labeled rows
@@ -26,8 +28,10 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tempo_jax.rl.losses import LossOutput, Metrics, _mask_f32, _sg, aggregate, token_metric
+from tempo_jax.rl.options import ValueClipOptions
 from tempo_jax.rl.registry import VALUE_LOSSES
 
 
@@ -59,7 +63,7 @@ def _finish(v, ret, v_clipped, m, agg, clip_metric) -> LossOutput:
     return LossOutput(num, _sg(den), metrics)
 
 
-@VALUE_LOSSES.register("seq_clip")
+@VALUE_LOSSES.register("seq_clip", options=ValueClipOptions)
 def seq_clip(
     values: jax.Array,
     old_values: jax.Array,
@@ -94,7 +98,7 @@ def seq_clip(
     return _finish(v, ret, v_clipped, m, agg, clip_metric)
 
 
-@VALUE_LOSSES.register("token_clip")
+@VALUE_LOSSES.register("token_clip", options=ValueClipOptions)
 def token_clip(
     values: jax.Array,
     old_values: jax.Array,
@@ -118,9 +122,28 @@ def token_clip(
     return _finish(v, ret, v_clipped, m, agg, clip_metric)
 
 
-def explained_variance(reduced: Mapping[str, float], eps: float = 1e-5) -> float:
-    """1 − Var(R − V)/(Var(R) + eps) from ``reduce_metrics`` output of a value loss (as
-    verl's vf_explained_var; population variances, so micro-batch sums combine exactly)."""
+def _fraction_explained(var_error, var_returns):
+    """The explained-variance formula: 1 − Var(R − V) / Var(R)."""
+    return 1.0 - var_error / var_returns
+
+
+def explained_variance(values, returns, *, if_constant: float = float("nan")) -> float:
+    """1 − Var(R − V)/Var(R) of host arrays (population variances, flattened); ``if_constant``
+    when Var(R) is 0 (or NaN) or there are no values. Computed in the inputs' float dtype (float64 for
+    Python numbers and integer arrays)."""
+    v, r = np.asarray(values), np.asarray(returns)
+    dtype = np.result_type(v, r, np.float32)
+    v, r = v.astype(dtype).reshape(-1), r.astype(dtype).reshape(-1)
+    var_r = np.var(r)
+    if r.size == 0 or not var_r > 0:  # constant (or NaN) returns
+        return float(if_constant)
+    return float(_fraction_explained(np.var(r - v), var_r))
+
+
+def explained_variance_from_moments(reduced: Mapping[str, float], eps: float = 1e-5) -> float:
+    """1 − Var(R − V)/(Var(R) + eps) from the ``reduce_metrics`` output of a value loss (verl's
+    vf_explained_var; population variances from first and second moments, so micro-batch sums
+    combine exactly)."""
     var_err = reduced["vf_error_sq_mean"] - reduced["vf_error_mean"] ** 2
     var_ret = reduced["returns_sq_mean"] - reduced["returns_mean"] ** 2
-    return 1.0 - var_err / (var_ret + eps)
+    return _fraction_explained(var_err, var_ret + eps)

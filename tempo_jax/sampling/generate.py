@@ -29,13 +29,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tempo_jax.models.cache import LayerKVCache, init_layer_cache, resize
 from tempo_jax.models.config import ModelConfig
-from tempo_jax.models.decoder import CausalLM
-from tempo_jax.parallel.mesh import to_host
+from tempo_jax.models.decoder import CausalLM, positions_from_valid
+from tempo_jax.parallel.mesh import batch_axes, batch_sharding, to_host
 from tempo_jax.sampling.memory import check_cache_fits
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import left_pad
-
-BATCH_AXES = ("data", "fsdp")
 
 
 @dataclasses.dataclass
@@ -87,20 +85,10 @@ def cache_windows(prompt_len: int, max_new_tokens: int, min_window: int = 64, gr
     return sizes + [-(-total // SLOT_TILE) * SLOT_TILE]
 
 
-def _batch_spec(mesh: Mesh, rows: int):
-    size = mesh.shape["data"] * mesh.shape["fsdp"]
-    return BATCH_AXES if rows % size == 0 else None
-
-
-def _batch_sharding(mesh: Mesh | None, rows: int, ndim: int):
-    if mesh is None:
-        return None
-    return NamedSharding(mesh, P(_batch_spec(mesh, rows), *([None] * (ndim - 1))))
-
-
 def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> LayerKVCache:
-    rows = cache.valid.shape[0]
-    b = _batch_spec(mesh, rows)
+    """Cache placement: rows by the batch rule (:func:`~tempo_jax.parallel.mesh.batch_axes`), KV
+    heads over ``tensor`` when they divide."""
+    b = batch_axes(mesh, cache.valid.shape[0])
     heads = "tensor" if cache.k[0].shape[1] % mesh.shape["tensor"] == 0 else None
     kv = NamedSharding(mesh, P(b, heads, None, None))
     layers = len(cache.k)
@@ -142,7 +130,7 @@ def prefill(graphdef, state, tokens, valid, cache_len: int, cache_dtype: str | N
     """Run each prompt once into a ``cache_len``-slot cache, fan out to n samples (row i*n+j =
     sample j of prompt i) and sample the first token: the decode loop state."""
     model: CausalLM = nnx.merge(graphdef, state)
-    positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
+    positions = positions_from_valid(valid)
     cache = _constrain_cache(init_layer_cache(model.cfg, tokens.shape[0], cache_len, cache_dtype), mesh)
     hidden, cache = model.model(tokens, positions, valid, cache)
     logits = model.logits_from_hidden(hidden[:, -1])
@@ -258,7 +246,7 @@ def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[n
                      samples_per_prompt=n)
     rng = jax.random.key(0) if rng is None else rng
     graphdef, state = _layers_unrolled(graphdef, state)
-    sharding = _batch_sharding(mesh, batch, 2)
+    sharding = None if mesh is None else batch_sharding(mesh, tokens.shape)
     tokens_j = jnp.asarray(tokens) if sharding is None else jax.device_put(tokens, sharding)
     valid_j = jnp.asarray(valid) if sharding is None else jax.device_put(valid, sharding)
     # On fake CPU devices, sharded programs queued back to back can deadlock in XLA's collectives:

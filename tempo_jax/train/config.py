@@ -1,19 +1,28 @@
 """Training configuration: defaults for every method, CLI overrides and up-front validation.
 
-Configs are ``ml_collections.ConfigDict`` files (``configs/<recipe>.py`` with ``get_config()``)
-overridable as ``--config.train.actor_lr=1e-6``. Everything is validated once at start, with
-messages that say what to change; no field is silently ignored.
+Configs are ``ml_collections.ConfigDict`` files with ``get_config()``, named as with
+``ml_collections.config_flags``: ``configs/paper.py:qwen3_14b,tempo`` passes the text after the colon
+to ``get_config(config_string)``. Overrides ``--config.train.actor_lr=1e-6`` are read as the type of
+the field they replace; unknown keys name their neighbours. Everything is validated once at start,
+with messages that say what to change; no field is silently ignored.
 """
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
+import inspect
 import os
 from typing import Any, Sequence
 
 import ml_collections
+from absl import flags
+from ml_collections.config_flags import tuple_parser
 
 from tempo_jax.errors import UserError
+from tempo_jax.parallel.mesh import validate_mesh_config
+from tempo_jax.rl import ADVANTAGES, AGG_MODES, POLICY_LOSSES, VALUE_LOSSES
+from tempo_jax.train.algo_options import SECTIONS, AlgoOptions, algo_options, options_section, rebuild_section
 
 
 class RecipeError(UserError, ValueError):
@@ -26,9 +35,7 @@ class UnknownKeyError(RecipeError, KeyError):
     __str__ = Exception.__str__  # KeyError would quote the message
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-METHODS = ("stage1", "tempo", "zero_rl_ppo", "ttrl", "empo")
+METHODS = ("stage1", "tempo", "tempo_frozen_critic", "zero_rl_ppo", "ttrl", "empo")
 REWARDS = ("outcome", "ttrl_voting", "ttrl_exact", "empo_entropy")
 CRITIC_ESTIMATORS = ("em_token", "em", "gae")
 
@@ -77,20 +84,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.rollout.prompts_per_generate = 0  # prompts per sampler call (bounds the KV cache); 0 = the whole batch
 
     c.algo = ml_collections.ConfigDict()
+    # Each function's options section holds exactly its typed options (rl/options.py), rebuilt when
+    # the function changes (train/algo_options.py).
     c.algo.adv_estimator = "em_token"
-    c.algo.whiten = "global"
-    c.algo.gamma = 1.0
-    c.algo.lam = 1.0
+    c.algo.adv_options = options_section(ADVANTAGES, "em_token")  # whiten
     c.algo.reward = "outcome"
     c.algo.policy_loss = "gspo"
-    c.algo.clip_low = 3e-4
-    c.algo.clip_high = 5e-4
-    c.algo.clip_ratio_c = 0.0  # dual clip (ppo only); 0 = off
-    c.algo.loss_agg = "seq-mean-token-mean"
-    c.algo.entropy_coef = 0.0
+    c.algo.policy_options = options_section(POLICY_LOSSES, "gspo")  # clip_low/high, agg, entropy_coef, kl_coef, ...
     c.algo.value_loss = "seq_clip"
-    c.algo.cliprange_value = 0.1
-    c.algo.value_labeled_only = True
+    c.algo.value_options = options_section(VALUE_LOSSES, "seq_clip")  # cliprange_value, agg, labeled_only
     c.algo.filter_groups = True
     c.algo.max_num_gen_batches = 10
     c.algo.confidence_filter = False
@@ -114,7 +116,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.critic_grad_clip = 1.0
     c.train.max_consecutive_bad_steps = 3
     c.train.shuffle_minibatches = True
-    c.train.inject_nan_at_steps = ""  # fault injection for tests: comma-separated steps get NaN advantages
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.save_every = 32
@@ -155,9 +156,12 @@ def method_defaults(method: str) -> dict[str, Any]:
     if method in ("stage1", "zero_rl_ppo"):
         # verl's PPO path (TEMPO_SPEC §4.3): the critic's cliprange_value default is 0.5
         return {"algo.adv_estimator": "gae", "algo.reward": "outcome", "algo.filter_groups": True,
-                "algo.value_labeled_only": False, "algo.cliprange_value": 0.5}
+                "algo.value_options.labeled_only": False, "algo.value_options.cliprange_value": 0.5}
     if method == "tempo":
         return {"algo.adv_estimator": "em_token", "algo.reward": "outcome", "algo.filter_groups": True}
+    if method == "tempo_frozen_critic":  # TEMPO_SPEC §5.1 ablation: no E-step (critic never recalibrated)
+        return {"algo.adv_estimator": "em_token", "algo.reward": "outcome", "algo.filter_groups": True,
+                "train.critic_lr": 0.0}
     return {"algo.adv_estimator": "grpo", "algo.filter_groups": False,
             "algo.reward": "ttrl_voting" if method == "ttrl" else "empo_entropy"}
 
@@ -168,48 +172,157 @@ def apply_method_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.Conf
     return cfg
 
 
+def _leaf_keys(node: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    out = []
+    for name, value in node.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            out.extend(_leaf_keys(value, f"{prefix}{name}."))
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def _did_you_mean(cfg: ml_collections.ConfigDict, key: str) -> str:
+    """Neighbours of a misspelt key: the same name in another section, close names (this section's
+    first), then close dotted keys."""
+    keys = _leaf_keys(cfg)
+    section, _, leaf = key.rpartition(".")
+    by_leaf: dict[str, list[str]] = {}
+    for k in keys:
+        by_leaf.setdefault(k.rpartition(".")[2], []).append(k)
+    picks = list(by_leaf.get(leaf, []))
+    for name in difflib.get_close_matches(leaf, list(by_leaf), n=5, cutoff=0.6):
+        picks += sorted(by_leaf[name], key=lambda k: k.rpartition(".")[0] != section)
+    picks += difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    picks = [p for p in dict.fromkeys(picks) if p != key][:3]
+    return f"; did you mean {' or '.join(picks)}?" if picks else ""
+
+
+_TRUE, _FALSE = ("1", "true", "t", "yes", "on"), ("0", "false", "f", "no", "off")
+_TYPE_NAMES = {int: "an integer", float: "a number", tuple: "a tuple such as (1, -1, 4)"}
+
+
+def _literal(text: str) -> Any:
+    """A Python literal when the text is one, else the text (config_flags' rule for untyped fields)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parse_typed(key: str, text: str, current: Any) -> Any:
+    """Read an override's text as the type of the field it replaces, as ``ml_collections.config_flags``
+    does (absl's integer/float parsers, its tuple parser); a value of another type names the key."""
+    if isinstance(current, bool):
+        if text.strip().lower() not in _TRUE + _FALSE:
+            raise RecipeError(f"{key}={text!r} is not a boolean; write {key}=True or {key}=False")
+        return text.strip().lower() in _TRUE
+    if isinstance(current, str):
+        return text
+    parser = {int: flags.IntegerParser(), float: flags.FloatParser(),
+              tuple: tuple_parser.TupleParser()}.get(type(current))
+    if parser is None:  # None or another type: any Python literal
+        return _literal(text)
+    if isinstance(current, tuple) and not text.strip():
+        return ()
+    try:
+        return parser.parse(text)
+    except (ValueError, TypeError):
+        raise RecipeError(f"{key}={text!r} is not {_TYPE_NAMES[type(current)]} "
+                          f"(the recipe has {key}={current!r})") from None
+
+
 def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """Set a dotted key. Text (from the command line) is read as the field's type; unknown keys and
+    values of the wrong type are a ``RecipeError`` that names the key (and, for keys, its neighbours)."""
     *parents, leaf = key.split(".")
     node = cfg
-    for p in parents:
+    for i, p in enumerate(parents):
         if p not in node:
-            raise UnknownKeyError(f"unknown config section {p!r} in {key!r}")
+            known = ", ".join(sorted(node.keys()))
+            raise UnknownKeyError(f"unknown config section {'.'.join(parents[:i + 1])!r} in {key!r}; "
+                                  f"known here: {known}{_did_you_mean(cfg, key)}")
         node = node[p]
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise UnknownKeyError(f"{'.'.join(parents[:i + 1])} is a value, not a section, in {key!r}"
+                                  f"{_did_you_mean(cfg, key)}")
     if leaf not in node:
         known = ", ".join(sorted(node.keys()))
-        raise UnknownKeyError(f"unknown config key {key!r}; known keys here: {known}")
+        raise UnknownKeyError(f"unknown config key {key!r}; known keys here: {known}{_did_you_mean(cfg, key)}")
     current = node[leaf]
-    if isinstance(current, bool) and isinstance(value, str):
-        if value.lower() not in _TRUE + _FALSE:
-            raise RecipeError(f"{key}={value!r} is not a boolean; write {key}=True or {key}=False")
-        value = value.lower() in _TRUE
-    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    node[leaf] = value
+    if isinstance(current, ml_collections.ConfigDict):
+        known = ", ".join(f"{key}.{k}" for k in sorted(current.keys()))
+        raise RecipeError(f"{key} is a section, not a value; set one of its keys: {known}")
+    if isinstance(value, str):
+        value = _parse_typed(key, value, current)
+    try:
+        node[leaf] = value
+    except TypeError:
+        raise RecipeError(f"{key}={value!r} is a {type(value).__name__}, but {key} holds a "
+                          f"{type(current).__name__} (the recipe has {key}={current!r})") from None
+    if parents == ["algo"] and leaf in SECTIONS:  # another function: its own options section
+        rebuild_section(node, leaf)
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``--config.a.b=value`` -> ("a.b", value); values are Python literals when they parse."""
+def parse_override(text: str) -> tuple[str, str]:
+    """``--config.a.b=value`` -> ("a.b", "value"). The text is typed by ``set_path`` against the field
+    it replaces (``ml_collections.config_flags``' rule): ``1`` is 1 for an int, 1.0 for a float,
+    "1" for a string."""
     if not text.startswith("--config.") or "=" not in text:
         raise RecipeError(f"cannot read override {text!r}; write it as --config.section.key=value")
     key, raw = text[len("--config."):].split("=", 1)
+    return key, raw
+
+
+def split_config_spec(spec: str) -> tuple[str, str | None]:
+    """``configs/paper.py:qwen3_14b,tempo`` -> ("configs/paper.py", "qwen3_14b,tempo"). As in
+    ``ml_collections.config_flags``, the text after the first colon is passed to ``get_config()``."""
+    if ":" not in spec or os.path.isfile(spec):
+        return spec, None
+    path, arg = spec.split(":", 1)
+    return path, arg
+
+
+def _required_args(fn) -> int:
     try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key, value
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Load ``get_config()`` from a config file, apply method defaults, then CLI overrides."""
+def _takes_args(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Load a recipe, apply method defaults, then CLI overrides.
+
+    ``spec`` is ``path/to/file.py`` or ``path/to/file.py:<config string>`` (``get_config(config_string)``
+    receives the text after the colon, as with ``ml_collections.config_flags``)."""
+    path, arg = split_config_spec(spec)
     if not os.path.isfile(path):
-        raise RecipeError(f"config file {path} not found (configs live in configs/<recipe>.py)")
-    spec = importlib.util.spec_from_file_location("tempo_jax_user_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # the user's own config file
-    if not hasattr(module, "get_config"):
+        raise RecipeError(f"config file {path} not found (recipes: configs/paper.py:<model>,<method>, "
+                          "configs/tiny.py:<method>)")
+    module_spec = importlib.util.spec_from_file_location("tempo_jax_user_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)  # the user's own config file
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
         raise RecipeError(f"{path} has no get_config() function; a recipe defines get_config() -> ConfigDict")
-    cfg = module.get_config()
+    if arg is not None and not _takes_args(get_config):
+        raise RecipeError(f"{path}'s get_config() takes no config string; drop ':{arg}' from --config")
+    if arg is None and _required_args(get_config):
+        doc = (module.__doc__ or "").strip().splitlines()
+        raise RecipeError(f"{path} needs a config string: --config={path}:<...>"
+                          + (f" ({doc[0]})" if doc else ""))
+    cfg = get_config() if arg is None else get_config(arg)
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise RecipeError(f"{spec}: get_config() returned {type(cfg).__name__}, not an ml_collections.ConfigDict")
     parsed = [parse_override(text) for text in overrides]
     for key, value in parsed:  # a new method brings its defaults; explicit overrides still win
         if key == "method":
@@ -242,14 +355,29 @@ def uses_critic(cfg: ml_collections.ConfigDict) -> bool:
     return cfg.algo.adv_estimator in CRITIC_ESTIMATORS
 
 
+def option_errors(options: AlgoOptions) -> list[str]:
+    """Option values the chosen functions cannot work with."""
+    errors = []
+    policy = options.policy
+    for key in ("clip_low", "clip_high"):
+        if not getattr(policy, key) > 0:
+            errors.append(f"algo.policy_options.{key}={getattr(policy, key)} must be > 0 (the PPO/GSPO ratio clip range)")
+    if policy.kl_coef:
+        errors.append("algo.policy_options.kl_coef needs a reference policy, which tempo_jax does not keep (the "
+                      "reference trains without a KL loss, TEMPO_SPEC §1.2); set it to 0")
+    if policy.agg not in AGG_MODES or options.value.agg not in AGG_MODES:
+        errors.append(f"algo.policy_options.agg / algo.value_options.agg must be one of {', '.join(AGG_MODES)}")
+    whiten = getattr(options.adv, "whiten", "global")
+    if whiten not in ("global", "none"):
+        errors.append(f"algo.adv_options.whiten={whiten!r} must be 'global' or 'none'")
+    ratio_c = getattr(policy, "clip_ratio_c", None)
+    if ratio_c is not None and not ratio_c > 1.0:
+        errors.append(f"algo.policy_options.clip_ratio_c={ratio_c} (dual clip) must be > 1.0, or None for off")
+    return errors
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Fail early with a message that says what to change."""
-    from tempo_jax.rl.registry import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES
-
-    import tempo_jax.rl.advantages  # noqa: F401  (registers)
-    import tempo_jax.rl.losses  # noqa: F401
-    import tempo_jax.rl.value_losses  # noqa: F401
-
     errors = []
     if cfg.method not in METHODS:
         errors.append(f"method={cfg.method!r} is not one of {METHODS}")
@@ -264,9 +392,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                       "`tempo-jax convert` instead)")
     if t.ppo_epochs < 1:
         errors.append(f"train.ppo_epochs={t.ppo_epochs} must be >= 1")
-    for key in ("clip_low", "clip_high"):
-        if not cfg.algo[key] > 0:
-            errors.append(f"algo.{key}={cfg.algo[key]} must be > 0 (the PPO/GSPO ratio clip range)")
+    if all(cfg.algo[key] in reg for key, (_, reg) in SECTIONS.items()):
+        try:
+            errors.extend(option_errors(algo_options(cfg)))
+        except ValueError as err:
+            errors.append(str(err))
     if t.train_batch_size <= 0 or t.ppo_mini_batch_size <= 0:
         errors.append("train.train_batch_size and train.ppo_mini_batch_size must be positive")
     elif t.train_batch_size % t.ppo_mini_batch_size:
@@ -300,8 +430,6 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append(f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
                       f"train.train_batch_size={t.train_batch_size}")
     if "mesh" in cfg:
-        from tempo_jax.parallel.mesh import validate_mesh_config
-
         errors.extend(validate_mesh_config(cfg))
     if errors:
         raise RecipeError("invalid config:\n  - " + "\n  - ".join(errors))

@@ -10,28 +10,22 @@ import jax
 import jax.numpy as jnp
 
 from tempo_jax.models.critic import Critic
-from tempo_jax.models.decoder import CausalLM
+from tempo_jax.models.decoder import CausalLM, prompt_response_inputs, shift_to_response_tokens
 from tempo_jax.parallel.mesh import constrain_rows
 
 
-def sequence_inputs(prompt_tokens, prompt_valid, response_tokens, response_mask):
-    """Concatenate prompt and response; positions count valid tokens (left padding aware)."""
-    tokens = jnp.concatenate([prompt_tokens, response_tokens], axis=1)
-    # Tokens after the end of a response are never attended by valid ones (causal), so they
-    # can stay "valid" for attention; marking them valid keeps positions contiguous.
-    resp_valid = jnp.ones_like(response_mask, dtype=jnp.bool_)
-    valid = jnp.concatenate([prompt_valid.astype(jnp.bool_), resp_valid], axis=1)
-    positions = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
-    return constrain_rows((tokens, positions, valid))  # rows over (data, fsdp) under a mesh
+def sequence_inputs(prompt_tokens, prompt_valid, response_tokens):
+    """:func:`~tempo_jax.models.decoder.prompt_response_inputs`, rows over (data, fsdp) under a mesh."""
+    return constrain_rows(prompt_response_inputs(prompt_tokens, prompt_valid, response_tokens))
 
 
 def response_logprobs(actor: CausalLM, prompt_tokens, prompt_valid, response_tokens, response_mask,
                       with_entropy: bool = False):
     """log pi(y_t | x, y_<t) [R, T] (and the per-token entropy of pi when asked)."""
     plen, tlen = prompt_tokens.shape[1], response_tokens.shape[1]
-    tokens, positions, valid = sequence_inputs(prompt_tokens, prompt_valid, response_tokens, response_mask)
+    tokens, positions, valid = sequence_inputs(prompt_tokens, prompt_valid, response_tokens)
     hidden, _ = actor.model(tokens, positions, valid)
-    hidden = jax.lax.dynamic_slice_in_dim(hidden, plen - 1, tlen, axis=1)
+    hidden = shift_to_response_tokens(hidden, plen, tlen)
     logits = actor.logits_from_hidden(hidden)
     logp_all = jax.nn.log_softmax(logits, axis=-1)
     logp = jnp.take_along_axis(logp_all, response_tokens[..., None], axis=-1)[..., 0]
@@ -42,11 +36,10 @@ def response_logprobs(actor: CausalLM, prompt_tokens, prompt_valid, response_tok
 
 
 def response_values(critic: Critic, prompt_tokens, prompt_valid, response_tokens, response_mask):
-    """V_t [R, T] for every response token, read one position earlier."""
+    """Run ``critic`` on the sequences: V_t [R, T] for every response token, read one position earlier."""
     plen, tlen = prompt_tokens.shape[1], response_tokens.shape[1]
-    tokens, positions, valid = sequence_inputs(prompt_tokens, prompt_valid, response_tokens, response_mask)
-    values = critic(tokens, positions, valid)
-    return jax.lax.dynamic_slice_in_dim(values, plen - 1, tlen, axis=1)
+    tokens, positions, valid = sequence_inputs(prompt_tokens, prompt_valid, response_tokens)
+    return shift_to_response_tokens(critic(tokens, positions, valid), plen, tlen)
 
 
 def micro_batched(fn, batch: dict, micro_rows: int):

@@ -22,27 +22,27 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-import tempo_jax.rl.advantages  # noqa: F401  (registers estimators)
-import tempo_jax.rl.losses  # noqa: F401
-import tempo_jax.rl.value_losses  # noqa: F401
 from tempo_jax.errors import UserError
-from tempo_jax.models.critic import critic_from_actor
-from tempo_jax.models.hf_io import from_hf
+from tempo_jax.models.tokenizer import stop_and_pad_ids
 from tempo_jax.parallel import mesh as pmesh
 from tempo_jax.parallel.distributed import init_distributed, is_primary
-from tempo_jax.rl.registry import ADVANTAGES
-from tempo_jax.train import setup
+from tempo_jax.rewards.grader import Grader
+from tempo_jax.rl import ADVANTAGES
+from tempo_jax.train import programs
 from tempo_jax.train.checkpoint import Checkpointer
-from tempo_jax.train.config import model_overrides, uses_critic, validate
+from tempo_jax.train.config import validate
+from tempo_jax.train.export import export_final
 from tempo_jax.train.metrics import MetricsWriter, NullMetricsWriter
-from tempo_jax.train.run_dir import ensure_fresh, ensure_resumable, ensure_writable
-from tempo_jax.train.optim import make_optimizer
+from tempo_jax.train.periodic_eval import make_evaluator
 from tempo_jax.train.preemption import PreemptionGuard
-from tempo_jax.train.rollout import RolloutSettings, collect
+from tempo_jax.train.rollout import collect
+from tempo_jax.train.run_dir import ensure_fresh, ensure_resumable, ensure_writable
+from tempo_jax.train.run_files import TOKENIZER_DIR, load_run_tokenizer, write_run_files
+from tempo_jax.train.run_models import check_model_fits, load_run_models
 from tempo_jax.train.state import TrainState, create_train_state
 from tempo_jax.train.step_metrics import step_metrics
-from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, UpdateSpec, make_e_step, make_logprob_fn, make_m_step, \
-    make_value_fn
+from tempo_jax.train.stream import build_stream
+from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -75,80 +75,61 @@ class Trainer:
             ensure_writable(self.run_dir)
         else:
             os.makedirs(self.run_dir, exist_ok=True)
-        self.tokenizer = setup.load_run_tokenizer(cfg)
-        self.stream, self.data_report = setup.build_stream(cfg, self.tokenizer)
-        actor, critic = self._load_models()
+        self.tokenizer = load_run_tokenizer(cfg)
+        self.stream, self.data_report = build_stream(cfg, self.tokenizer)
+        actor, critic = load_run_models(cfg, self.mesh)
         self.model_cfg = actor.cfg
-        setup.check_model_fits(cfg, self.tokenizer, self.model_cfg)
-        self.actor = self._make_actor(actor)
-        self.critic = self._make_critic(critic) if critic is not None else None
-        self.settings = setup.rollout_settings(cfg, self.tokenizer, self.model_cfg)
+        check_model_fits(cfg, self.tokenizer, self.model_cfg)
+        self.actor = self._make_role("actor", actor)
+        self.critic = self._make_role("critic", critic) if critic is not None else None
+        self.settings = programs.rollout_settings(cfg, *stop_and_pad_ids(self.tokenizer, self.model_cfg))
         self.checkpointer = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=cfg.checkpoint.keep,
                                          save_every=cfg.checkpoint.save_every, async_save=cfg.checkpoint.async_save)
+        self._grader: Grader | None = None
         self.start_step = 0
         self.consecutive_bad = 0
         if resume:
             self._resume()
         if is_primary():  # one writer for the shared run directory (multi-process jobs)
-            setup.write_run_files(cfg, self.model_cfg, self.run_dir)
-            self.tokenizer.save_pretrained(os.path.join(self.run_dir, "tokenizer"))  # for eval --checkpoint
+            write_run_files(cfg, self.model_cfg, self.run_dir)
+            self.tokenizer.save_pretrained(os.path.join(self.run_dir, TOKENIZER_DIR))  # for eval --checkpoint
 
     # ------------------------------------------------------------------ construction
-    def _load_models(self):
-        cfg = self.cfg
-        overrides = model_overrides(cfg)
-        if cfg.model.init_from:
-            return setup.load_from_run(cfg.model.init_from, need_critic=uses_critic(cfg), mesh=self.mesh,
-                                       **overrides)
-        actor = from_hf(cfg.model.actor_hf, mesh=self.mesh, **overrides)
-        if not uses_critic(cfg):
-            return actor, None
-        if cfg.model.critic_hf:
-            return actor, from_hf(cfg.model.critic_hf, critic=True, mesh=self.mesh, **overrides)
-        return actor, critic_from_actor(actor, seed=cfg.seed)
+    def _make_role(self, name: str, model) -> Role:
+        """A role's train state on the mesh, its update (M-step for the actor, E-step for the critic)
+        and its no-grad forward, all from ``train.programs`` (the planner builds the same)."""
+        cfg, stacked = self.cfg, model.cfg.scan_layers
+        tx = programs.optimizer(cfg, name)
+        graphdef, state = create_train_state(model, tx)
+        state = pmesh.shard_train_state(state, self.mesh, stacked)
+        if name == "actor":
+            update = programs.m_step(cfg, graphdef, tx, state, self.mesh, stacked)
+            forward = programs.logprob_forward(cfg, graphdef, self.mesh)
+        else:
+            update = programs.e_step(cfg, graphdef, tx, state, self.mesh, stacked)
+            forward = programs.value_forward(cfg, graphdef, self.mesh)
+        return Role(graphdef, state, update, forward, cfg.train[f"{name}_lr"])
 
-    def _spec(self) -> UpdateSpec:
-        t, n = self.cfg.train, self.cfg.rollout.n
-        seq = self.cfg.data.max_prompt_tokens + self.cfg.rollout.max_new_tokens
-        mini_rows = t.ppo_mini_batch_size * n
-        micro = max(1, min(mini_rows, t.micro_batch_tokens // seq))
-        while mini_rows % micro:
-            micro -= 1
-        return UpdateSpec(mini_batch_rows=mini_rows, micro_rows=micro, epochs=t.ppo_epochs,
-                          shuffle=t.shuffle_minibatches, loss_weighting=self.cfg.algo.loss_weighting)
+    @property
+    def grader(self) -> Grader:
+        """The answer grader (a process pool), started on first use; ``close()`` (or the end of
+        ``run()``, or leaving ``with Trainer(...)``) stops it."""
+        if self._grader is None:
+            self._grader = Grader(num_workers=self.cfg.grader.workers, timeout_s=self.cfg.grader.timeout_s)
+        return self._grader
 
-    def _make_actor(self, actor) -> Role:
-        t, a = self.cfg.train, self.cfg.algo
-        tx = make_optimizer(t.actor_lr, t.actor_weight_decay, t.actor_grad_clip)
-        graphdef, state = create_train_state(actor, tx)
-        state = pmesh.shard_train_state(state, self.mesh, actor.cfg.scan_layers)
-        spec = self._spec()
-        kwargs = dict(clip_low=a.clip_low, clip_high=a.clip_high, agg=a.loss_agg, entropy_coef=a.entropy_coef)
-        if a.policy_loss == "ppo" and a.clip_ratio_c:
-            kwargs["clip_ratio_c"] = a.clip_ratio_c
-        update = make_m_step(graphdef, tx, spec, a.policy_loss, **kwargs)
-        update = self._on_mesh(update, state, actor.cfg.scan_layers)
-        forward = pmesh.on_mesh(make_logprob_fn(graphdef, spec.micro_rows), self.mesh)
-        return Role(graphdef, state, update, forward, t.actor_lr)
+    def close(self) -> None:
+        """Stop the grader's workers and wait for pending checkpoint writes."""
+        if self._grader is not None:
+            self._grader.close()
+            self._grader = None
+        self.checkpointer.wait()
 
-    def _make_critic(self, critic) -> Role:
-        t, a = self.cfg.train, self.cfg.algo
-        tx = make_optimizer(t.critic_lr, t.critic_weight_decay, t.critic_grad_clip)
-        graphdef, state = create_train_state(critic, tx)
-        state = pmesh.shard_train_state(state, self.mesh, critic.cfg.scan_layers)
-        spec = self._spec()
-        update = make_e_step(graphdef, tx, spec, a.value_loss, cliprange_value=a.cliprange_value, agg=a.loss_agg,
-                             labeled_only=a.value_labeled_only)
-        update = self._on_mesh(update, state, critic.cfg.scan_layers)
-        forward = pmesh.on_mesh(make_value_fn(graphdef, spec.micro_rows), self.mesh)
-        return Role(graphdef, state, update, forward, t.critic_lr)
+    def __enter__(self) -> "Trainer":
+        return self
 
-    def _on_mesh(self, update, state: TrainState, stacked: bool):
-        """The update run on the training mesh, its output state pinned to the input layout."""
-        if self.mesh is None:
-            return update
-        out = (pmesh.train_state_shardings(state, self.mesh, stacked), None, None)
-        return pmesh.on_mesh(update, self.mesh, out_shardings=out, donate_argnums=(0,))
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _rollout_params(self):
         """Actor parameters for the sampler: the training arrays themselves, or a copy resharded onto
@@ -196,20 +177,7 @@ class Trainer:
             dev["values"] = self.critic.forward(self.critic.state.params, dev)
         else:
             dev["values"] = jnp.zeros_like(logp)
-        score = dev["scores"] if cfg.algo.reward == "outcome" else dev["rewards"]
-        estimator = ADVANTAGES.get(cfg.algo.adv_estimator)
-        options = {"whiten": cfg.algo.whiten} if cfg.algo.adv_estimator == "em_token" else {}
-        if cfg.algo.adv_estimator == "gae":
-            options = {"gamma": cfg.algo.gamma, "lam": cfg.algo.lam}
-        if self.mesh is not None:  # one compiled program on the mesh (not a stream of eager sharded ops)
-            fn_key = (cfg.algo.adv_estimator, tuple(sorted(options.items())))
-            if fn_key not in self._mesh_fns:
-                self._mesh_fns[fn_key] = pmesh.on_mesh(jax.jit(functools.partial(estimator, **options)), self.mesh)
-            estimator, options = self._mesh_fns[fn_key], {}
-        adv = estimator(score, dev["values"], dev["response_mask"], dev["is_labeled"], dev["group_ids"], **options)
-        dev["advantages"], dev["returns"] = adv.advantages, adv.returns
-        if step in setup.nan_injection_steps(cfg):
-            dev["advantages"] = dev["advantages"] * jnp.nan
+        dev["advantages"], dev["returns"] = self.advantages(dev)
         jax.block_until_ready(dev["advantages"])
         info["forward"] = time.perf_counter() - t0
 
@@ -227,17 +195,30 @@ class Trainer:
         info["m_step"] = time.perf_counter() - t0
         return step_metrics(batch, pmesh.to_host(dev), pmesh.to_host(entropy), actor_out, critic_out, info)
 
+    def advantages(self, dev: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
+        """(advantages, returns) of a step's batch with ``algo.adv_estimator`` and its options: the
+        outcome score, or the method's reward (TTRL votes, EMPO entropy), against the pre-update V_t."""
+        cfg = self.cfg
+        score = dev["scores"] if cfg.algo.reward == "outcome" else dev["rewards"]
+        if "advantages" not in self._mesh_fns:  # one compiled program (on the mesh: not a stream of eager ops)
+            estimator = functools.partial(ADVANTAGES.get(cfg.algo.adv_estimator), **programs.advantage_kwargs(cfg))
+            self._mesh_fns["advantages"] = pmesh.on_mesh(jax.jit(estimator), self.mesh) if self.mesh is not None \
+                else estimator
+        out = self._mesh_fns["advantages"](score, dev["values"], dev["response_mask"], dev["is_labeled"],
+                                           dev["group_ids"])
+        return out.advantages, out.returns
+
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         total = cfg.train.total_steps
         writer = MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar) \
             if is_primary() else NullMetricsWriter()
-        evaluator = setup.make_evaluator(cfg, self)
+        evaluator = make_evaluator(cfg, self)
         last: dict[str, float] = {}
         stopped_by = None
         try:
-            with setup.make_grader(cfg) as self.grader, PreemptionGuard() as guard:
+            with PreemptionGuard() as guard:
                 if evaluator and cfg.eval.before_train and self.start_step == 0:
                     writer.write(0, evaluator(0), advance=False)
                 for step in range(self.start_step + 1, total + 1):
@@ -262,10 +243,10 @@ class Trainer:
                         break
                     self._save(step, force=(step == total))
         finally:
-            self.checkpointer.wait()
+            self.close()
             writer.close()
         if stopped_by is None:
-            setup.export_final(self)
+            export_final(self)
         return {"last_metrics": last, "stopped_by": stopped_by, "run_dir": self.run_dir}
 
     def _save(self, step: int, force: bool = False) -> None:

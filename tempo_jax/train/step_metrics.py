@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from tempo_jax.rl.value_losses import explained_variance
 
 
 def _masked_stats(x: np.ndarray, mask: np.ndarray, prefix: str) -> dict[str, float]:
@@ -53,11 +54,9 @@ def step_metrics(batch: dict[str, np.ndarray], dev: dict[str, Any], entropy: np.
     if critic_out is not None or values.any():
         m.update(_masked_stats(values, mask, "values"))
         sel = mask & labeled[:, None]
-        if sel.any():
-            ret = np.asarray(dev["returns"])[sel]
-            resid = ret - values[sel]
-            var = ret.var()
-            m["critic/explained_var"] = float(1.0 - resid.var() / var) if var > 0 else 0.0
+        if sel.any():  # labeled response tokens: the rows the critic learns from
+            returns = np.asarray(dev["returns"])[sel]
+            m["critic/explained_var"] = explained_variance(values[sel], returns, if_constant=0.0)
     if actor_out is not None:
         m.update(_reduced("actor", *actor_out))
     if critic_out is not None:

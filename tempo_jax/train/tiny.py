@@ -86,7 +86,7 @@ def tiny_recipe(method: str, assets: dict[str, str] | None = None, **changes):
         run_dir=f"runs/tiny_{method}", model__actor_hf=paths["model"], data__labeled=paths["labeled"],
         data__unlabeled=paths["unlabeled"], data__template="plain", data__max_prompt_tokens=96, rollout__n=4,
         rollout__max_new_tokens=16, train__total_steps=3, train__train_batch_size=4, train__ppo_mini_batch_size=2,
-        train__actor_lr=1e-3, train__critic_lr=1e-3, algo__clip_low=0.2, algo__clip_high=0.2,
+        train__actor_lr=1e-3, train__critic_lr=1e-3, algo__policy_options__clip_low=0.2, algo__policy_options__clip_high=0.2,
         algo__filter_groups=False, eval__test_freq=0, checkpoint__save_every=1, log__progress_bar=False,
     )
     base.update(changes)

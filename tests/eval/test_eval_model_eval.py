@@ -15,13 +15,12 @@ from flax import nnx
 
 from tempo_jax.data.templates import load_tokenizer, render_prompt
 from tempo_jax.data.tfds_builders import load_records
-from tempo_jax.eval.model_eval import (eval_main, evaluate_model, make_grader_fn, make_sample_fn,
-                                       make_value_fn, stop_ids_for)
+from tempo_jax.eval.model_eval import eval_main, evaluate_model, make_grader_fn, make_sample_fn, make_value_fn
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
-from tempo_jax.models.tokenizer import check_vocab
+from tempo_jax.models.tokenizer import check_vocab, stop_and_pad_ids
 from tempo_jax.sampling.methods import Sampling
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -178,7 +177,6 @@ def test_grader_fn_and_stop_ids(tokenizer, actor):
     with Grader(num_workers=1, timeout_s=5.0, mode="inprocess") as g:
         correct, extracted = make_grader_fn(g)(["so \\boxed{204}", "\\boxed{3}", "no answer"], ["204", "4", "1"])
     assert correct.tolist() == [True, False, False] and extracted == ["204", "3", None]
-    assert stop_ids_for(tokenizer, actor.cfg) == (151645,)
-    assert stop_ids_for(tokenizer, actor.cfg.replace(eos_token_id=(151643, 151645))) == (151645, 151643)
+    assert stop_and_pad_ids(tokenizer, actor.cfg) == ((151645,), 151643)  # the rule make_sample_fn uses
     with pytest.raises(ValueError, match="vocab_size"):
         check_vocab(tokenizer, 1000)

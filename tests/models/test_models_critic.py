@@ -15,7 +15,8 @@ from safetensors.numpy import load_file as load_np
 from safetensors.numpy import save_file as save_np
 from safetensors.torch import load_file
 
-from tempo_jax.models.critic import Critic, critic_from_actor, response_values
+from tempo_jax.models.critic import Critic, critic_from_actor
+from tempo_jax.models.decoder import positions_from_valid, prompt_response_inputs, shift_to_response_tokens
 from tempo_jax.models.hf_io import from_hf, to_hf
 
 TOL = 1e-4
@@ -112,6 +113,17 @@ def test_trl_value_head_names_load_as_critic(hf_checkpoints, batch, tmp_path):
 def test_response_values_read_the_previous_position():
     values = jnp.arange(2 * 7, dtype=jnp.float32).reshape(2, 7)
     prompt_len, response_len = 3, 4
-    got = np.asarray(response_values(values, prompt_len, response_len))
+    got = np.asarray(shift_to_response_tokens(values, prompt_len, response_len))
     # V_t of response token t (at index prompt_len + t) is the value at index prompt_len + t - 1.
     np.testing.assert_array_equal(got, np.asarray(values)[:, prompt_len - 1:prompt_len + response_len - 1])
+
+
+def test_prompt_response_inputs_count_positions_from_the_first_valid_prompt_token():
+    prompt = jnp.asarray([[0, 0, 5, 6], [7, 8, 9, 4]])
+    prompt_valid = jnp.asarray([[False, False, True, True], [True, True, True, True]])
+    response = jnp.asarray([[1, 2, 0], [3, 0, 0]])  # padding after each response's end
+    tokens, positions, valid = prompt_response_inputs(prompt, prompt_valid, response)
+    np.testing.assert_array_equal(np.asarray(tokens), np.concatenate([prompt, response], axis=1))
+    np.testing.assert_array_equal(np.asarray(valid), [[0, 0, 1, 1, 1, 1, 1], [1] * 7])
+    np.testing.assert_array_equal(np.asarray(positions), [[0, 0, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6]])
+    np.testing.assert_array_equal(np.asarray(positions_from_valid(prompt_valid)), [[0, 0, 0, 1], [0, 1, 2, 3]])

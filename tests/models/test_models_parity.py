@@ -9,7 +9,7 @@ from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.config import FULL, SLIDING
 from tempo_jax.models.hf_io import from_hf
-from tempo_jax.models.sharding import make_mesh
+from tempo_jax.parallel.mesh import make_mesh
 
 TOL = 1e-4
 ALL_CASES = ("qwen3", "qwen3_tied", "qwen2", "llama", "olmo2", "olmo3")

@@ -189,8 +189,8 @@ def test_7_model_must_fit_tokenizer_and_lengths(cli, tmp_path, data_dir, overrid
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("--config.algo.value_labeled_only=Treu", "algo.value_labeled_only='Treu' is not a boolean"),
-    ("--config.algo.clip_low=-0.5", "algo.clip_low=-0.5 must be > 0"),
+    ("--config.algo.value_options.labeled_only=Treu", "algo.value_options.labeled_only='Treu' is not a boolean"),
+    ("--config.algo.policy_options.clip_low=-0.5", "algo.policy_options.clip_low=-0.5 must be > 0"),
     ("--config.train.total_steps=0", "train.total_steps=0 must be >= 1"),
     ("--config.train.ppo_epochs=0", "train.ppo_epochs=0 must be >= 1"),
     ("--config.algo.adv_estimator=gea", "algo.adv_estimator='gea' is not registered"),

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tempo_jax.rl import VALUE_LOSSES, explained_variance, reduce_metrics, seq_clip, sum_outputs, token_clip
+from tempo_jax.rl import (VALUE_LOSSES, explained_variance, explained_variance_from_moments, reduce_metrics,
+                          seq_clip, sum_outputs, token_clip)
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 STATIC = ("cliprange_value", "agg", "labeled_only")
@@ -175,7 +176,8 @@ def test_value_microbatch_sums_give_whole_batch_loss_and_grad(name, agg):
     a, b = reduce_metrics(whole.metrics), reduce_metrics(*[o.metrics for o in outs])
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(explained_variance(a), explained_variance(b), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(explained_variance_from_moments(a), explained_variance_from_moments(b), rtol=1e-4,
+                               atol=1e-6)
 
 
 def test_explained_variance_pieces():
@@ -183,9 +185,22 @@ def test_explained_variance_pieces():
     R = jnp.array([[1.0, 1.0], [-1.0, -1.0]])
     M, L = jnp.ones((2, 2)), jnp.array([True, True])
     perfect = reduce_metrics(SEQ(R, R, R, M, L).metrics)
-    np.testing.assert_allclose(explained_variance(perfect), 1.0, atol=1e-5)
+    np.testing.assert_allclose(explained_variance_from_moments(perfect), 1.0, atol=1e-5)
     const = reduce_metrics(SEQ(jnp.zeros((2, 2)), jnp.zeros((2, 2)), R, M, L).metrics)
-    np.testing.assert_allclose(explained_variance(const), 0.0, atol=1e-5)
+    np.testing.assert_allclose(explained_variance_from_moments(const), 0.0, atol=1e-5)
+
+
+def test_explained_variance_of_arrays_matches_the_moments_version():
+    rng = np.random.default_rng(0)
+    R = jnp.asarray(np.where(rng.random((4, 6)) < 0.5, 1.0, -1.0), jnp.float32)
+    V = jnp.asarray(0.5 * np.asarray(R) + 0.3 * rng.standard_normal((4, 6)), jnp.float32)
+    M, L = jnp.ones((4, 6)), jnp.ones(4, bool)
+    from_moments = explained_variance_from_moments(reduce_metrics(SEQ(V, V, R, M, L).metrics), eps=0.0)
+    np.testing.assert_allclose(explained_variance(np.asarray(V), np.asarray(R)), from_moments, rtol=1e-4)
+    assert np.isnan(explained_variance(np.asarray(V), np.ones(24)))
+    assert explained_variance(np.asarray(V), np.ones(24), if_constant=0.0) == 0.0
+    assert explained_variance(np.ones(3, np.float32), np.array([1.0, 2.0, 3.0], np.float32)) == pytest.approx(
+        1 - np.var([0.0, 1.0, 2.0]) / np.var([1.0, 2.0, 3.0]))
 
 
 def test_eager_equals_jit_and_unknown_name_raises():

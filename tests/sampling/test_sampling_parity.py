@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tempo_jax.models.hf_io import from_hf
-from tempo_jax.models.sharding import make_mesh
+from tempo_jax.parallel.mesh import make_mesh
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
 

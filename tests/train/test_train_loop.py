@@ -2,6 +2,7 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -88,9 +89,15 @@ def test_e_step_touches_only_critic_and_m_step_only_actor(tiny_config):
 
 
 def test_nan_updates_are_skipped_then_run_stops_with_checkpoint_intact(tiny_config):
-    cfg = tiny_config("tempo", train__total_steps=6, train__inject_nan_at_steps="2,3,4",
-                      train__max_consecutive_bad_steps=3)
+    cfg = tiny_config("tempo", train__total_steps=6, train__max_consecutive_bad_steps=3)
     trainer = Trainer(cfg)
+    advantages, steps = trainer.advantages, iter(range(1, 7))
+
+    def nan_at_steps_2_to_4(dev):  # a fault from outside: NaN advantages at steps 2, 3 and 4
+        adv, ret = advantages(dev)
+        return (adv * jnp.nan, ret) if next(steps) in (2, 3, 4) else (adv, ret)
+
+    trainer.advantages = nan_at_steps_2_to_4
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         trainer.run()
     rows = {r["step"]: r for r in read_metrics(cfg.run_dir) if "actor/loss" in r}
