@@ -6,7 +6,7 @@
 #   launch/gpu.sh resume    # the same with --resume
 #
 # Settings (environment variables; defaults in brackets):
-#   CONFIG [configs/tempo_qwen3_8b_aime.py]   RUN_DIR [runs/gpu]   VENV [.venv-gpu]
+#   CONFIG [configs/paper.py:qwen3_8b,tempo]   RUN_DIR [runs/gpu]   VENV [.venv-gpu]
 #   MESH [(1,-1,1)]: (data, fsdp, tensor); -1 = every remaining GPU. The paper recipes name TPU meshes
 #     (tensor 4); on 8 GPUs of one node pure FSDP over NVLink is the usual choice.
 #   ROLLOUT_MESH [(-1,1,1)]: sampler mesh (weights replicated per GPU when they fit; else (1,-1,1)).
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CONFIG=${CONFIG:-configs/tempo_qwen3_8b_aime.py}
+CONFIG=${CONFIG:-configs/paper.py:qwen3_8b,tempo}
 RUN_DIR=${RUN_DIR:-runs/gpu}
 VENV=${VENV:-$ROOT/.venv-gpu}
 MESH=${MESH:-(1,-1,1)}

@@ -13,7 +13,7 @@
 # Settings (environment variables; defaults in brackets):
 #   TPU_NAME [tempo-jax]   ZONE [us-east5-a]   PROJECT [gcloud's default project]
 #   ACCELERATOR_TYPE [v5p-64]   RUNTIME_VERSION [chosen from the generation]   SPOT [0]
-#   CONFIG [configs/tempo_qwen3_14b_aime.py]
+#   CONFIG [configs/paper.py:qwen3_14b,tempo]: a recipe file and its config string (<model>,<method>)
 #   GCS_BUCKET   (required for setup/train: checkpoints + logs go to gs://$GCS_BUCKET/$RUN_PATH)
 #   RUN_PATH [runs/$TPU_NAME]   OVERRIDES ['']: extra --config.x=y flags, e.g. model paths
 #   MODEL_DIR [/gcs/models]: where OVERRIDES should point model.actor_hf etc. (inside the mounted bucket)
@@ -25,7 +25,7 @@ set -euo pipefail
 TPU_NAME=${TPU_NAME:-tempo-jax}
 ZONE=${ZONE:-us-east5-a}
 ACCELERATOR_TYPE=${ACCELERATOR_TYPE:-v5p-64}
-CONFIG=${CONFIG:-configs/tempo_qwen3_14b_aime.py}
+CONFIG=${CONFIG:-configs/paper.py:qwen3_14b,tempo}
 RUN_PATH=${RUN_PATH:-runs/$TPU_NAME}
 OVERRIDES=${OVERRIDES:-}
 SPOT=${SPOT:-0}

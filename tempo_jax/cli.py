@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log progress and show the traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train with a recipe: tempo-jax train --config configs/<recipe>.py "
-                                     "[--config.section.key=value ...] [--resume]")
-    p.add_argument("--config", required=True)
+    p = sub.add_parser("train", help="train with a recipe: tempo-jax train --config=configs/<file>.py[:<config "
+                                     "string>] [--config.section.key=value ...] [--resume]")
+    p.add_argument("--config", required=True,
+                   help="a recipe file, with its config string after a colon (ml_collections config_flags style): "
+                        "configs/paper.py:<model>,<method> or configs/tiny.py:<method>")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of run_dir")
     p.set_defaults(fn=_train)
 

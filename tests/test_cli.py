@@ -39,7 +39,7 @@ def test_eval_writes_table_and_samples(assets, tmp_path):
 
 
 def test_train_rejects_unknown_override_in_one_line(capsys):
-    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "tiny_tempo.py")
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "tiny.py") + ":tempo"
     assert main(["train", "--config", config, "--config.train.not_a_key=1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tempo-jax: error: unknown config key 'train.not_a_key'; known keys here:")

@@ -32,6 +32,7 @@ import pathlib
 from typing import Any, Iterator
 
 from tempo_jax.errors import UserError
+import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,6 @@ def _iter_json(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str, An
 
 
 def _iter_parquet(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str, Any]]:
-    import pyarrow.parquet as pq
-
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet bytes

@@ -33,6 +33,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from tempo_jax.data.records import SUFFIXES, DataError, ReadReport, read_records
+from tensorflow_datasets.core.utils import tqdm_utils
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +215,9 @@ def make_builder(name_or_path: str | os.PathLike, *, split: str | None = None,
 @contextlib.contextmanager
 def _quiet_tfds():
     """Hide TFDS's progress bars and its "variant folder has no dataset_info.json" warning.
-
     Both describe TFDS internals (a local file becoming ``array_record``), not anything the
     user can act on, and they flooded every demo and training log.
     """
-    from tensorflow_datasets.core.utils import tqdm_utils  # holds the on/off flag TFDS reads
 
     absl_log = logging.getLogger("absl")
     level, bars = absl_log.level, tqdm_utils._active

@@ -75,14 +75,3 @@ def diagnose(stage1_dir: str, data: dict[str, str], step: int) -> dict:
                    "passed": bool(critic is not None and freq is not None and critic >= GATE_AUROC
                                   and critic - freq >= GATE_MARGIN)}
     return out
-
-
-def write_diagnosis(diagnosis: dict, out: str) -> dict[str, str]:
-    from tempo_jax.demo.report import diagnosis_markdown
-
-    paths = {"json": os.path.join(out, "diagnosis.json"), "md": os.path.join(out, "diagnosis.md")}
-    with open(paths["json"], "w", encoding="utf-8") as fh:
-        json.dump(diagnosis, fh, indent=2)
-    with open(paths["md"], "w", encoding="utf-8") as fh:
-        fh.write(diagnosis_markdown([diagnosis]))
-    return paths

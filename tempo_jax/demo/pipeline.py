@@ -22,7 +22,7 @@ from typing import Sequence
 
 from tempo_jax.data.templates import load_tokenizer
 from tempo_jax.demo import report
-from tempo_jax.demo.diagnose import diagnose, write_diagnosis
+from tempo_jax.demo.diagnose import diagnose
 from tempo_jax.demo.plan import DemoPlan
 from tempo_jax.models.hf_io import to_hf
 from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
@@ -93,12 +93,11 @@ def stage1_config(plan: DemoPlan, data: dict[str, str], out: str, base_dir: str,
 def method_config(method: str, plan: DemoPlan, data: dict[str, str], out: str, stage1_dir: str,
                   overrides: Sequence[str] = ()):
     """The stage-2 recipe of one compared method, all from the same stage-1 run and budget."""
-    base = method if method != "tempo_frozen_critic" else "tempo"
     changes = _common(plan, data, os.path.join(out, method))
     changes.update(model__init_from=stage1_dir, train__total_steps=plan.stage2_steps)
     if method == "tempo_frozen_critic":
         changes["train__critic_lr"] = 0.0
-    cfg = recipe(base, **changes)
+    cfg = recipe(method, **changes)
     _apply_overrides(cfg, overrides)
     return cfg
 
@@ -137,7 +136,7 @@ def run_seed(plan: DemoPlan, out: str, tokenizer_dir: str, overrides: Sequence[s
     stage1 = stage1_config(plan, data, out, base_dir, overrides)
     timed("stage 1: RLVR (PPO, gae) on D_L", lambda: Trainer(stage1).run())
     diagnosis = {"seed": plan.seed, **diagnose(stage1.run_dir, data, plan.stage1_steps)}
-    write_diagnosis(diagnosis, out)
+    report.write_diagnosis(diagnosis, out)
     print(report.diagnosis_lines(diagnosis), flush=True)
     if not diagnose_only:
         for method in plan.methods:

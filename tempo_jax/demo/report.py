@@ -260,3 +260,12 @@ def write_report(out: str, plan: DemoPlan, summaries: Sequence[dict], total_seco
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump({"command": command, "seconds": total_seconds, "seeds": list(summaries)}, fh, indent=2)
     return paths
+
+
+def write_diagnosis(diagnosis: dict, out: str) -> dict[str, str]:
+    paths = {"json": os.path.join(out, "diagnosis.json"), "md": os.path.join(out, "diagnosis.md")}
+    with open(paths["json"], "w", encoding="utf-8") as fh:
+        json.dump(diagnosis, fh, indent=2)
+    with open(paths["md"], "w", encoding="utf-8") as fh:
+        fh.write(diagnosis_markdown([diagnosis]))
+    return paths

@@ -19,8 +19,9 @@ Definitions (per question with n samples, c of them correct; datasets average ov
   or the same bootstrap with ``method="bootstrap"``. (best@k draws with replacement, so it is
   below pass@k, which draws without.)
 * critic calibration: values V_T in [-1, 1] against correctness; ``explained_variance`` of
-  the +/-1 targets, ``auroc`` (rank based, ties get average ranks, nan if one class is absent),
-  ``brier`` and ``ece`` on probabilities p = clip((v + 1) / 2, 0, 1), ECE with 10 equal-width bins.
+  the +/-1 targets, ``auroc`` (``scipy.stats.rankdata`` average ranks, so ties count 1/2; nan
+  if one class is absent or a score is nan), ``brier`` and ``ece`` on probabilities
+  p = clip((v + 1) / 2, 0, 1), ECE with 10 equal-width bins.
 * within-question ranking -- ``within_question_auroc``: the AUROC of a score computed
   separately for every question that has both correct and wrong samples, then averaged over
   those questions (macro). It asks what a reward for unlabeled questions must do: prefer the
@@ -197,30 +198,18 @@ def finish_reason_counts(reasons: Sequence[str]) -> dict[str, int]:
 # ----------------------------------------------------------------------------- critic calibration
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(len(x), dtype=np.float64)
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and xs[j + 1] == xs[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0   # average of 1-based ranks i+1..j+1
-        i = j + 1
-    return ranks
-
-
 def auroc(scores, labels) -> float:
     """Area under the ROC curve of ``scores`` for boolean ``labels`` (Mann-Whitney U with
     average ranks for ties = probability a random positive outscores a random negative, ties
-    counting 1/2). nan when all labels are equal."""
+    counting 1/2). nan when all labels are equal, or when a score is nan."""
+    from scipy.stats import rankdata  # scipy.stats takes ~1 s to import: only when needed
+
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=bool).reshape(-1)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    r = _average_ranks(s)
+    r = rankdata(s, method="average")  # 1-based; nan everywhere if a score is nan
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 

@@ -68,6 +68,18 @@ def _model_cfg(graphdef, state):
     return nnx.merge(graphdef, state).cfg
 
 
+def _stop_and_pad(tokenizer, cfg, stop_ids: Sequence[int] | None) -> tuple[tuple[int, ...], int]:
+    """The rollouts' stop and pad ids (:func:`~tempo_jax.models.tokenizer.stop_and_pad_ids`);
+    ``stop_ids`` replace the stop ids when given."""
+    stops, pad = stop_and_pad_ids(tokenizer, cfg)
+    if stop_ids is not None:
+        return tuple(int(s) for s in stop_ids), pad
+    if not stops:
+        raise ValueError("no stop token: neither the tokenizer nor the model config declares an eos id; "
+                         "every sample would run to max_new_tokens")
+    return stops, pad
+
+
 def _put(x: np.ndarray, mesh: Mesh | None):
     """Rows over the mesh's batch axes (every input of a jitted call on the mesh, so none is a
     single-device array next to arrays that span other processes)."""
@@ -156,12 +168,7 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
     graphdef, state = _split(actor)
     cfg = _model_cfg(graphdef, state)
     check_vocab(tokenizer, cfg.vocab_size)
-    stops, pad = stop_and_pad_ids(tokenizer, cfg)
-    if stop_ids is not None:
-        stops = tuple(int(s) for s in stop_ids)
-    elif not stops:
-        raise ValueError("no stop token: neither the tokenizer nor the model config declares an eos id; "
-                         "every sample would run to max_new_tokens")
+    stops, pad = _stop_and_pad(tokenizer, cfg, stop_ids)
     tpl = get_template(template) if template is not None else None
     base_key = jax.random.key(seed)
     calls = [0]

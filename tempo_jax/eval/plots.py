@@ -20,15 +20,14 @@ import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 STEP_KEYS = ("step", "global_step", "train/step")
 METRICS_FILENAMES = ("metrics.jsonl", "metrics/metrics.jsonl")
 
 
 def _figure(size):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(fig)
     return fig

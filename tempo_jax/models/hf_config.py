@@ -11,6 +11,7 @@ from typing import Any
 
 from tempo_jax.errors import UserError
 from tempo_jax.models.config import FULL, SLIDING, SUPPORTED_MODEL_TYPES, ConfigError, ModelConfig, RopeConfig
+import transformers
 
 _ARCH = {"qwen3": "Qwen3", "qwen2": "Qwen2", "llama": "Llama", "olmo2": "Olmo2", "olmo3": "Olmo3"}
 
@@ -48,7 +49,6 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
     model_type = hf.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(f"unknown model_type {model_type!r} in config.json; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    import transformers
 
     kwargs = {k: v for k, v in hf.items() if k != "model_type"}
     obj = transformers.AutoConfig.for_model(model_type, **kwargs)
@@ -98,8 +98,6 @@ def _ids(value):
 
 def hf_config_dict(cfg: ModelConfig, critic: bool = False) -> dict[str, Any]:
     """A config.json dict for ``cfg`` in the installed transformers' own format."""
-    import transformers
-
     kwargs: dict[str, Any] = dict(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,

@@ -8,12 +8,8 @@ those the conventional special tokens are filled in when the vocabulary has them
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from tempo_jax.errors import UserError
-
-if TYPE_CHECKING:
-    from tempo_jax.models.config import ModelConfig
 
 # Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
@@ -65,8 +61,10 @@ def load_tokenizer(path: str | os.PathLike):
 CHAT_END = "<|im_end|>"  # ChatML's end of turn: a chat model stops there even when eos is another token
 
 
-def stop_and_pad_ids(tokenizer, model_cfg: ModelConfig) -> tuple[tuple[int, ...], int]:
-    """The rule for the ids sampling stops at and pads with (rollouts and evaluation alike).
+def stop_and_pad_ids(tokenizer, model_cfg) -> tuple[tuple[int, ...], int]:
+    """The rule for the ids sampling stops at and pads with (rollouts and evaluation alike);
+    ``model_cfg`` is a :class:`~tempo_jax.models.config.ModelConfig` (not imported: this module
+    stays free of jax).
 
     Stop ids: the model config's eos ids, then the tokenizer's eos id and :data:`CHAT_END` when
     the vocabulary has it (order kept, no repeats). Pad id: the tokenizer's pad id, else the

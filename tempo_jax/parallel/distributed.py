@@ -20,6 +20,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +82,20 @@ def is_primary() -> bool:
 
 def barrier(name: str) -> None:
     """Wait until every process reaches the barrier ``name`` (a no-op on one process).
-
     Used around files one process writes and the others read or rename (checkpoint quarantine,
     the final export), so nobody races ahead. Every process must call it with the same name."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
 
 
 def any_process(flag: bool) -> bool:
     """``flag`` OR-ed over all processes (just ``flag`` on one process).
-
     A decision that changes the sequence of collectives (stop after this step, give up on a
     checkpoint) must be taken by every process together, or some wait forever in a collective the
     others never enter. With several processes this is itself a collective (an all-gather of one
     int): every process must call it at the same point."""
     if jax.process_count() == 1:
         return bool(flag)
-    from jax.experimental import multihost_utils
 
     return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tempo_jax.errors import UserError
@@ -80,8 +81,6 @@ def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mes
     devices = list(jax.devices() if devices is None else devices)
     shape = resolve_shape(shape, len(devices))
     try:
-        from jax.experimental import mesh_utils
-
         grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
     except Exception:  # noqa: BLE001 - an unusual topology: plain row-major order
         grid = np.array(devices).reshape(shape)
@@ -233,8 +232,6 @@ def shard_batch(batch: dict[str, Any], mesh: Mesh | None) -> dict[str, jax.Array
 
 def to_host(tree):
     """Device arrays -> NumPy, gathering rows held by other processes when there are any."""
-    from jax.experimental import multihost_utils
-
     def one(x):
         if not isinstance(x, jax.Array):
             return x

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from jax.experimental import topologies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +58,6 @@ class Topology:
 
     def devices(self):
         """The TPU devices of this slice, for ahead-of-time compilation (needs ``libtpu``)."""
-        from jax.experimental import topologies
-
         bounds = tuple(min(2, s) for s in self.shape[:2]) + (1,)
         desc = topologies.get_topology_desc(platform="tpu", topology_name=self.topology_name,
                                             chip_config_name=self.chip.chip_config, chips_per_host_bounds=bounds,

@@ -15,7 +15,7 @@ XLA's cost estimate and an analytic FLOP count (XLA counts a ``scan`` body once,
 undercount the layer and micro-batch loops). When something does not fit it exits non-zero and
 says what to change.
 
-    tempo-jax plan --config configs/tempo_qwen3_14b_aime.py --topology v5p-128 [--out plan.json]
+    tempo-jax plan --config=configs/paper.py:qwen3_14b,tempo --topology v5p-128 [--out plan.json]
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_config import config_from_hf, read_hf_config
 from tempo_jax.models.presets import get_preset
 from tempo_jax.models.sharding import state_shardings
-from tempo_jax.parallel.mesh import make_mesh, resolve_shape, train_state_shardings
+from tempo_jax.parallel.mesh import batch_spec, make_mesh, resolve_shape, train_state_shardings
 from tempo_jax.parallel.topology import parse_topology
 from tempo_jax.sampling import generate as gen
 from tempo_jax.train import programs as builders
@@ -141,6 +141,24 @@ def _compile(name: str, lowered_fn) -> dict[str, Any]:
     return out
 
 
+SAMPLER_PROGRAMS = ("prefill", "grow", "decode")
+UPDATE_PROGRAMS = ("e_step", "m_step")
+
+
+def _abstract_role(cfg, mc, mesh, cls, name: str):
+    """(graphdef, optimizer, abstract sharded train state) of a role, built as the trainer builds it."""
+    model = nnx.eval_shape(lambda: cls(mc, nnx.Rngs(0)))
+    tx = builders.optimizer(cfg, name)  # the trainer's optimizer (lr 0 has the same state shapes)
+    graphdef, _ = nnx.split(model, nnx.Param)
+    state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
+    return graphdef, tx, _abstract(state, train_state_shardings(state, mesh, mc.scan_layers))
+
+
+def _replicated_key(mesh):
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    return jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=NamedSharding(mesh, P()))
+
+
 def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Compile the step's programs for ``topology_name``; a JSON-able report (run in a subprocess)."""
     topo = parse_topology(topology_name)
@@ -149,143 +167,140 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
     spec = builders.update_spec(cfg)
     shape = resolve_shape(cfg.mesh.shape, len(devices))
     mesh = make_mesh(shape, devices)
-    rshape = tuple(cfg.mesh.get("rollout_shape", ()) or ()) or shape
-    rollout_mesh = mesh if resolve_shape(rshape, len(devices), "mesh.rollout_shape") == shape else \
-        make_mesh(resolve_shape(rshape, len(devices), "mesh.rollout_shape"), devices)
-    r, t = cfg.rollout, cfg.train
+    rshape = resolve_shape(tuple(cfg.mesh.get("rollout_shape", ()) or ()) or shape, len(devices), "mesh.rollout_shape")
+    rollout_mesh = mesh if rshape == shape else make_mesh(rshape, devices)
     critic_on = uses_critic(cfg)
-    want = set(only or ("prefill", "grow", "decode", "e_step", "m_step"))
+    want = set(only or SAMPLER_PROGRAMS + UPDATE_PROGRAMS)
     if not critic_on:
         want.discard("e_step")
-
-    # ---- train states (abstract, sharded)
-    def role(cls, name):
-        model = nnx.eval_shape(lambda: cls(mc, nnx.Rngs(0)))
-        tx = builders.optimizer(cfg, name)  # the trainer's optimizer (lr 0 has the same state shapes)
-        graphdef, _ = nnx.split(model, nnx.Param)
-        state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
-        return graphdef, tx, _abstract(state, train_state_shardings(state, mesh, mc.scan_layers))
-
-    actor_gd, actor_tx, actor_state = role(CausalLM, "actor")
-    critic = role(Critic, "critic") if critic_on else None
-    sizes = {"actor_params": shard_bytes(actor_state.params), "actor_opt_state": shard_bytes(actor_state.opt_state),
+    actor = _abstract_role(cfg, mc, mesh, CausalLM, "actor")
+    critic = _abstract_role(cfg, mc, mesh, Critic, "critic") if critic_on else None
+    sizes = {"actor_params": shard_bytes(actor[2].params), "actor_opt_state": shard_bytes(actor[2].opt_state),
              "critic_params": shard_bytes(critic[2].params) if critic else 0,
              "critic_opt_state": shard_bytes(critic[2].opt_state) if critic else 0}
-    replicated = NamedSharding(mesh, P())
-    key = jax.eval_shape(lambda: jax.random.key(0))
-    rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
+    programs, windows, rows_gen = _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes, want)
+    # The sampler's resharded copy of the actor (rollout_shape) is freed before the updates (Trainer.step).
+    programs.update(_update_programs(cfg, mc, mesh, actor, critic, sizes, want))
+    return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
+            "hosts": topo.hosts, "chip": dataclasses.asdict(topo.chip), "mesh": dict(mesh.shape),
+            "rollout_mesh": dict(rollout_mesh.shape), "windows": windows,
+            "rows": cfg.train.train_batch_size * cfg.rollout.n, "rows_per_generate": rows_gen,
+            "micro_rows": spec.micro_rows, "mini_batch_rows": spec.mini_batch_rows, "sizes": sizes,
+            "programs": programs, "device_kind": devices[0].device_kind}
 
-    # ---- sampler: unrolled layers (what generate() decodes with), on the rollout mesh
+
+def _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes: dict, want: set) -> tuple[dict, list[int], int]:
+    """Prefill, cache grow and decode (unrolled layers, as ``generate`` decodes) on the rollout mesh;
+    adds the sampler's parameter sizes to ``sizes``. Returns (programs, cache windows, rows per call)."""
     # The trainer's rollout settings; stop/pad ids from the architecture (their values do not change
     # the compiled shapes; the planner has no tokenizer).
     settings = builders.rollout_settings(cfg, tuple(mc.eos_ids) or (0,), int(mc.pad_token_id or 0))
     prompts = builders.prompts_per_generate(cfg)
-    plen, tlen = settings.prompt_len, settings.max_new_tokens
+    plen, tlen, n = settings.prompt_len, settings.max_new_tokens, settings.n
     windows = gen.cache_windows(plen, tlen)
     kv_dtype = settings.kv_cache_dtype
-    smc = mc.replace(scan_layers=False)
-    s_model = nnx.eval_shape(lambda: CausalLM(smc, nnx.Rngs(0)))
-    s_graphdef, s_state = nnx.split(s_model)
+    s_graphdef, s_state = nnx.split(nnx.eval_shape(lambda: CausalLM(mc.replace(scan_layers=False), nnx.Rngs(0))))
     s_state = _abstract(s_state, state_shardings(s_state, rollout_mesh, False))
     sizes["rollout_params"] = shard_bytes(s_state)
     sizes["rollout_params_copy"] = 0 if rollout_mesh is mesh else sizes["rollout_params"]
-    rows_gen = prompts * r.n
-    batch_sh = NamedSharding(rollout_mesh, P(gen.BATCH_AXES) if prompts % (
-        rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]) == 0 else P())
+    rows_gen = prompts * n
+    programs: dict[str, Any] = {}
+    if not want & set(SAMPLER_PROGRAMS):
+        return programs, windows, rows_gen
+    batch_sh = NamedSharding(rollout_mesh, batch_spec(rollout_mesh, prompts))
     tokens = jax.ShapeDtypeStruct((prompts, plen), jnp.int32, sharding=batch_sh)
     valid = jax.ShapeDtypeStruct((prompts, plen), jnp.bool_, sharding=batch_sh)
     method, stop, pad = settings.method, settings.stop_ids, settings.pad_id
-    programs: dict[str, Any] = {}
-    devices_per_row_shard = rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]
+    row_shards = rollout_mesh.shape["data"] * rollout_mesh.shape["fsdp"]
     kv_heads_split = rollout_mesh.shape["tensor"] if mc.num_kv_heads % rollout_mesh.shape["tensor"] == 0 else 1
-    row_split = devices_per_row_shard if rows_gen % devices_per_row_shard == 0 else 1
+    row_split = row_shards if rows_gen % row_shards == 0 else 1
 
     def cache_dev(slots: int) -> int:
         return int(cache_bytes(mc, rows_gen, slots, kv_dtype) / (row_split * kv_heads_split))
 
-    s_rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=NamedSharding(rollout_mesh, P()))
-    prefill_args = (s_graphdef, s_state, tokens, valid, windows[0], kv_dtype, rollout_mesh, r.n, tlen, method, stop,
+    s_rng = _replicated_key(rollout_mesh)
+    prefill_args = (s_graphdef, s_state, tokens, valid, windows[0], kv_dtype, rollout_mesh, n, tlen, method, stop,
                     pad, False, s_rng)
-    if want & {"prefill", "grow", "decode"}:
-        carry0 = jax.eval_shape(gen.prefill, *prefill_args)
-        cache_sh = gen._cache_spec(rollout_mesh, carry0["cache"])
+    carry0 = _sharded_carry(jax.eval_shape(gen.prefill, *prefill_args), rollout_mesh)
+    if "prefill" in want:
+        programs["prefill"] = _compile("prefill", lambda: gen.prefill.lower(*prefill_args))
+        programs["prefill"]["kv_cache_bytes"] = cache_dev(windows[0])
+    if "grow" in want and len(windows) > 1:
+        prev = _carry_at(carry0, windows[-2])
+        programs["grow"] = _compile("grow", lambda: gen.grow.lower(prev, windows[-1], rollout_mesh))
+        programs["grow"]["kv_cache_bytes"] = cache_dev(windows[-2]) + cache_dev(windows[-1])
+    if "decode" in want:
+        full = _carry_at(carry0, windows[-1])
+        end = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(rollout_mesh, P()))
+        programs["decode"] = _compile("decode", lambda: gen.decode.lower(s_graphdef, s_state, full, end, s_rng,
+                                                                          method, stop, pad))
+        programs["decode"]["kv_cache_bytes"] = cache_dev(windows[-1])
+    for p in programs.values():
+        p["params_bytes"] = sizes["rollout_params"]
+        # Resident besides the program's own arguments (the sampler's parameters): both train
+        # states, except the actor's parameters when the sampler reads them in place (same mesh,
+        # no scan), plus the resharded stacked copy the unrolled one is sliced from.
+        in_place = rollout_mesh is mesh and not mc.scan_layers
+        p["resident_bytes"] = (
+            (0 if in_place else sizes["actor_params"]) + sizes["actor_opt_state"] + sizes["critic_params"]
+            + sizes["critic_opt_state"] + (sizes["rollout_params_copy"] if mc.scan_layers else 0))
+    return programs, windows, rows_gen
 
-        def carry_sharding(path, leaf):
-            if leaf.ndim == 0:
-                return NamedSharding(rollout_mesh, P())
-            rows_ok = leaf.shape[0] % devices_per_row_shard == 0
-            return NamedSharding(rollout_mesh, P(gen.BATCH_AXES if rows_ok else None))
 
-        shardings = jax.tree_util.tree_map_with_path(carry_sharding, carry0)
-        shardings["cache"] = cache_sh
-        carry0 = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), carry0, shardings)
-        if "prefill" in want:
-            programs["prefill"] = _compile("prefill", lambda: gen.prefill.lower(*prefill_args))
-            programs["prefill"]["kv_cache_bytes"] = cache_dev(windows[0])
+def _sharded_carry(carry, rollout_mesh):
+    """The sampler's loop state with the layout ``generate`` gives it: rows over data x fsdp, the
+    KV cache by its own rule, scalars replicated."""
+    def carry_sharding(path, leaf):
+        if leaf.ndim == 0:
+            return NamedSharding(rollout_mesh, P())
+        return NamedSharding(rollout_mesh, batch_spec(rollout_mesh, leaf.shape[0]))
 
-        def carry_at(slots: int):
-            def resize(path, leaf):
-                names = jax.tree_util.keystr(path)
-                if "cache" in names and ("'valid'" in names or ".valid" in names):
-                    return jax.ShapeDtypeStruct(leaf.shape[:1] + (slots,), leaf.dtype, sharding=leaf.sharding)
-                if "cache" in names and leaf.ndim == 4:
-                    return jax.ShapeDtypeStruct(leaf.shape[:2] + (slots,) + leaf.shape[3:], leaf.dtype,
-                                                sharding=leaf.sharding)
-                return leaf
-            return jax.tree_util.tree_map_with_path(resize, carry0)
+    shardings = jax.tree_util.tree_map_with_path(carry_sharding, carry)
+    shardings["cache"] = gen._cache_spec(rollout_mesh, carry["cache"])
+    return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), carry, shardings)
 
-        if "grow" in want and len(windows) > 1:
-            prev = carry_at(windows[-2])
-            programs["grow"] = _compile("grow", lambda: gen.grow.lower(prev, windows[-1], rollout_mesh))
-            programs["grow"]["kv_cache_bytes"] = cache_dev(windows[-2]) + cache_dev(windows[-1])
-        if "decode" in want:
-            full = carry_at(windows[-1])
-            end = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(rollout_mesh, P()))
-            programs["decode"] = _compile("decode", lambda: gen.decode.lower(s_graphdef, s_state, full, end, s_rng,
-                                                                              method, stop, pad))
-            programs["decode"]["kv_cache_bytes"] = cache_dev(windows[-1])
-        for name in ("prefill", "grow", "decode"):
-            if name in programs:
-                programs[name]["params_bytes"] = sizes["rollout_params"]
-                # Resident besides the program's own arguments (the sampler's parameters): both train
-                # states, except the actor's parameters when the sampler reads them in place (same mesh,
-                # no scan), plus the resharded stacked copy the unrolled one is sliced from.
-                in_place = rollout_mesh is mesh and not mc.scan_layers
-                programs[name]["resident_bytes"] = (
-                    (0 if in_place else sizes["actor_params"]) + sizes["actor_opt_state"] + sizes["critic_params"]
-                    + sizes["critic_opt_state"] + (sizes["rollout_params_copy"] if mc.scan_layers else 0))
 
-    # ---- updates over the whole rollout batch
-    rows = t.train_batch_size * r.n
-    bsh = NamedSharding(mesh, P(("data", "fsdp")) if rows % (mesh.shape["data"] * mesh.shape["fsdp"]) == 0 else P())
+def _carry_at(carry, slots: int):
+    """``carry`` with its KV cache (and cache validity) resized to ``slots`` positions."""
+    def resize(path, leaf):
+        names = jax.tree_util.keystr(path)
+        if "cache" in names and ("'valid'" in names or ".valid" in names):
+            return jax.ShapeDtypeStruct(leaf.shape[:1] + (slots,), leaf.dtype, sharding=leaf.sharding)
+        if "cache" in names and leaf.ndim == 4:
+            return jax.ShapeDtypeStruct(leaf.shape[:2] + (slots,) + leaf.shape[3:], leaf.dtype,
+                                        sharding=leaf.sharding)
+        return leaf
+    return jax.tree_util.tree_map_with_path(resize, carry)
+
+
+def _update_programs(cfg, mc, mesh, actor, critic, sizes: dict, want: set) -> dict[str, Any]:
+    """The M-step and E-step over the whole rollout batch: the trainer's own programs
+    (``train.programs``), jitted on the mesh with the state donated."""
+    rows, plen, tlen = cfg.train.train_batch_size * cfg.rollout.n, cfg.data.max_prompt_tokens, cfg.rollout.max_new_tokens
+    bsh = NamedSharding(mesh, batch_spec(mesh, rows))
     shapes = {"prompt_tokens": ((rows, plen), jnp.int32), "prompt_valid": ((rows, plen), jnp.bool_),
               "response_tokens": ((rows, tlen), jnp.int32), "response_mask": ((rows, tlen), jnp.bool_),
               "old_logprobs": ((rows, tlen), jnp.float32), "advantages": ((rows, tlen), jnp.float32),
               "values": ((rows, tlen), jnp.float32), "returns": ((rows, tlen), jnp.float32),
               "is_labeled": ((rows,), jnp.bool_)}
     batch = {k: jax.ShapeDtypeStruct(s, d, sharding=bsh) for k, (s, d) in shapes.items()}
+    rng = _replicated_key(mesh)
+    programs: dict[str, Any] = {}
 
     def update_program(name, update, state, other_bytes, keys):
-        # ``update`` is the trainer's own program (train.programs), jitted on the mesh with the state donated
         programs[name] = _compile(name, lambda: update.lower(state, {k: batch[k] for k in keys}, rng))
         programs[name]["params_bytes"] = shard_bytes(state.params)
         programs[name]["opt_state_bytes"] = shard_bytes(state.opt_state)
         programs[name]["batch_bytes"] = shard_bytes({k: batch[k] for k in keys})
         programs[name]["resident_bytes"] = other_bytes
 
-    # The sampler's resharded copy of the actor (rollout_shape) is freed before the updates (Trainer.step).
     if "m_step" in want:
-        m_step = builders.m_step(cfg, actor_gd, actor_tx, actor_state, mesh, mc.scan_layers)
-        update_program("m_step", m_step, actor_state, sizes["critic_params"] + sizes["critic_opt_state"], ACTOR_KEYS)
+        m_step = builders.m_step(cfg, actor[0], actor[1], actor[2], mesh, mc.scan_layers)
+        update_program("m_step", m_step, actor[2], sizes["critic_params"] + sizes["critic_opt_state"], ACTOR_KEYS)
     if "e_step" in want and critic:
         e_step = builders.e_step(cfg, critic[0], critic[1], critic[2], mesh, mc.scan_layers)
         update_program("e_step", e_step, critic[2], sizes["actor_params"] + sizes["actor_opt_state"], CRITIC_KEYS)
-
-    return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
-            "hosts": topo.hosts, "chip": dataclasses.asdict(topo.chip), "mesh": dict(mesh.shape),
-            "rollout_mesh": dict(rollout_mesh.shape), "windows": windows, "rows": rows, "rows_per_generate": rows_gen,
-            "micro_rows": spec.micro_rows, "mini_batch_rows": spec.mini_batch_rows, "sizes": sizes,
-            "programs": programs, "device_kind": devices[0].device_kind}
+    return programs
 
 
 # ============================================================================== report
@@ -510,7 +525,7 @@ def plan_main(argv: list[str] | None = None) -> int:
         return _worker(argv[1:])
     parser = argparse.ArgumentParser(prog="tempo-jax plan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a recipe, e.g. configs/tempo_qwen3_14b_aime.py")
+    parser.add_argument("--config", required=True, help="a recipe, e.g. configs/paper.py:qwen3_14b,tempo")
     parser.add_argument("--topology", default="", help="TPU slice, e.g. v5p-128, v6e-64 (default: mesh.topology)")
     parser.add_argument("--out", default="", help="write the report as JSON here")
     parser.add_argument("--only", default="", help="comma-separated subset of prefill,grow,decode,e_step,m_step")

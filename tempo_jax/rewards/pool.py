@@ -1,37 +1,71 @@
-"""A small process pool with a hard wall-clock timeout per task.
+"""The grading process pool: pebble's ``ProcessPool`` with a hard wall-clock timeout per task.
 
-Why not ``concurrent.futures``: a ProcessPoolExecutor cannot cancel one running task, and
-math-verify's own timeouts use ``signal.alarm`` (main thread only). Here each worker is a
-``multiprocessing.Process`` with its own ``Pipe``, running tasks in its main thread. When a task
-exceeds ``timeout_s`` the parent kills that worker (SIGKILL), records the task's failure value,
-starts a replacement and keeps going; a worker that dies on its own is treated the same way.
+Each task is ``pebble.ProcessPool.schedule(fn, args, timeout=timeout_s)``. pebble runs tasks in
+the main thread of separate worker processes, times each task from the moment a worker takes it
+(queueing and worker start-up are not counted), terminates the worker of a task that runs past
+its timeout, and starts a replacement; a worker that dies on its own is replaced the same way.
+A task that times out, raises or kills its worker yields the caller's ``on_failure`` value.
 
-Workers start once (``forkserver`` where available, else ``spawn``; never a plain ``fork`` of a
-process that may hold JAX threads), warm up, and are reused. The pool is a context manager and is
-also shut down when garbage-collected or at interpreter exit (``weakref.finalize``).
+Timeout layers, outermost first (what each is for):
+
+1. **Hard, per answer (this module, pebble).** The guarantee: after ``timeout_s`` the worker
+   process is killed, whatever it is doing, including C loops that no signal handler can
+   interrupt (a huge integer power, a sympy/ANTLR routine that never returns to the
+   interpreter). Workers reset ``SIGTERM`` to its default action, so pebble's ``terminate()``
+   kills at once; pebble's own Python-level ``SIGTERM`` handler would only run between
+   bytecodes, i.e. after its 3 s ``SIGKILL`` fallback for a worker stuck in C.
+2. **Soft, per cascade stage (``equivalence.soft_deadline``).** ``setitimer`` + ``SIGALRM`` in
+   the worker's main thread, with a budget of ``Grader(soft_timeout_frac=0.8) * timeout_s``
+   split across the cascade stages. An optimisation, not a guarantee: a slow Python-level parse
+   returns "wrong" and the warm worker survives (a kill costs a replacement: a new process that
+   imports sympy and math-verify and warms up, ~1 s of CPU on a shared host), and one slow
+   stage cannot starve the stages after it.
+3. **math-verify's own timeouts: off** (``parse(parsing_timeout=None)``,
+   ``verify(timeout_seconds=None)``). ``math_verify.utils.timeout`` arms ``signal.alarm`` with
+   whole seconds: that is the same ``ITIMER_REAL`` timer as layer 2 (arming it would replace the
+   stage budget and its ``alarm(0)`` on exit would cancel it), and outside the main thread
+   ``signal.signal`` raises ``ValueError``, which math-verify re-raises as "doesn't support
+   threaded environment". Layers 1 and 2 cover what it would do.
+
+Start-up: workers start once (``forkserver`` where available, else ``spawn``; never a plain
+``fork`` of a process that may hold JAX threads), run the warm-up in pebble's initializer and
+report ready (or their start-up error) on a queue; the pool raises when workers keep failing to
+start, or when none has reported ready for ``startup_timeout_s``. A worker whose warm-up fails
+exits with status 0, which pebble replaces silently (pebble marks the whole pool broken when a
+worker dies with a non-zero status while no task is running; should that happen anyway, e.g.
+an idle worker killed by the OOM killer, the pool is rebuilt and the tasks it dropped are
+re-sent). The pool is a context manager and is also shut down when garbage-collected or at
+interpreter exit (``weakref.finalize``).
 
 Caveat (standard for spawn/forkserver): the parent's ``__main__`` module is imported by the
 children, so scripts must guard their entry point with ``if __name__ == "__main__":``.
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import importlib
 import multiprocessing as mp
-import multiprocessing.connection as mpc
 import os
+import pickle
 import signal
 import threading
 import time
 import traceback
 import weakref
-from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Sequence
+
+import pebble
 
 DEFAULT_TASK = "tempo_jax.rewards.equivalence:is_equivalent"
 DEFAULT_WARMUP = "tempo_jax.rewards.equivalence:warmup"
 _SLOW_START = ("workers import the parent's __main__ module: a script that starts training at import time must "
                "guard it with `if __name__ == \"__main__\":`; otherwise the machine is overloaded")
+_POLL_S = 0.2  # how often a waiting map checks that the pool is alive and workers are starting
+_MAX_REBUILDS = 3  # per map call
+_PLAIN = (bool, int, float, str, bytes, type(None))
 
 
 def _resolve(fn: str | Callable | None, default: str) -> Callable:
@@ -43,8 +77,14 @@ def _resolve(fn: str | Callable | None, default: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def _worker_main(conn, warmup: str | None, memory_limit_mb: int | None) -> None:
-    """Worker loop: ``(index, fn, args, kwargs)`` in, ``(index, ok, value)`` out; ``None`` stops."""
+# ------------------------------------------------------------------------------ worker side
+
+_TASKS: dict[str, Callable] = {}
+
+
+def _worker_init(warmup: str | None, memory_limit_mb: int | None, events) -> None:
+    """pebble initializer: default SIGTERM, warm-up, memory limit, then report on ``events``."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() kills at once, even inside C code
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     try:
         if warmup:
@@ -57,50 +97,32 @@ def _worker_main(conn, warmup: str | None, memory_limit_mb: int | None) -> None:
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             except (ImportError, ValueError, OSError):
                 pass
-        conn.send(("ready", os.getpid()))
     except BaseException:  # noqa: BLE001 - report start-up failures to the parent
-        try:
-            conn.send(("error", traceback.format_exc()))
-        finally:
-            return
-    cache: dict[Any, Callable] = {}
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        if msg is None:
-            return
-        index, fn, args, kwargs = msg
-        try:
-            func = cache.get(fn) if isinstance(fn, str) else None
-            if func is None:
-                func = _resolve(fn, DEFAULT_TASK)
-                if isinstance(fn, str):
-                    cache[fn] = func
-            reply = (index, True, func(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - a task failure is a result, not a crash
-            reply = (index, False, f"{type(exc).__name__}: {exc}"[:500])
-        try:
-            conn.send(reply)
-        except (EOFError, OSError, BrokenPipeError):
-            return
-        except Exception as exc:  # unpicklable result
-            conn.send((index, False, f"unpicklable result: {exc}"[:500]))
+        events.put(("error", os.getpid(), traceback.format_exc()[-2000:]))
+        os._exit(0)  # status 0: pebble replaces the worker without declaring the pool broken
+    events.put(("ready", os.getpid(), None))
 
 
-@dataclasses.dataclass(eq=False)
-class _Worker:
-    proc: Any
-    conn: Any
-    state: str  # "starting" | "ready"
-    since: float
-    inflight: deque = dataclasses.field(default_factory=deque)  # task indices sent, not answered
-    deadline: float = 0.0  # hard deadline of inflight[0], the task the worker is running
+def _run_task(fn: str | Callable | None, args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    """``(True, fn(*args, **kwargs))``, or ``(False, "Error: message")`` if it raised."""
+    try:
+        func = _TASKS.get(fn) if isinstance(fn, str) else None
+        if func is None:
+            func = _resolve(fn, DEFAULT_TASK)
+            if isinstance(fn, str):
+                _TASKS[fn] = func
+        value = func(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - a task failure is a result, not a crash
+        return False, f"{type(exc).__name__}: {exc}"[:500]
+    if not isinstance(value, _PLAIN):
+        try:
+            ForkingPickler.dumps(value)
+        except Exception as exc:  # noqa: BLE001
+            return False, f"unpicklable result: {exc}"[:500]
+    return True, value
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.inflight)
+
+# ------------------------------------------------------------------------------ parent side
 
 
 @dataclasses.dataclass
@@ -110,47 +132,42 @@ class PoolStats:
     task_errors: int = 0  # the task raised inside the worker
     timeouts: int = 0  # killed at the hard deadline
     crashes: int = 0  # the worker died on its own
-    respawns: int = 0
+    respawns: int = 0  # workers replaced (timeouts, crashes, cancelled tasks, failed starts, rebuilds)
+    rebuilds: int = 0  # the pebble pool itself broke and was rebuilt
 
 
-def _stop_workers(workers: list[_Worker], grace_s: float = 1.0) -> None:
-    """Ask every worker to exit, then kill the stragglers (also the finalizer)."""
-    for w in workers:
+def _stop_pools(holder: list) -> None:
+    """Stop every pebble pool in ``holder`` (workers are terminated, threads joined)."""
+    while holder:
+        pool = holder.pop()
         try:
-            if w.busy:  # never wait for tasks nobody will read
-                w.proc.kill()
-            else:  # idle, or starting (it reads the stop message after reporting ready)
-                w.conn.send(None)
-        except (OSError, ValueError):
+            pool.stop()
+            pool.join()
+        except Exception:  # noqa: BLE001 - best effort at shutdown
             pass
-    deadline = time.monotonic() + grace_s
-    for w in workers:
-        _stop(w, join_s=max(0.0, deadline - time.monotonic()))
-    workers.clear()
 
 
-def _stop(w, join_s: float, kill_first: bool = False) -> None:
-    """End one worker (kill it if it does not exit within ``join_s``) and close its pipe."""
+def _shutdown(holder: list, events) -> None:
+    """The finalizer: stop the pool, then close the start-up queue."""
+    _stop_pools(holder)
     try:
-        if kill_first and w.proc.is_alive():
-            w.proc.kill()
-        w.proc.join(join_s)
-        if w.proc.is_alive():
-            w.proc.kill()
-            w.proc.join(1.0)
-    except (OSError, ValueError, AssertionError):
-        pass
-    try:
-        w.conn.close()
-    except OSError:
+        events.close()
+    except (OSError, AttributeError):
         pass
 
 
-def _has_data(conn) -> bool:
+def _alive(pid: int) -> bool:
     try:
-        return conn.poll(0)
-    except (EOFError, OSError):
-        return True  # closed: reading reports the crash
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (spawn: not yet reaped by pebble) still answers kill(0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def default_start_method() -> str:
@@ -159,24 +176,21 @@ def default_start_method() -> str:
 
 
 class GradingPool:
-    """Process pool with a hard per-task wall-clock timeout.
+    """Process pool with a hard per-task wall-clock timeout (pebble ``ProcessPool``).
 
     Args:
       num_workers: worker processes (keep small: grading shares the host with training).
-      timeout_s: hard limit per task, counted from when its worker starts it.
+      timeout_s: hard limit per task, counted from when a worker takes it.
       start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
-      startup_timeout_s: limit for a worker to import and warm up.
-      warmup: ``"module:function"`` run once in each worker before it reports ready.
+      startup_timeout_s: the pool raises if no worker reports ready for this long while it
+        needs one (``wait_ready``: while any is missing; ``map``: while none is ready).
+      warmup: ``"module:function"`` run once in each worker before it takes tasks.
       memory_limit_mb: per-worker address-space limit (``RLIMIT_AS``, Linux), None for none.
-      prefetch: tasks in flight per worker (pipelining: no idle round trip through the parent
-        between tasks; a slow task delays at most ``prefetch - 1`` tasks queued behind it). Each
-        task still gets its own hard deadline, which starts when its worker begins it (as seen
-        by the parent); tasks queued behind a killed task are re-sent to another worker.
     """
 
     def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, *, start_method: str | None = None,
                  startup_timeout_s: float = 120.0, warmup: str | None = DEFAULT_WARMUP,
-                 memory_limit_mb: int | None = 4096, prefetch: int = 2):
+                 memory_limit_mb: int | None = 4096):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if timeout_s <= 0:
@@ -184,49 +198,90 @@ class GradingPool:
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.startup_timeout_s = float(startup_timeout_s)
-        self.prefetch = max(1, int(prefetch))
         self.start_method = start_method or default_start_method()
         self._ctx = mp.get_context(self.start_method)
         self._warmup = warmup
         self._memory_limit_mb = memory_limit_mb
+        self._events = self._ctx.SimpleQueue()  # ("ready" | "error", pid, info) from initializers
+        self._ready: set[int] = set()  # live workers that reported ready
+        self._last_progress = time.monotonic()  # last worker start, ready report or loss
+        self._startup_failures = 0  # consecutive
         self._lock = threading.Lock()
-        self._workers: list[_Worker] = []
+        self._holder: list = []  # [pebble.ProcessPool], shared with the finalizer
         self._closed = False
-        self._startup_failures = 0
         self.stats = PoolStats()
-        self._finalizer = weakref.finalize(self, _stop_workers, self._workers)
-        for _ in range(num_workers):
-            self._workers.append(self._spawn())
+        self._finalizer = weakref.finalize(self, _shutdown, self._holder, self._events)
+        self._new_pool()
 
-    # ------------------------------------------------------------------------ worker lifecycle
-    def _spawn(self) -> _Worker:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child_conn, self._warmup, self._memory_limit_mb),
-                                 name="tempo-grader", daemon=True)
-        proc.start()
-        child_conn.close()
-        return _Worker(proc=proc, conn=parent_conn, state="starting", since=time.monotonic())
+    # ------------------------------------------------------------------------ pool lifecycle
+    def _new_pool(self) -> None:
+        pool = pebble.ProcessPool(max_workers=self.num_workers, initializer=_worker_init,
+                                  initargs=(self._warmup, self._memory_limit_mb, self._events),
+                                  context=self._ctx)
+        self._holder.append(pool)
+        pool.active  # noqa: B018 - reading it starts pebble's threads and workers now, not at the first task
+        self._last_progress = time.monotonic()
 
-    def _replace(self, w: _Worker) -> None:
-        _stop(w, join_s=2.0, kill_first=True)
-        k = self._workers.index(w)
-        self._workers[k] = self._spawn()
-        self.stats.respawns += 1
+    def _live_pool(self) -> "pebble.ProcessPool":
+        if not self._holder[0].active:  # broken: a worker died with no task running
+            self._rebuild()
+        return self._holder[0]
 
-    def _startup_failed(self, w: _Worker, why: str) -> None:
-        self._startup_failures += 1
-        if self._startup_failures > 3 * self.num_workers:
+    def _rebuild(self) -> None:
+        _stop_pools(self._holder)
+        self.stats.rebuilds += 1
+        self.stats.respawns += self.num_workers
+        self._new_pool()
+
+    def _poll_events(self) -> None:
+        """Read the workers' start-up reports; forget workers that died."""
+        while not self._events.empty():
+            kind, pid, info = self._events.get()
+            self._last_progress = time.monotonic()
+            if kind == "ready":
+                self._ready.add(pid)
+                self._startup_failures = 0
+                continue
+            self._startup_failures += 1
+            self.stats.respawns += 1
+            if self._startup_failures > 3 * self.num_workers:
+                self.close()
+                raise RuntimeError(f"grading workers keep failing to start: {info}")
+        gone = {pid for pid in self._ready if not _alive(pid)}
+        if gone:  # each has a replacement starting now
+            self._ready -= gone
+            self._last_progress = time.monotonic()
+
+    def _check_startup(self, need: int) -> bool:
+        """True once ``need`` workers are ready; raise if none has come up for too long."""
+        self._poll_events()
+        if len(self._ready) >= need:
+            return True
+        if time.monotonic() - self._last_progress > self.startup_timeout_s:
             self.close()
-            raise RuntimeError(f"grading workers keep failing to start: {why}")
-        self._replace(w)
+            raise RuntimeError(f"grading workers did not start: no ready message within "
+                               f"{self.startup_timeout_s:.0f} s ({_SLOW_START})")
+        return False
 
     @property
     def pids(self) -> list[int]:
-        return [w.proc.pid for w in self._workers]
+        """Process ids of the live workers that have finished their warm-up."""
+        with self._lock:
+            if not self._closed:
+                self._poll_events()
+            return sorted(self._ready)
 
     def wait_ready(self) -> None:
         """Block until every worker has started (otherwise the first ``map`` waits)."""
-        self.map([])
+        with self._lock:
+            self._check_open()
+            self._live_pool()
+            while not self._check_startup(self.num_workers):
+                time.sleep(0.02)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("GradingPool is closed")
 
     # ------------------------------------------------------------------------------ the map
     def map(self, items: Sequence[Sequence[Any]], fn: str | Callable | None = None,
@@ -235,120 +290,84 @@ class GradingPool:
 
         ``fn`` is a picklable module-level callable or a ``"module:function"`` string (default:
         the grading cascade). A task that times out, raises, or kills its worker yields
-        ``on_failure``.
+        ``on_failure``. A task that cannot be pickled raises here before anything is sent.
         """
         with self._lock:
-            if self._closed:
-                raise RuntimeError("GradingPool is closed")
-            try:
-                return self._map(list(items), fn, kwargs or {}, on_failure)
-            except BaseException:
-                # e.g. an unpicklable task or Ctrl-C: results still in flight would be read by the
-                # next call as its own, so replace every worker that has tasks in flight.
-                if not self._closed:
-                    for w in list(self._workers):
-                        if w.busy:
-                            w.inflight.clear()
-                            self._replace(w)
-                raise
+            self._check_open()
+            items = [tuple(item) for item in items]
+            kwargs = dict(kwargs or {})
+            ForkingPickler.dumps((fn, kwargs))  # fail fast, with nothing in flight
+            for item in items:
+                ForkingPickler.dumps(item)
+            self.stats.tasks += len(items)
+            results = [on_failure] * len(items)
+            todo = list(range(len(items)))
+            for attempt in range(_MAX_REBUILDS + 1):
+                if not todo:
+                    break
+                if attempt:
+                    self._rebuild()
+                pool = self._live_pool()
+                futures: dict[int, pebble.ProcessFuture] = {}
+                try:
+                    for i in todo:
+                        futures[i] = pool.schedule(_run_task, args=(fn, items[i], kwargs), timeout=self.timeout_s)
+                    todo = self._collect(pool, futures, results)
+                except BaseException:  # e.g. Ctrl-C: stop the tasks nobody will read
+                    for f in futures.values():
+                        if f.running():
+                            self.stats.respawns += 1  # pebble stops the worker running it
+                        f.cancel()
+                    raise
+            else:
+                if todo:
+                    self.close()
+                    raise RuntimeError(f"the grading pool broke {_MAX_REBUILDS + 1} times in one call")
+            return results
 
-    def _map(self, items: list, fn, kwargs: dict, on_failure: Any) -> list[Any]:
-        # Each worker gets up to `prefetch` tasks in flight, so it does not idle for a round trip
-        # through this process between tasks. The hard deadline
-        # applies to the task at the head of a worker's queue: it starts when the task is sent to
-        # an empty queue, or when the previous task's result arrives (the worker starts the next
-        # one right after sending it), so a task never gets less than `timeout_s`.
-        results = [on_failure] * len(items)
-        pending = deque(range(len(items)))
-        outstanding = len(items)
-        self.stats.tasks += len(items)
-        need_ready = not items  # wait_ready(): loop until no worker is starting
-
-        def fail_head(w: _Worker) -> None:
-            nonlocal outstanding
-            w.inflight.popleft()
-            outstanding -= 1
-            pending.extendleft(reversed(w.inflight))  # queued behind it: not started, retry elsewhere
-            w.inflight.clear()
-            self._replace(w)
-
-        while outstanding > 0 or (need_ready and any(w.state == "starting" for w in self._workers)):
-            progress = True
-            while pending and progress:  # round-robin, one task per worker per pass
-                progress = False
-                for w in list(self._workers):
-                    if not (pending and w.state == "ready" and len(w.inflight) < self.prefetch):
-                        continue
-                    i = pending.popleft()
-                    try:
-                        w.conn.send((i, fn, tuple(items[i]), kwargs))
-                    except (OSError, ValueError):
-                        pending.appendleft(i)
-                        self.stats.crashes += 1
-                        pending.extendleft(reversed(w.inflight))
-                        w.inflight.clear()
-                        self._replace(w)
-                        continue
-                    if not w.inflight:
-                        w.deadline = time.monotonic() + self.timeout_s
-                    w.inflight.append(i)
-                    progress = True
-            waiting = [w for w in self._workers if w.busy or w.state == "starting"]
-            if not waiting:  # only possible if every worker was just replaced; loop again
+    def _collect(self, pool, futures: dict, results: list) -> list[int]:
+        """Wait for every future in order; returns the indices a broken pool dropped."""
+        dropped: list[int] = []
+        abandoned: set[int] = set()
+        for i, f in futures.items():
+            while not f.done():
+                cf.wait((f,), timeout=_POLL_S)
+                if f.done():
+                    break
+                if not pool.active:  # broke while we waited: what is not done will never be
+                    abandoned.update(j for j, g in futures.items() if not g.done() and g.cancel())
+                    break
+                self._check_startup(1)
+            if f.cancelled():
+                if i in abandoned:
+                    dropped.append(i)
                 continue
-            deadlines = [w.deadline if w.busy else w.since + self.startup_timeout_s for w in waiting]
-            timeout = max(0.0, min(deadlines) - time.monotonic())
-            ready = mpc.wait([w.conn for w in waiting], timeout)
-            for w in waiting:
-                if w.conn not in ready:
-                    continue
-                # Drain everything this worker has sent so far.
-                while w in self._workers:
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                    if w.state == "starting":
-                        if msg is not None and msg[0] == "ready":
-                            w.state, w.since = "ready", time.monotonic()
-                            self._startup_failures = 0
-                        else:
-                            self._startup_failed(w, msg[1] if msg else "worker exited during start-up")
-                            break
-                    elif msg is None:  # the worker died while running its head task
-                        self.stats.crashes += 1
-                        fail_head(w)
-                        break
-                    else:
-                        index, ok, value = msg
-                        w.inflight.popleft()
-                        if ok:
-                            results[index] = value
-                            self.stats.completed += 1
-                        else:
-                            self.stats.task_errors += 1
-                        outstanding -= 1
-                        w.deadline = time.monotonic() + self.timeout_s
-                    try:
-                        if not w.conn.poll(0):
-                            break
-                    except (EOFError, OSError):
-                        continue  # closed: the next recv reports the crash
-            now = time.monotonic()
-            for w in list(self._workers):
-                if w.busy and now >= w.deadline and not _has_data(w.conn):
-                    self.stats.timeouts += 1
-                    fail_head(w)
-                elif w.state == "starting" and now >= w.since + self.startup_timeout_s:
-                    self._startup_failed(w, f"no ready message within {self.startup_timeout_s:.0f} s ({_SLOW_START})")
-        return results
+            exc = f.exception()
+            if exc is None:
+                ok, value = f.result()
+                if ok:
+                    results[i] = value
+                    self.stats.completed += 1
+                else:
+                    self.stats.task_errors += 1
+            elif isinstance(exc, TimeoutError):  # pebble stopped the worker and starts another
+                self.stats.timeouts += 1
+                self.stats.respawns += 1
+            elif isinstance(exc, pebble.ProcessExpired):  # the worker died while running it
+                self.stats.crashes += 1
+                self.stats.respawns += 1
+            elif isinstance(exc, BrokenProcessPool):
+                dropped.append(i)
+            else:  # pebble could not send the task (pickling passed above) or an internal error
+                raise exc
+        return dropped
 
     # ------------------------------------------------------------------------------ shutdown
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._finalizer()  # runs _stop_workers once; also detaches the exit hook
+        self._finalizer()  # runs _shutdown once; also detaches the exit hook
 
     def __enter__(self) -> "GradingPool":
         return self

@@ -149,7 +149,9 @@ class Checkpointer:
     Args:
       directory: root directory (local path or anything ``etils.epath`` understands).
       keep: number of most recent checkpoints to keep (``None`` keeps all).
-      save_every: ``save(step, ...)`` writes only when ``step % save_every == 0`` (or ``force``).
+      save_every: ``save(step, ...)`` writes only when ``step % save_every == 0`` (or ``force``, or
+        at a ``jax.distributed`` preemption sync point): Orbax's save-decision policy, see
+        :meth:`should_save`.
       async_save: write in a background thread; ``save`` returns once arrays are copied off the
         device, so the caller may donate/overwrite them right away. ``wait()`` blocks until the
         write is committed.
@@ -171,9 +173,16 @@ class Checkpointer:
         self.read_only = read_only
         if read_only and not self.directory.is_dir():
             raise CheckpointRestoreError(f"no checkpoint directory {self.directory}")
+        policies = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
-            save_interval_steps=1,  # the interval is decided here (see should_save)
+            # When to save: every `save_every` steps, or at the step where every process has
+            # received a preemption notice through jax.distributed's preemption sync manager
+            # (never in a process without jax.distributed: reached_preemption is then False).
+            # Orbax's default policy would also save the first step of a run (InitialSavePolicy).
+            save_decision_policy=policies.AnySavePolicy([policies.FixedIntervalPolicy(save_every),
+                                                         policies.PreemptionCheckpointingPolicy()]),
+            save_interval_steps=0 if read_only else 1,  # unused with a policy; 0 spares a read-only warning
             create=not read_only,
             cleanup_tmp_directories=not read_only,  # half-written saves of a killed process
             enable_async_checkpointing=async_save,
@@ -191,17 +200,31 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ saving
     def should_save(self, step: int, force: bool = False) -> bool:
-        return bool(force) or step % self.save_every == 0
+        """Whether ``save(step, force=force)`` writes, as far as the step is concerned: never when
+        read-only; else ``force``, or Orbax's save-decision policy (``step % save_every == 0`` or a
+        ``jax.distributed`` preemption sync point) for a step newer than every checkpoint.
+
+        The policy is consulted even when ``force`` is set: the preemption sync point is meant to
+        be checked at every step, on every process.
+        """
+        if self.read_only:
+            return False
+        decided = self._mngr.should_save(int(step))
+        return bool(force) or bool(decided)
 
     def save(self, step: int, arrays: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
              force: bool = False) -> bool:
         """Save ``arrays`` (``{role: pytree or None}``) and ``meta`` (JSON-serialisable) as ``step``.
 
-        Returns True if a save was started: when ``step % save_every == 0`` or ``force``, and
-        ``step`` is newer than every existing checkpoint (re-saving an existing step, e.g. a
-        SIGTERM right after an interval save, is a logged no-op returning False).
+        Returns True if a save was started: when :meth:`should_save` (``step % save_every == 0``,
+        or ``force``), and ``step`` is newer than every existing checkpoint (re-saving an existing
+        step, e.g. a SIGTERM right after an interval save, is a logged no-op returning False).
+        A read-only checkpointer never saves (a logged no-op returning False).
         """
         step = int(step)
+        if self.read_only:
+            log.warning("not saving step %d: %s was opened read-only", step, self.directory)
+            return False
         if not self.should_save(step, force):
             return False
         names = list(arrays)

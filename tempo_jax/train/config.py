@@ -202,6 +202,10 @@ _TRUE, _FALSE = ("1", "true", "t", "yes", "on"), ("0", "false", "f", "no", "off"
 _TYPE_NAMES = {int: "an integer", float: "a number", tuple: "a tuple such as (1, -1, 4)"}
 
 
+def _a(kind: type) -> str:
+    return ("an " if kind.__name__[0] in "aeiou" else "a ") + kind.__name__
+
+
 def _literal(text: str) -> Any:
     """A Python literal when the text is one, else the text (config_flags' rule for untyped fields)."""
     try:
@@ -258,8 +262,8 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
     try:
         node[leaf] = value
     except TypeError:
-        raise RecipeError(f"{key}={value!r} is a {type(value).__name__}, but {key} holds a "
-                          f"{type(current).__name__} (the recipe has {key}={current!r})") from None
+        raise RecipeError(f"{key}={value!r} is {_a(type(value))}, but {key} holds {_a(type(current))} "
+                          f"(the recipe has {key}={current!r})") from None
     if parents == ["algo"] and leaf in SECTIONS:  # another function: its own options section
         rebuild_section(node, leaf)
 
@@ -410,9 +414,15 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append(f"method {cfg.method} trains on labeled data: set data.labeled")
     if cfg.method in ("ttrl", "empo") and not (cfg.data.unlabeled or cfg.data.labeled):
         errors.append(f"method {cfg.method} trains on the unlabeled test questions: set data.unlabeled")
-    if cfg.method == "tempo" and not cfg.data.labeled:
-        errors.append("method tempo needs data.labeled (D_L; a mixed file whose is_labeled flags mark the test "
-                      "questions also gives D_U) and data.unlabeled (D_U)")
+    if cfg.method in ("tempo", "tempo_frozen_critic") and not cfg.data.labeled:
+        errors.append(f"method {cfg.method} needs data.labeled (D_L; a mixed file whose is_labeled flags mark the "
+                      "test questions also gives D_U) and data.unlabeled (D_U)")
+    if cfg.method == "tempo" and cfg.train.critic_lr == 0:
+        errors.append("method tempo recalibrates the critic (E-step) but train.critic_lr=0 freezes it; use "
+                      "method=tempo_frozen_critic for that ablation, or set train.critic_lr > 0")
+    if cfg.method == "tempo_frozen_critic" and cfg.train.critic_lr != 0:
+        errors.append(f"method tempo_frozen_critic keeps the critic frozen: train.critic_lr must be 0, not "
+                      f"{cfg.train.critic_lr} (use method=tempo for E-steps)")
     if not (cfg.model.actor_hf or cfg.model.init_from):
         errors.append("set model.actor_hf (a Hugging Face directory) or model.init_from (a run directory)")
     for key in ("actor_hf", "critic_hf", "init_from", "tokenizer"):

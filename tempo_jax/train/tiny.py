@@ -10,19 +10,19 @@ import os
 import string
 
 from flax import nnx
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
+from tempo_jax.train.config import recipe
 
 SPECIALS = ("<pad>", "<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
 def char_tokenizer(out_dir: str):
     """A character-level HF fast tokenizer over printable ASCII (+ specials); saved to ``out_dir``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {tok: i for i, tok in enumerate(SPECIALS)}
     for ch in string.printable:
         vocab.setdefault(ch, len(vocab))
@@ -64,7 +64,7 @@ def toy_problems(path: str, count: int, start: int = 0) -> str:
 def ensure_tiny_assets(root: str = "runs/tiny_assets") -> dict[str, str]:
     """Create (once) a tiny random model + tokenizer and toy D_L / D_U files under ``root``.
 
-    Used by the ``configs/tiny_*.py`` recipes so they run on a clean checkout.
+    Used by the ``configs/tiny.py:<method>`` recipes so they run on a clean checkout.
     """
     paths = {"model": os.path.join(root, "model"), "labeled": os.path.join(root, "labeled.jsonl"),
              "unlabeled": os.path.join(root, "unlabeled.jsonl")}
@@ -79,8 +79,6 @@ def ensure_tiny_assets(root: str = "runs/tiny_assets") -> dict[str, str]:
 
 def tiny_recipe(method: str, assets: dict[str, str] | None = None, **changes):
     """A complete config for ``method`` on the tiny assets: 3 short steps, checkpoint every step."""
-    from tempo_jax.train.config import recipe
-
     paths = assets or ensure_tiny_assets()
     base = dict(
         run_dir=f"runs/tiny_{method}", model__actor_hf=paths["model"], data__labeled=paths["labeled"],

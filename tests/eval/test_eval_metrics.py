@@ -99,6 +99,7 @@ def test_auroc_hand_examples():
     assert M.auroc([0.3, 0.3, 0.3], [1, 0, 1]) == pytest.approx(0.5)
     assert M.auroc([0.9, 0.1], [0, 1]) == 0.0
     assert math.isnan(M.auroc([0.1, 0.2], [1, 1])) and math.isnan(M.auroc([0.1, 0.2], [0, 0]))
+    assert math.isnan(M.auroc([0.1, float("nan"), 0.3], [1, 0, 1]))  # not ranked as the largest score
     rng = np.random.default_rng(1)
     s, y = rng.integers(0, 5, size=60).astype(float), rng.random(60) < 0.4
     pairs = [(1.0 if a > b else 0.5 if a == b else 0.0) for a in s[y] for b in s[~y]]

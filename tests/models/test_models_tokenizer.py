@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tempo_jax.models.config import ModelConfig
+from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.tokenizer import TokenizerError, load_tokenizer, stop_and_pad_ids
 
 TEXT = "Let x = 3. Then 2x + 1 = 7, so the answer is \\boxed{7}. Ünïcödé ✓"
@@ -42,12 +42,17 @@ def test_missing_tokenizer_is_named(tmp_path):
     assert str(tmp_path) in str(err.value) and "tokenizer.json" in str(err.value)
 
 
+def _model_cfg(eos, pad=None) -> ModelConfig:
+    return ModelConfig(model_type="qwen3", vocab_size=151936, hidden_size=8, intermediate_size=8, num_layers=1,
+                       num_heads=1, num_kv_heads=1, head_dim=8, rope=RopeConfig(theta=1e6), eos_token_id=eos, pad_token_id=pad)
+
+
 def test_stop_and_pad_ids_add_the_chat_end_and_the_tokenizers_eos(data_dir):
     qwen = load_tokenizer(data_dir / "tokenizers" / "qwen3")  # eos is <|im_end|> 151645, pad 151643
-    assert stop_and_pad_ids(qwen, ModelConfig(eos_token_id=151645)) == ((151645,), 151643)
-    assert stop_and_pad_ids(qwen, ModelConfig(eos_token_id=(151643, 151645))) == ((151643, 151645), 151643)
+    assert stop_and_pad_ids(qwen, _model_cfg(151645)) == ((151645,), 151643)
+    assert stop_and_pad_ids(qwen, _model_cfg((151643, 151645))) == ((151643, 151645), 151643)
     olmo = load_tokenizer(data_dir / "tokenizers" / "olmo_dolma2")  # eos <|endoftext|>; ChatML turns end at <|im_end|>
-    assert stop_and_pad_ids(olmo, ModelConfig(eos_token_id=100257, pad_token_id=1)) == ((100257, 100265), 100277)
+    assert stop_and_pad_ids(olmo, _model_cfg(100257, pad=1)) == ((100257, 100265), 100277)
     olmo.pad_token = None
-    assert stop_and_pad_ids(olmo, ModelConfig(eos_token_id=100257, pad_token_id=1)) == ((100257, 100265), 1)
-    assert stop_and_pad_ids(olmo, ModelConfig(eos_token_id=(), pad_token_id=None)) == ((100257, 100265), 100257)
+    assert stop_and_pad_ids(olmo, _model_cfg(100257, pad=1)) == ((100257, 100265), 1)
+    assert stop_and_pad_ids(olmo, _model_cfg(None)) == ((100257, 100265), 100257)

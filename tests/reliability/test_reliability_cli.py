@@ -12,7 +12,7 @@ from tempo_jax.cli import main
 from tempo_jax.train.metrics import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CONFIG = str(REPO / "configs" / "tiny_tempo.py")
+CONFIG = str(REPO / "configs" / "tiny.py") + ":tempo"
 QUIET = ["--config.checkpoint.async_save=False", "--config.log.tensorboard=False", "--config.grader.workers=1"]
 
 

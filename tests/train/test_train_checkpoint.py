@@ -149,6 +149,9 @@ def test_keep_last_k_and_save_every(tmp_path):
     step, arrays, meta = ckpt.restore(SMALL_ABSTRACT)
     assert step == 7 and meta == {"s": 7}
     assert_bit_equal(arrays["actor"], small(7))
+    # the decision is Orbax's policy: the interval, for steps newer than the latest checkpoint
+    assert [ckpt.should_save(s) for s in (6, 7, 8, 9, 10)] == [False, False, True, False, True]
+    assert ckpt.should_save(9, force=True) and not ckpt.should_save(5, force=False)
 
 
 # ---------------------------------------------------------------------------------------------- corruption
@@ -237,6 +240,9 @@ def test_read_only_restore_falls_back_without_moving_or_creating_anything(tmp_pa
         step, arrays, _ = Checkpointer(tmp_path, read_only=True).restore(SMALL_ABSTRACT)
     assert step == 2 and "left in place" in caplog.text
     assert_bit_equal(arrays["actor"], small(2))
+    assert sorted(os.listdir(tmp_path)) == listing
+    reader = Checkpointer(tmp_path, read_only=True)
+    assert not reader.should_save(4, force=True) and not reader.save(4, {"actor": small(4)}, {}, force=True)
     assert sorted(os.listdir(tmp_path)) == listing
     with pytest.raises(CheckpointRestoreError, match="no checkpoint directory"):
         Checkpointer(tmp_path / "absent", read_only=True)

@@ -4,8 +4,18 @@ import pathlib
 import pytest
 
 from tempo_jax.errors import UserError
-from tempo_jax.train.config import (METHODS, RecipeError, UnknownKeyError, load_config, method_defaults, parse_override,
-                                    set_path, split_config_spec, uses_critic, validate)
+from tempo_jax.train.config import (
+    METHODS,
+    RecipeError,
+    UnknownKeyError,
+    load_config,
+    method_defaults,
+    parse_override,
+    set_path,
+    split_config_spec,
+    uses_critic,
+    validate,
+)
 
 
 def test_boolean_typo_is_refused_not_read_as_false(tiny_config):
@@ -113,8 +123,8 @@ def test_overrides_take_the_type_of_the_field_they_replace(tiny_config):
     ("train.total_steps", "abc", r"train.total_steps='abc' is not an integer"),
     ("train.actor_lr", "fast", r"train.actor_lr='fast' is not a number"),
     ("algo.value_options.labeled_only", "2", r"algo.value_options.labeled_only='2' is not a boolean"),
-    ("train.total_steps", 1.5, r"train.total_steps=1.5 is a float, but train.total_steps holds a int"),
-    ("data.labeled", 7, r"data.labeled=7 is a int, but data.labeled holds a str"),
+    ("train.total_steps", 1.5, r"train.total_steps=1.5 is a float, but train.total_steps holds an int"),
+    ("data.labeled", 7, r"data.labeled=7 is an int, but data.labeled holds a str"),
 ])
 def test_a_value_of_the_wrong_type_names_the_key(tiny_config, key, value, needle):
     with pytest.raises(RecipeError, match=needle):
@@ -256,10 +266,10 @@ def test_tempo_runs_the_e_step_and_the_frozen_critic_is_its_own_method(in_workdi
         assert load_config(f"{PAPER}:{model},tempo").train.critic_lr == 1e-6
         frozen = load_config(f"{PAPER}:{model},tempo_frozen_critic")
         assert (frozen.method, frozen.train.critic_lr, frozen.algo.adv_estimator) == ("tempo_frozen_critic", 0.0, "em_token")
-        validate_independent = load_config(f"{PAPER}:{model},tempo").to_dict()
-        validate_independent.update(method="tempo_frozen_critic", run_dir=frozen.run_dir)
-        validate_independent["train"]["critic_lr"] = 0.0
-        assert frozen.to_dict() == validate_independent  # nothing else differs
+        expected = load_config(f"{PAPER}:{model},tempo").to_dict()
+        expected.update(method="tempo_frozen_critic", run_dir=frozen.run_dir)
+        expected["train"]["critic_lr"] = 0.0
+        assert frozen.to_dict() == expected  # nothing else differs
     assert method_defaults("tempo_frozen_critic")["train.critic_lr"] == 0.0 and "tempo_frozen_critic" in METHODS
     # switching method on the command line brings the frozen critic; an explicit lr still wins
     assert load_config(f"{TINY}:tempo", ["--config.method=tempo_frozen_critic"]).train.critic_lr == 0.0
@@ -269,9 +279,9 @@ def test_tempo_runs_the_e_step_and_the_frozen_critic_is_its_own_method(in_workdi
 
 
 @pytest.mark.parametrize("spec,needle", [
-    ("qwen3_15b,tempo", "unknown model 'qwen3_15b'; write --config=configs/paper.py:<model>,<method> with model one "
-                        "of qwen3_14b, olmo3_7b, qwen3_8b and method one of tempo, tempo_frozen_critic, ttrl, empo, "
-                        "zero_rl_ppo"),
+    ("qwen3_15b,tempo", ("unknown model 'qwen3_15b'; write --config=configs/paper.py:<model>,<method> with model "
+                         "one of qwen3_14b, olmo3_7b, qwen3_8b and method one of tempo, tempo_frozen_critic, ttrl, "
+                         "empo, zero_rl_ppo")),
     ("qwen3_14b,zero_rl", "unknown method 'zero_rl'; write"),
     ("qwen3_14b", "configs/paper.py:qwen3_14b is not <model>,<method>; write"),
 ])

@@ -36,6 +36,9 @@ LR = 1e-3
 ACTOR_OPTS = dict(clip_low=0.2, clip_high=0.2, agg="seq-mean-token-mean", entropy_coef=0.01)
 CRITIC_OPTS = dict(cliprange_value=0.1, agg="seq-mean-token-mean", labeled_only=True)
 PARAM_TOL = dict(rtol=1e-5, atol=1e-6)
+# Metric sums (e.g. approx_kl = sum of old - new log-probs) add up ~20 log-probs of magnitude ~3
+# computed with another matmul batching: float32 noise of a few 1e-6.
+METRIC_TOL = dict(rtol=1e-5, atol=2e-5)
 
 
 # ----------------------------------------------------------------------------- models and batches
@@ -181,33 +184,36 @@ def reference_update(loss_out, graphdef, tx, state, batch, mini_rows, weighting=
 
     exact: sum(numerator) / max(sum(denominator), 1) over the whole mini-batch;
     verl:  sum over micro-batches k of numerator_k / max(denominator_k, 1) * micro_rows / mini_rows.
-    Returns (params, opt_state, losses, grad norms, metric sums)."""
+
+    Returns (params, opt_state, losses, grad norms, metric sums, exact losses); the last are the
+    exact mini-batch losses whatever ``weighting`` (to show that the weightings differ)."""
+    micro_rows = micro_rows or mini_rows
 
     def loss(params, mb):
-        if weighting == "exact":
-            out = loss_out(graphdef, params, mb)
-            return out.numerator / jnp.maximum(out.denominator, 1.0), out.metrics
-        total, metrics = 0.0, None
+        total, num, den, metrics = 0.0, 0.0, 0.0, None
         for lo in range(0, mini_rows, micro_rows):
             out = loss_out(graphdef, params, _rows(mb, lo, lo + micro_rows))
             total = total + out.numerator / jnp.maximum(out.denominator, 1.0) * (micro_rows / mini_rows)
+            num, den = num + out.numerator, den + out.denominator
             metrics = out.metrics if metrics is None else jax.tree.map(jnp.add, metrics, out.metrics)
-        return total, metrics
+        exact = num / jnp.maximum(den, 1.0)
+        return (exact if weighting == "exact" else total), (metrics, jax.lax.stop_gradient(exact))
 
     @jax.jit
     def step(params, opt_state, mb):
-        (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params, mb)
+        (value, (metrics, exact)), grads = jax.value_and_grad(loss, has_aux=True)(params, mb)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value, optax.tree.norm(grads), metrics
+        return optax.apply_updates(params, updates), opt_state, value, optax.tree.norm(grads), metrics, exact
 
     params, opt_state = state.params, state.opt_state
-    losses, norms, sums = [], [], None
+    losses, norms, sums, exacts = [], [], None, []
     for lo in range(0, batch["response_mask"].shape[0], mini_rows):
-        params, opt_state, value, norm, metrics = step(params, opt_state, _rows(batch, lo, lo + mini_rows))
+        params, opt_state, value, norm, metrics, exact = step(params, opt_state, _rows(batch, lo, lo + mini_rows))
         losses.append(float(value))
         norms.append(float(norm))
+        exacts.append(float(exact))
         sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-    return jax.device_get(params), jax.device_get(opt_state), losses, norms, jax.device_get(sums)
+    return jax.device_get(params), jax.device_get(opt_state), losses, norms, jax.device_get(sums), exacts
 
 
 # ----------------------------------------------------------------------------- comparisons
@@ -246,21 +252,7 @@ def test_actor_update_is_exactly_invariant_to_the_micro_batch_split(actor_state,
         assert_trees_close(new.opt_state, base_state.opt_state)
         for key in ("loss", "grad_norm", "skipped_updates", "optimizer_steps"):
             np.testing.assert_allclose(summary[key], base_summary[key], rtol=1e-5, atol=1e-6, err_msg=key)
-        assert_trees_close(sums, base_sums, rtol=1e-5, atol=1e-6)
-
-
-def test_critic_update_is_exactly_invariant_to_the_micro_batch_split(critic_state, tx):
-    # One labeled row of four: in micro-batches of two, one has no labeled row, the other one.
-    batch = critic_batch(critic_state, 4, seed=2, labeled=[0, 0, 0, 1])
-    whole, whole_summary, whole_sums = run_e(critic_state, tx, UpdateSpec(4, 4, shuffle=False), batch)
-    split, summary, sums = run_e(critic_state, tx, UpdateSpec(4, 2, shuffle=False), batch)
-    assert max_change(whole.params, critic_state[1].params) > 0.5 * LR
-    assert_trees_close(split.params, whole.params)
-    assert_trees_close(split.opt_state, whole.opt_state)
-    for key in ("loss", "grad_norm"):
-        np.testing.assert_allclose(summary[key], whole_summary[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    assert_trees_close(sums, whole_sums, rtol=1e-5, atol=1e-6)
-    assert float(sums["vf_loss"][1]) == 1.0  # one labeled sequence in the loss
+        assert_trees_close(sums, base_sums, **METRIC_TOL)
 
 
 # ----------------------------------------------------------------------------- (b) hand re-derivation
@@ -270,68 +262,73 @@ def test_m_step_equals_the_hand_derived_minibatch_gradient_and_adamw(actor_state
     graphdef, state = actor_state
     batch = actor_batch(actor_state, 8, seed=3)
     new, summary, sums = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), batch)
-    params, opt_state, losses, norms, ref_sums = reference_update(actor_loss_out, graphdef, tx, state, batch, 4)
+    params, opt_state, losses, norms, ref_sums, _ = reference_update(actor_loss_out, graphdef, tx, state, batch, 4)
     assert_trees_close(new.params, params)
     assert_trees_close(new.opt_state, opt_state)
     assert int(new.step) == 2
     np.testing.assert_allclose(summary["loss"], np.mean(losses), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(summary["grad_norm"], np.mean(norms), rtol=1e-5)
-    assert_trees_close(sums, ref_sums, rtol=1e-5, atol=1e-6)
-    assert float(summary["optimizer_steps"]) == 2 and float(summary["skipped_updates"]) == 0
-    # The comparison is sensitive: the whole batch as ONE mini-batch ends elsewhere.
-    one_mini = reference_update(actor_loss_out, graphdef, tx, state, batch, 8)[0]
-    assert max_change(one_mini, params) > 0.1 * LR
+    assert min(norms) > 1.0  # global-norm clipping (at 1.0) is part of what is compared
+    assert_trees_close(sums, ref_sums, **METRIC_TOL)
+    assert float(summary["optimizer_steps"]) == 8 / 4 and float(summary["skipped_updates"]) == 0
+    assert 0 < float(sums["clip_fraction"][0]) < float(sums["clip_fraction"][1])  # some ratios clipped, not all
 
 
-def test_e_step_equals_the_hand_derived_minibatch_gradient_and_adamw(critic_state, tx):
+def test_e_step_equals_the_hand_derived_minibatch_gradient_for_any_micro_split(critic_state, tx):
+    # Labeled rows spread 0 / 1 / 2 over the micro-batches of two: the exact loss is one seq-mean
+    # over the 3 labeled rows of the mini-batch, whatever the split.
     graphdef, state = critic_state
-    batch = critic_batch(critic_state, 8, seed=4, labeled=[1, 0, 1, 1, 0, 1, 0, 0])
-    new, summary, sums = run_e(critic_state, tx, UpdateSpec(4, 2, shuffle=False), batch)
-    params, opt_state, losses, norms, ref_sums = reference_update(critic_loss_out, graphdef, tx, state, batch, 4)
+    batch = critic_batch(critic_state, 6, seed=4, labeled=[0, 0, 1, 0, 1, 1])
+    new, summary, sums = run_e(critic_state, tx, UpdateSpec(6, 2, shuffle=False), batch)
+    params, opt_state, losses, norms, ref_sums, _ = reference_update(critic_loss_out, graphdef, tx, state, batch, 6)
     assert max_change(params, state.params) > 0.5 * LR
     assert_trees_close(new.params, params)
     assert_trees_close(new.opt_state, opt_state)
-    np.testing.assert_allclose(summary["loss"], np.mean(losses), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(summary["grad_norm"], np.mean(norms), rtol=1e-5)
-    assert_trees_close(sums, ref_sums, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(summary["loss"], losses[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(summary["grad_norm"], norms[0], rtol=1e-5)
+    assert_trees_close(sums, ref_sums, **METRIC_TOL)
+    assert float(sums["vf_loss"][1]) == 3.0  # only the labeled sequences are in the loss
     assert float(sums["vf_clip_fraction"][0]) > 0  # the sequence-level value clip is exercised
 
 
 # ----------------------------------------------------------------------------- (c) verl weighting
 
 
-def test_verl_weighting_is_per_micro_mean_times_micro_over_mini(actor_state, critic_state, tx):
-    # Responses of very different lengths under token-mean (actor) and labeled rows spread 1 / 2 / 0
-    # over the micro-batches (critic): there per-micro means differ from the exact mini-batch mean.
-    agg_opts = dict(ACTOR_OPTS, agg="token-mean")
-    a_graphdef, a_state = actor_state
-    a_batch = actor_batch(actor_state, 4, seed=5, resp_lengths=[7, 1, 1, 2])
+def test_verl_weighting_of_the_policy_loss(actor_state, tx):
+    # Responses of very different lengths under token-mean: per-micro-batch token means weighted
+    # micro/mini differ from the exact token mean of the mini-batch.
+    opts = dict(ACTOR_OPTS, agg="token-mean")
+    graphdef, state = actor_state
+    batch = actor_batch(actor_state, 4, seed=5, resp_lengths=[7, 1, 1, 2])
     spec = UpdateSpec(4, 2, shuffle=False, loss_weighting="verl")
-    new, summary, _ = jax.device_get(make_m_step(a_graphdef, tx, spec, "gspo", **agg_opts)(
-        _copy(a_state), a_batch, jax.random.key(0)))
+    new, summary, _ = jax.device_get(make_m_step(graphdef, tx, spec, "gspo", **opts)(
+        _copy(state), batch, jax.random.key(0)))
 
-    def actor_out(graphdef, params, b):
+    def loss_out(graphdef, params, b):
         logp, ent = ref_logprobs(nnx.merge(graphdef, params), b)
-        return gspo(logp, b["old_logprobs"], b["advantages"], b["response_mask"], entropy=ent, **agg_opts)
+        return gspo(logp, b["old_logprobs"], b["advantages"], b["response_mask"], entropy=ent, **opts)
 
-    verl = reference_update(actor_out, a_graphdef, tx, a_state, a_batch, 4, "verl", micro_rows=2)
-    exact = reference_update(actor_out, a_graphdef, tx, a_state, a_batch, 4, "exact")
-    assert_trees_close(new.params, verl[0])
-    np.testing.assert_allclose(summary["loss"], verl[2][0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(summary["grad_norm"], verl[3][0], rtol=1e-5)
-    assert abs(verl[2][0] - exact[2][0]) > 1e-2 * abs(exact[2][0])  # the two weightings differ here
-    assert max_change(verl[0], exact[0]) > 0.1 * LR
+    params, opt_state, losses, norms, _, exact = reference_update(loss_out, graphdef, tx, state, batch, 4, "verl", 2)
+    assert_trees_close(new.params, params)
+    assert_trees_close(new.opt_state, opt_state)
+    np.testing.assert_allclose(summary["loss"], losses[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(summary["grad_norm"], norms[0], rtol=1e-5)
+    assert abs(losses[0] - exact[0]) > 0.05 * abs(exact[0])  # the two weightings differ on this batch
 
-    c_graphdef, c_state = critic_state
-    c_batch = critic_batch(critic_state, 6, seed=6, labeled=[1, 0, 1, 1, 0, 0])
+
+def test_verl_weighting_of_the_value_loss(critic_state, tx):
+    graphdef, state = critic_state
+    batch = critic_batch(critic_state, 6, seed=4, labeled=[0, 0, 1, 0, 1, 1])
     spec = UpdateSpec(6, 2, shuffle=False, loss_weighting="verl")
-    new, summary, _ = jax.device_get(make_e_step(c_graphdef, tx, spec, "seq_clip", **CRITIC_OPTS)(
-        _copy(c_state), c_batch, jax.random.key(0)))
-    verl = reference_update(critic_loss_out, c_graphdef, tx, c_state, c_batch, 6, "verl", micro_rows=2)
-    exact = reference_update(critic_loss_out, c_graphdef, tx, c_state, c_batch, 6, "exact")
-    assert_trees_close(new.params, verl[0])
-    np.testing.assert_allclose(summary["loss"], verl[2][0], rtol=1e-5, atol=1e-6)
-    assert abs(verl[2][0] - exact[2][0]) > 1e-2 * abs(exact[2][0])
+    new, summary, _ = jax.device_get(make_e_step(graphdef, tx, spec, "seq_clip", **CRITIC_OPTS)(
+        _copy(state), batch, jax.random.key(0)))
+    params, opt_state, losses, norms, _, exact = reference_update(critic_loss_out, graphdef, tx, state, batch, 6,
+                                                                  "verl", 2)
+    assert_trees_close(new.params, params)
+    assert_trees_close(new.opt_state, opt_state)
+    np.testing.assert_allclose(summary["loss"], losses[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(summary["grad_norm"], norms[0], rtol=1e-5)
+    assert abs(losses[0] - exact[0]) > 0.05 * abs(exact[0])
 
 
 # ----------------------------------------------------------------------------- (d) non-finite skip
@@ -339,24 +336,26 @@ def test_verl_weighting_is_per_micro_mean_times_micro_over_mini(actor_state, cri
 
 def test_a_nan_advantage_skips_its_minibatch_and_only_it(actor_state, tx):
     graphdef, state = actor_state
+    spec = UpdateSpec(4, 2, shuffle=False)
     batch = actor_batch(actor_state, 8, seed=7)
-    assert bool(batch["response_mask"][1, 0])
-    bad = dict(batch, advantages=batch["advantages"].at[1, 0].set(jnp.nan))  # in the first mini-batch
+    assert bool(batch["response_mask"][1, 0]) and bool(batch["response_mask"][5, 0])
 
-    # One mini-batch, NaN: nothing moves, and the skip is counted.
-    new, summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), _rows(bad, 0, 4))
+    # NaN in both mini-batches: nothing moves, and both skips are counted.
+    bad = dict(batch, advantages=batch["advantages"].at[1, 0].set(jnp.nan).at[5, 0].set(jnp.nan))
+    new, summary, _ = run_m(actor_state, tx, spec, bad)
     assert trees_equal(new.params, state.params)
     assert trees_equal(new.opt_state, state.opt_state)
     assert int(new.step) == 0
-    assert float(summary["skipped_updates"]) == 1 and float(summary["optimizer_steps"]) == 1
+    assert float(summary["skipped_updates"]) == 2 and float(summary["optimizer_steps"]) == 2
 
-    # Two mini-batches, the first one NaN: the result is the second one's update from the start state.
-    new, summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), bad)
-    second, _, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), _rows(batch, 4, 8))
+    # NaN in the first mini-batch only: the result is the second one's update from the start state.
+    bad = dict(batch, advantages=batch["advantages"].at[1, 0].set(jnp.nan))
+    new, summary, _ = run_m(actor_state, tx, spec, bad)
+    second, _, _ = run_m(actor_state, tx, spec, _rows(batch, 4, 8))
     assert float(summary["skipped_updates"]) == 1 and float(summary["optimizer_steps"]) == 2
     assert int(new.step) == 1
-    assert trees_equal(new.params, second.params)
-    assert trees_equal(new.opt_state, second.opt_state)
+    assert_trees_close(new.params, second.params)
+    assert_trees_close(new.opt_state, second.opt_state)
     assert max_change(new.params, state.params) > 0.5 * LR
 
 
@@ -376,29 +375,23 @@ def test_nan_at_padding_positions_does_not_skip(actor_state, tx):
 # ----------------------------------------------------------------------------- (e) epochs and steps
 
 
-def test_epochs_repeat_the_pass_and_count_optimizer_steps(actor_state, tx):
+def test_epochs_repeat_the_pass_and_shuffling_moves_rows_together(actor_state, tx):
+    # Two epochs of one (shuffled) mini-batch = two plain one-epoch updates in a row: shuffling
+    # only reorders the rows of a mini-batch, which leaves the exact loss unchanged, unless a key
+    # were permuted differently from the others.
     graphdef, state = actor_state
-    batch = actor_batch(actor_state, 8, seed=9)
-    two, summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, epochs=2, shuffle=False), batch)
-    assert float(summary["optimizer_steps"]) == 2 * 8 / 4 and float(summary["skipped_updates"]) == 0
-    assert int(two.step) == 4
-    # = two one-epoch updates in a row
+    batch = actor_batch(actor_state, 4, seed=9)
+    two, summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, epochs=2, shuffle=True), batch, seed=3)
+    assert float(summary["optimizer_steps"]) == 2 * 4 / 4 and float(summary["skipped_updates"]) == 0
+    assert int(two.step) == 2
     once, _, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), batch)
     twice, _, _ = run_m((graphdef, jax.tree.map(jnp.asarray, once)), tx, UpdateSpec(4, 2, shuffle=False), batch)
     assert_trees_close(two.params, twice.params)
     assert_trees_close(two.opt_state, twice.opt_state)
     assert max_change(two.params, once.params) > 0.5 * LR
-
-
-def test_shuffle_permutes_rows_jointly(actor_state, tx):
-    # With one mini-batch, shuffling only reorders its rows: the exact loss and update are the same
-    # (a key permuted differently from the others would change them).
-    batch = actor_batch(actor_state, 4, seed=10)
-    plain, plain_summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), batch)
-    for seed in (0, 1):
-        new, summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=True), batch, seed=seed)
-        assert_trees_close(new.params, plain.params)
-        np.testing.assert_allclose(summary["loss"], plain_summary["loss"], rtol=1e-5, atol=1e-6)
+    # epochs x mini-batches: 8 rollouts in mini-batches of 4 are 2 steps an epoch
+    _, summary, _ = run_m(actor_state, tx, UpdateSpec(4, 2, shuffle=False), actor_batch(actor_state, 8, seed=9))
+    assert float(summary["optimizer_steps"]) == 8 / 4
 
 
 # ----------------------------------------------------------------------------- (f) UpdateSpec.check

@@ -24,6 +24,7 @@ from typing import Iterable
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tempo_jax.demo.tasks import arithmetic
+from transformers import AutoTokenizer
 
 PAD, EOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (PAD, EOS, IM_START, IM_END)
@@ -99,6 +100,4 @@ def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = VOCAB_SIZE, nu
 
 def load(path: str | os.PathLike):
     """The saved tokenizer through transformers (local files only)."""
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
