@@ -25,6 +25,8 @@ setup(
         "array-record",
         "pyarrow",
         "math-verify",
+        "pebble>=5.0,<6",  # the grading process pool (rewards/pool.py)
+        "scipy>=1.10",  # rankdata for AUROC (eval/metrics.py); jax depends on it too
         "sympy",
         "matplotlib",
         "tqdm",

@@ -8,12 +8,21 @@ import sys
 import traceback
 
 from tempo_jax.errors import UserError
+from tempo_jax.train.config import load_config
+from tempo_jax.train.loop import Trainer
+from tempo_jax.eval.model_eval import eval_main, evaluate_model
+from tempo_jax.models.hf_io import from_hf, to_hf
+from tempo_jax.demo import run_demo
+from tempo_jax.eval.plots import plot_run
+import jax
+from tempo_jax.train.stream import run_template
+from tempo_jax.train.run_files import read_run_config
+from tempo_jax.data.templates import load_tokenizer
+from tempo_jax.train.run_files import load_from_run
+from tempo_jax.plan.planner import plan_main
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.train.config import load_config
-    from tempo_jax.train.loop import Trainer
-
     cfg = load_config(args.config, overrides)
     result = Trainer(cfg, resume=args.resume).run()
     print(f"run directory: {result['run_dir']}")
@@ -23,14 +32,10 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.eval.model_eval import eval_main, evaluate_model
-
     settings = dict(n=args.n, max_new_tokens=args.max_new_tokens, limit=args.limit or None,
                     data_dir=args.data_dir or None, template=args.template, seed=args.seed)
     datasets = args.datasets
     if args.config:  # the recipe supplies datasets, sampling length, template and run directory
-        from tempo_jax.train.config import load_config
-        from tempo_jax.train.stream import run_template
 
         cfg = load_config(args.config, overrides)
         datasets = datasets or cfg.eval.datasets or cfg.data.unlabeled
@@ -41,15 +46,11 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
             args.checkpoint = cfg.run_dir
     names = [d for d in (datasets or "aime24").split(",") if d]
     if args.checkpoint and not args.config and args.template is None:  # prompt as the run was trained
-        from tempo_jax.train.run_files import read_run_config
-        from tempo_jax.train.stream import run_template
 
         run_cfg = read_run_config(args.checkpoint)
         settings.update(template=run_template(run_cfg), max_prompt_tokens=run_cfg.data.max_prompt_tokens)
     settings["template"] = settings["template"] or "qwen3"
     if args.checkpoint:
-        from tempo_jax.data.templates import load_tokenizer
-        from tempo_jax.train.run_files import load_from_run
 
         actor, critic = load_from_run(args.checkpoint, need_critic=True, critic_if_missing=False)
         tokenizer = load_tokenizer(args.tokenizer or os.path.join(args.checkpoint, "tokenizer"))
@@ -64,8 +65,6 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.models.hf_io import from_hf, to_hf
-
     model = from_hf(args.src, critic=args.critic)
     to_hf(model, args.dst)
     print(f"wrote {args.dst}")
@@ -73,16 +72,12 @@ def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.demo import run_demo
-
     run_demo(out_dir=args.out, quick=args.quick, overrides=overrides, seed=args.seed, seeds=args.seeds,
              diagnose_only=args.diagnose)
     return 0
 
 
 def _plot(args: argparse.Namespace, overrides: list[str]) -> int:
-    from tempo_jax.eval.plots import plot_run
-
     paths = plot_run(args.run_dir, args.out or None)
     if not paths:
         raise UserError(f"{args.run_dir}: its metrics hold no periodic evaluation (eval/<dataset>/avg@16, pass@8) "
@@ -164,14 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def enable_compilation_cache() -> None:
     """Reuse XLA executables across runs (the demo and recipes compile the same programs often).
-
     ``TEMPO_JAX_COMPILATION_CACHE`` picks the directory (default ``~/.cache/tempo_jax/xla``);
     ``off`` disables it. An explicit ``JAX_COMPILATION_CACHE_DIR`` wins.
     """
     where = os.environ.get("TEMPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/tempo_jax/xla"))
     if where == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
-    import jax
 
     jax.config.update("jax_compilation_cache_dir", where)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -204,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str], verbose: bool) -> int:
     if argv[:1] == ["plan"]:  # `tempo-jax plan --config <recipe> --topology <name>` has its own options
-        from tempo_jax.plan.planner import plan_main
 
         return plan_main(argv[1:])
     parser = build_parser()

@@ -39,6 +39,7 @@ import math
 from typing import Hashable, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 
 from tempo_jax.rl.value_losses import explained_variance
 
@@ -202,8 +203,6 @@ def auroc(scores, labels) -> float:
     """Area under the ROC curve of ``scores`` for boolean ``labels`` (Mann-Whitney U with
     average ranks for ties = probability a random positive outscores a random negative, ties
     counting 1/2). nan when all labels are equal, or when a score is nan."""
-    from scipy.stats import rankdata  # scipy.stats takes ~1 s to import: only when needed
-
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=bool).reshape(-1)
     n_pos, n_neg = int(y.sum()), int((~y).sum())

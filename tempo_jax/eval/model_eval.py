@@ -41,7 +41,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from tempo_jax.data.templates import PromptTemplate, encode_prompts, get_template
+from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_records, get_template
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
 from tempo_jax.models.decoder import prompt_response_inputs, shift_to_response_tokens
@@ -52,6 +52,13 @@ from tempo_jax.rl.advantages import value_at_last_token
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import bucket_length, left_pad
+from tempo_jax.rewards.extract import extract_boxed
+from tempo_jax.data.tfds_builders import NAMED_DATASETS
+from tempo_jax.data.tfds_builders import load_records
+from tempo_jax.data.templates import load_tokenizer
+from tempo_jax.models.hf_io import from_hf
+from tempo_jax.rewards.grader import Grader
+from tempo_jax.eval import plots
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +115,6 @@ def _final_values(graphdef, state, prompt_tokens, prompt_valid, response_tokens,
 
 def make_value_fn(critic, *, rows_per_call: int | None = None, mesh: Mesh | None = None) -> Callable:
     """``value_fn(prompt_tokens [R, P], prompt_valid [R, P], response_tokens [R, T], lengths [R]) -> V_T [R]``.
-
     ``critic`` is a :class:`~tempo_jax.models.critic.Critic` (or its ``(graphdef, state)``).
     The critic runs on fixed ``[rows_per_call, P + T]`` blocks (default: all R rows at once; the
     last block is padded with copies), so equal-shaped calls compile once.
@@ -221,11 +227,9 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
 
 def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
     """``grader_fn(responses, answers) -> (correct bool [N], extracted [N])`` for the runner.
-
     ``grader`` has ``grade(responses, answers) -> bool array`` (a :class:`tempo_jax.rewards.Grader`);
     ``extracted`` is each response's last ``\\boxed{}`` content (``None`` when there is none).
     """
-    from tempo_jax.rewards.extract import extract_boxed
 
     def grader_fn(responses, answers):
         correct = np.asarray(grader.grade(list(responses), list(answers)), dtype=bool)
@@ -237,8 +241,6 @@ def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
 # ----------------------------------------------------------------------------- datasets -> results
 
 def _dataset_label(spec: str) -> str:
-    from tempo_jax.data.tfds_builders import NAMED_DATASETS
-
     if spec in NAMED_DATASETS:
         return spec
     stem = pathlib.Path(spec).name
@@ -281,70 +283,35 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
     sampling is a collective and every process gets the same gathered results, but only the
     primary process writes files.
     """
-    from tempo_jax.data.tfds_builders import load_records
 
-    if isinstance(datasets, str):
-        datasets = [s.strip() for s in datasets.split(",") if s.strip()]
-    if not datasets:
-        raise ValueError("evaluate_model: no datasets given")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 (0 or None: all questions), got {limit}")
-    if prompt_policy not in ("filter", "left_truncate", "error"):
-        raise ValueError(f"prompt_policy must be 'filter', 'left_truncate' or 'error', got {prompt_policy!r}")
-    names = [_dataset_label(d) for d in datasets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two datasets share the output name: {names}")
+    datasets, names = _check_eval_args(datasets, limit, prompt_policy)
     method = Greedy() if greedy else Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     tpl = get_template(template)
-    graphdef, state = _split(actor)
     value_fn = make_value_fn(critic, rows_per_call=value_rows_per_call, mesh=mesh) if critic is not None else None
     out = pathlib.Path(out_dir)
     write = is_primary()
     if write:
         out.mkdir(parents=True, exist_ok=True)
-
-    own_grader = None
-    if grader is None:
-        from tempo_jax.rewards.grader import Grader
-
-        grader = own_grader = Grader(num_workers=2, timeout_s=5.0)
+    own_grader = Grader(num_workers=2, timeout_s=5.0) if grader is None else None
+    grader = own_grader or grader
     grader_fn = make_grader_fn(grader) if hasattr(grader, "grade") else grader
-
+    sampling = dict(max_new_tokens=max_new_tokens, method=method, max_prompt_tokens=max_prompt_tokens,
+                    prompt_policy=prompt_policy, min_bucket=min_bucket, mesh=mesh, value_fn=value_fn,
+                    kv_cache_dtype=kv_cache_dtype)
     results: dict[str, EvalResult] = {}
-    prompt_reports: dict[str, dict[str, int]] = {}
     try:
         for spec, name in zip(datasets, names):
             t0 = time.perf_counter()
             records = load_records(spec, data_dir=data_dir, tfds_dir=tfds_dir)
-            if limit:
-                records = records[:limit]
-            prompts = [tpl.render(r["problem"]) for r in records]
-            enc = encode_prompts(prompts, tokenizer, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
-            prompt_reports[name] = {"prompts_filtered": enc.n_filtered, "prompts_truncated": enc.n_truncated}
-            if enc.n_filtered:
-                log.warning("%s: %d of %d questions are longer than max_prompt_tokens=%s and are not evaluated",
-                            name, enc.n_filtered, len(records), max_prompt_tokens)
-            questions = [{**records[i], "prompt": prompts[i]} for i in enc.indices]
-            if not questions:
-                raise ValueError(f"{name}: no question fits max_prompt_tokens={max_prompt_tokens} "
-                                 f"({enc.n_filtered} filtered); raise it or use prompt_policy='left_truncate'")
-            bp = min(batch_prompts or DEFAULT_BATCH_PROMPTS, len(questions))
-            sample_fn = make_sample_fn(
-                (graphdef, state), tokenizer, max_new_tokens=max_new_tokens, method=method, batch_prompts=bp,
-                seed=_dataset_seed(seed, name), template=None, max_prompt_tokens=max_prompt_tokens,
-                prompt_policy="left_truncate" if prompt_policy == "left_truncate" else "error",
-                prompt_width=bucket_length(max(enc.lengths), min_bucket), min_bucket=min_bucket, mesh=mesh,
-                value_fn=value_fn, kv_cache_dtype=kv_cache_dtype)
-            res = evaluate(questions, sample_fn, grader_fn, n=n, ks=ks, prompt_fn=lambda q: q["prompt"],
-                           chunk_size=bp, dataset_name=name)
-            res.metrics.update(prompt_reports[name])
+            res = _evaluate_records(records[:limit] if limit else records, name, actor, tokenizer, tpl, grader_fn,
+                                    n=n, ks=ks, batch_prompts=batch_prompts, seed=seed, **sampling)
             res.seconds = time.perf_counter() - t0
             if write:
                 res.write(out, name, plot=plot)
             results[name] = res
             m = res.metrics
             log.info("%s: avg@%d %.3f, pass@%d %.3f (%d questions, %.1fs)", name, n, m.get(f"avg@{n}", math.nan),
-                     max(res.ks), m.get(f"pass@{max(res.ks)}", math.nan), len(questions), res.seconds)
+                     max(res.ks), m.get(f"pass@{max(res.ks)}", math.nan), len(res.per_question), res.seconds)
     finally:
         if own_grader is not None:
             own_grader.close()
@@ -356,6 +323,47 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
     if write:
         write_combined(results, out, settings, plot=plot)
     return results
+
+
+def _check_eval_args(datasets: Sequence[str] | str, limit: int | None, prompt_policy: str):
+    """(datasets as a list, their output names); ``ValueError`` for arguments that cannot work."""
+    if isinstance(datasets, str):
+        datasets = [s.strip() for s in datasets.split(",") if s.strip()]
+    if not datasets:
+        raise ValueError("evaluate_model: no datasets given")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 (0 or None: all questions), got {limit}")
+    if prompt_policy not in ("filter", "left_truncate", "error"):
+        raise ValueError(f"prompt_policy must be 'filter', 'left_truncate' or 'error', got {prompt_policy!r}")
+    names = [_dataset_label(d) for d in datasets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two datasets share the output name: {names}")
+    return list(datasets), names
+
+
+def _evaluate_records(records: list[dict], name: str, actor, tokenizer, tpl: PromptTemplate, grader_fn, *, n: int,
+                      ks: Sequence[int], batch_prompts: int | None, seed: int, max_new_tokens: int, method,
+                      max_prompt_tokens: int | None, prompt_policy: str, min_bucket: int, mesh, value_fn,
+                      kv_cache_dtype: str | None) -> EvalResult:
+    """One dataset: prompts encoded as training encodes them, sampled n times each, graded."""
+    questions, enc = encode_records(records, tokenizer, tpl, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
+    if enc.n_filtered:
+        log.warning("%s: %d of %d questions are longer than max_prompt_tokens=%s and are not evaluated",
+                    name, enc.n_filtered, len(records), max_prompt_tokens)
+    if not questions:
+        raise ValueError(f"{name}: no question fits max_prompt_tokens={max_prompt_tokens} "
+                         f"({enc.n_filtered} filtered); raise it or use prompt_policy='left_truncate'")
+    bp = min(batch_prompts or DEFAULT_BATCH_PROMPTS, len(questions))
+    sample_fn = make_sample_fn(
+        _split(actor), tokenizer, max_new_tokens=max_new_tokens, method=method, batch_prompts=bp,
+        seed=_dataset_seed(seed, name), template=None, max_prompt_tokens=max_prompt_tokens,
+        prompt_policy="left_truncate" if prompt_policy == "left_truncate" else "error",
+        prompt_width=bucket_length(max(enc.lengths), min_bucket), min_bucket=min_bucket, mesh=mesh,
+        value_fn=value_fn, kv_cache_dtype=kv_cache_dtype)
+    res = evaluate(questions, sample_fn, grader_fn, n=n, ks=ks, prompt_fn=lambda q: q["prompt"],
+                   chunk_size=bp, dataset_name=name)
+    res.metrics.update({"prompts_filtered": enc.n_filtered, "prompts_truncated": enc.n_truncated})
+    return res
 
 
 def write_combined(results: Mapping[str, EvalResult], out_dir: str | os.PathLike, settings: Mapping[str, Any],
@@ -377,7 +385,6 @@ def write_combined(results: Mapping[str, EvalResult], out_dir: str | os.PathLike
                                                    for k, r in results.items()}}
     paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False), encoding="utf-8")
     if plot and any(r.pass_at_k for r in results.values()):
-        from tempo_jax.eval import plots
 
         paths["pass_at_k_png"] = plots.plot_pass_at_k({k: r.pass_at_k for k, r in results.items() if r.pass_at_k},
                                                       out / "pass_at_k.png", title="pass@k")
@@ -394,8 +401,6 @@ def eval_main(hf_dir: str | os.PathLike, datasets: Sequence[str] | str, out_dir:
     ``model_overrides`` set ModelConfig fields at load (e.g. ``dtype="bfloat16"``); other keyword
     arguments go to :func:`evaluate_model` (``max_new_tokens`` is required).
     """
-    from tempo_jax.data.templates import load_tokenizer
-    from tempo_jax.models.hf_io import from_hf
 
     overrides = dict(model_overrides or {})
     tokenizer = load_tokenizer(tokenizer_path or hf_dir)

@@ -28,6 +28,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tempo_jax.eval import metrics as M
+from tempo_jax.data.templates import render_prompt
+from tempo_jax.eval import plots
 
 SampleFn = Callable[[list, int], list]
 GraderFn = Callable[[list, list], tuple]
@@ -141,7 +143,6 @@ class EvalResult:
                    "metrics": self.metrics, "per_question": self.per_question}
         paths["summary"].write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False), encoding="utf-8")
         if plot and self.pass_at_k:
-            from tempo_jax.eval import plots
 
             paths["pass_at_k_png"] = plots.plot_pass_at_k({name: self.pass_at_k}, out / f"{name}_pass_at_k.png",
                                                           title=f"{name}: pass@k (n={self.n})")
@@ -151,7 +152,6 @@ class EvalResult:
 def _default_prompt(q: dict) -> str:
     if isinstance(q.get("prompt"), str):
         return q["prompt"]
-    from tempo_jax.data.templates import render_prompt
 
     return render_prompt(q["problem"], "plain")
 

@@ -115,19 +115,25 @@ class Decoder(nnx.Module):
         x = self.norm(x)
         if cache is None:
             return x, None
-        index = cache.index + length
-        if stacked:  # write only the new rows into the stacked buffer
-            start = (0, 0, cache.index, 0, 0)
-            k = jax.lax.dynamic_update_slice(cache.k, jnp.stack([jnp.swapaxes(r[0], 1, 2) for r in layer_rows]), start)
-            v = jax.lax.dynamic_update_slice(cache.v, jnp.stack([jnp.swapaxes(r[1], 1, 2) for r in layer_rows]), start)
-            return x, KVCache(k=k, v=v, valid=kv_valid, index=index)
-        if layer_kv is None:  # scanned layers: write the new rows into each layer's buffer
-            start = (0, 0, cache.index, 0)
-            layer_kv = [(jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), start),
-                         jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), start))
-                        for kb, vb, r in zip(cache.k, cache.v, layer_rows)]
-        return x, LayerKVCache(k=tuple(kv[0] for kv in layer_kv), v=tuple(kv[1] for kv in layer_kv),
-                               valid=kv_valid, index=index)
+        return x, _updated_cache(cache, length, kv_valid, layer_kv, layer_rows)
+
+
+def _updated_cache(cache: KVCache | LayerKVCache, length: int, kv_valid: jax.Array, layer_kv, layer_rows):
+    """The cache after ``length`` new tokens: ``layer_kv`` (per-layer buffers the blocks wrote, unrolled
+    layers) or only ``layer_rows`` (the new rows, stacked buffer or scanned layers) written at ``cache.index``."""
+    index = cache.index + length
+    if isinstance(cache, KVCache):  # write only the new rows into the stacked buffer
+        start = (0, 0, cache.index, 0, 0)
+        k = jax.lax.dynamic_update_slice(cache.k, jnp.stack([jnp.swapaxes(r[0], 1, 2) for r in layer_rows]), start)
+        v = jax.lax.dynamic_update_slice(cache.v, jnp.stack([jnp.swapaxes(r[1], 1, 2) for r in layer_rows]), start)
+        return KVCache(k=k, v=v, valid=kv_valid, index=index)
+    if layer_kv is None:  # scanned layers: write the new rows into each layer's buffer
+        start = (0, 0, cache.index, 0)
+        layer_kv = [(jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), start),
+                     jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), start))
+                    for kb, vb, r in zip(cache.k, cache.v, layer_rows)]
+    return LayerKVCache(k=tuple(kv[0] for kv in layer_kv), v=tuple(kv[1] for kv in layer_kv), valid=kv_valid,
+                        index=index)
 
 
 class CausalLM(nnx.Module):

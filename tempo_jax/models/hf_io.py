@@ -73,6 +73,33 @@ def checkpoint_files(path: str | os.PathLike) -> list[str]:
     return files
 
 
+def _read_tensor(tensors: dict, name: str, transpose: bool, expected: tuple[int, ...], *, path: str,
+                 critic: bool) -> tuple[str, np.ndarray]:
+    """(key read, array) of HF tensor ``name`` (a TRL value head stands in for ``score.*``), checked
+    against the ``expected`` shape; ``CheckpointError`` naming the file and tensor otherwise."""
+    key = name
+    if key not in tensors and critic and key in _TRL_HEAD and _TRL_HEAD[key] in tensors:
+        key = _TRL_HEAD[key]
+    if key not in tensors:
+        hint = " (a critic needs a value head: load a token-classification checkpoint with num_labels=1, " \
+               "or build one with critic_from_actor)" if name.startswith("score.") else ""
+        raise CheckpointError(f"{path}: tensor {name!r} is missing; expected shape "
+                              f"{tuple(reversed(expected)) if transpose else expected}{hint}")
+    handle = tensors[key]
+    try:
+        arr = handle.get(key)
+    except SafetensorsError as err:  # e.g. a truncated file: report it as a checkpoint problem
+        raise CheckpointError(str(err)) from err
+    if name == "score.weight" and arr.ndim == 2 and arr.shape[0] != 1:
+        raise CheckpointError(f"{handle.path}: {key!r} has {arr.shape[0]} labels; a critic needs num_labels=1")
+    arr = arr.T if transpose else arr
+    if tuple(arr.shape) != tuple(expected):
+        want = tuple(reversed(expected)) if transpose else tuple(expected)
+        got = tuple(reversed(arr.shape)) if transpose else tuple(arr.shape)
+        raise CheckpointError(f"{handle.path}: tensor {key!r} has shape {got}, expected {want} for this config")
+    return key, arr
+
+
 def from_hf(path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None = None, strict: bool = True,
             **overrides: Any) -> CausalLM | Critic:
     """Load a HF checkpoint directory as our actor (``CausalLM``) or, with ``critic=True``, critic.
@@ -95,26 +122,7 @@ def from_hf(path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None 
     used: set[str] = set()
 
     def fetch(name: str, transpose: bool, expected: tuple[int, ...]) -> np.ndarray:
-        key = name
-        if key not in tensors and critic and key in _TRL_HEAD and _TRL_HEAD[key] in tensors:
-            key = _TRL_HEAD[key]
-        if key not in tensors:
-            hint = " (a critic needs a value head: load a token-classification checkpoint with num_labels=1, " \
-                   "or build one with critic_from_actor)" if name.startswith("score.") else ""
-            raise CheckpointError(f"{path}: tensor {name!r} is missing; expected shape "
-                                  f"{tuple(reversed(expected)) if transpose else expected}{hint}")
-        handle = tensors[key]
-        try:
-            arr = handle.get(key)
-        except SafetensorsError as err:  # e.g. a truncated file: report it as a checkpoint problem
-            raise CheckpointError(str(err)) from err
-        if name == "score.weight" and arr.ndim == 2 and arr.shape[0] != 1:
-            raise CheckpointError(f"{handle.path}: {key!r} has {arr.shape[0]} labels; a critic needs num_labels=1")
-        arr = arr.T if transpose else arr
-        if tuple(arr.shape) != tuple(expected):
-            want = tuple(reversed(expected)) if transpose else tuple(expected)
-            got = tuple(reversed(arr.shape)) if transpose else tuple(arr.shape)
-            raise CheckpointError(f"{handle.path}: tensor {key!r} has shape {got}, expected {want} for this config")
+        key, arr = _read_tensor(tensors, name, transpose, expected, path=path, critic=critic)
         used.add(key)
         return arr
 

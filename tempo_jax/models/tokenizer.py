@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from tempo_jax.errors import UserError
+import transformers
 
 # Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
@@ -26,8 +27,6 @@ class TokenizerNotFoundError(TokenizerError, FileNotFoundError):
 
 def load_tokenizer(path: str | os.PathLike):
     """A ``transformers`` fast/slow tokenizer with ``eos_token`` and ``pad_token`` set."""
-    import transformers
-
     path = os.path.expanduser(str(path))
     if os.path.isfile(path):
         tok = transformers.PreTrainedTokenizerFast(tokenizer_file=path)

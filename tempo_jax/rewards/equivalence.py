@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import re
 import signal
 import threading
@@ -254,8 +255,6 @@ def safe_parse(s: str):
 
 def _log10_bound(expr) -> float:
     """Upper bound on log10|value| of a parsed expression (inf when astronomically large)."""
-    import math
-
     sympy = _sympy_env()[0]
     if expr.is_Number:
         try:
@@ -376,8 +375,6 @@ def _scalars_equal(pred, gold, rel_tol: float) -> bool:
 
 
 def _finite(z: complex) -> bool:
-    import math
-
     return math.isfinite(z.real) and math.isfinite(z.imag)
 
 

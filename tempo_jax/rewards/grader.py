@@ -29,7 +29,8 @@ class Grader:
     Args:
       num_workers: pool size (2 on the shared CPU hosts).
       timeout_s: hard wall-clock limit per (pred, gold) pair; a pair over it is wrong and its
-        worker is replaced. The in-worker soft budget is ``soft_timeout_frac * timeout_s``.
+        worker is replaced. The in-worker soft budget is ``soft_timeout_frac * timeout_s``
+        (the timeout layers and what each is for: :mod:`tempo_jax.rewards.pool`).
       mode: ``"pool"`` (default) or ``"inprocess"``.
       config: cascade knobs (:class:`~tempo_jax.rewards.equivalence.EquivalenceConfig`);
         its ``soft_timeout_s`` is overridden from ``timeout_s`` unless ``keep_soft_timeout``.

@@ -9,11 +9,12 @@ A task that times out, raises or kills its worker yields the caller's ``on_failu
 Timeout layers, outermost first (what each is for):
 
 1. **Hard, per answer (this module, pebble).** The guarantee: after ``timeout_s`` the worker
-   process is killed, whatever it is doing, including C loops that no signal handler can
-   interrupt (a huge integer power, a sympy/ANTLR routine that never returns to the
-   interpreter). Workers reset ``SIGTERM`` to its default action, so pebble's ``terminate()``
-   kills at once; pebble's own Python-level ``SIGTERM`` handler would only run between
-   bytecodes, i.e. after its 3 s ``SIGKILL`` fallback for a worker stuck in C.
+   process is killed, whatever it is doing, including C code that never returns to the
+   interpreter, so that no signal handler can interrupt it (a native routine such as
+   ``hashlib.pbkdf2_hmac`` with a huge count, in the tests). Workers reset ``SIGTERM`` to its
+   default action, so pebble's ``terminate()`` kills at once; pebble's own Python-level
+   ``SIGTERM`` handler would only run between bytecodes, i.e. after its 3 s ``SIGKILL``
+   fallback for a worker stuck in C.
 2. **Soft, per cascade stage (``equivalence.soft_deadline``).** ``setitimer`` + ``SIGALRM`` in
    the worker's main thread, with a budget of ``Grader(soft_timeout_frac=0.8) * timeout_s``
    split across the cascade stages. An optimisation, not a guarantee: a slow Python-level parse
@@ -47,7 +48,7 @@ import dataclasses
 import importlib
 import multiprocessing as mp
 import os
-import pickle
+import resource  # POSIX; the pool relies on forkserver/spawn and /proc anyway
 import signal
 import threading
 import time
@@ -91,11 +92,9 @@ def _worker_init(warmup: str | None, memory_limit_mb: int | None, events) -> Non
             _resolve(warmup, DEFAULT_WARMUP)()
         if memory_limit_mb:
             try:
-                import resource
-
                 limit = int(memory_limit_mb) * 1024 * 1024
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            except (ImportError, ValueError, OSError):
+            except (ValueError, OSError):
                 pass
     except BaseException:  # noqa: BLE001 - report start-up failures to the parent
         events.put(("error", os.getpid(), traceback.format_exc()[-2000:]))
@@ -132,8 +131,8 @@ class PoolStats:
     task_errors: int = 0  # the task raised inside the worker
     timeouts: int = 0  # killed at the hard deadline
     crashes: int = 0  # the worker died on its own
-    respawns: int = 0  # workers replaced (timeouts, crashes, cancelled tasks, failed starts, rebuilds)
-    rebuilds: int = 0  # the pebble pool itself broke and was rebuilt
+    respawns: int = 0  # workers replaced (timeouts, crashes, failed starts, rebuilds)
+    rebuilds: int = 0  # the whole pebble pool replaced: it broke, or a call was interrupted mid-way
 
 
 def _stop_pools(holder: list) -> None:
@@ -222,7 +221,7 @@ class GradingPool:
         pool.active  # noqa: B018 - reading it starts pebble's threads and workers now, not at the first task
         self._last_progress = time.monotonic()
 
-    def _live_pool(self) -> "pebble.ProcessPool":
+    def _live_pool(self) -> pebble.ProcessPool:
         if not self._holder[0].active:  # broken: a worker died with no task running
             self._rebuild()
         return self._holder[0]
@@ -275,8 +274,14 @@ class GradingPool:
         """Block until every worker has started (otherwise the first ``map`` waits)."""
         with self._lock:
             self._check_open()
-            self._live_pool()
+            rebuilds = 0
             while not self._check_startup(self.num_workers):
+                if not self._holder[0].active:
+                    rebuilds += 1
+                    if rebuilds > _MAX_REBUILDS:
+                        self.close()
+                        raise RuntimeError(f"the grading pool broke {rebuilds} times while starting")
+                    self._rebuild()
                 time.sleep(0.02)
 
     def _check_open(self) -> None:
@@ -290,7 +295,7 @@ class GradingPool:
 
         ``fn`` is a picklable module-level callable or a ``"module:function"`` string (default:
         the grading cascade). A task that times out, raises, or kills its worker yields
-        ``on_failure``. A task that cannot be pickled raises here before anything is sent.
+        ``on_failure``. A task that cannot be pickled raises here, before anything is sent.
         """
         with self._lock:
             self._check_open()
@@ -302,28 +307,32 @@ class GradingPool:
             self.stats.tasks += len(items)
             results = [on_failure] * len(items)
             todo = list(range(len(items)))
-            for attempt in range(_MAX_REBUILDS + 1):
-                if not todo:
-                    break
-                if attempt:
-                    self._rebuild()
+            if not todo:
+                return results
+            self._poll_events()
+            for _ in range(_MAX_REBUILDS + 1):
                 pool = self._live_pool()
                 futures: dict[int, pebble.ProcessFuture] = {}
                 try:
                     for i in todo:
-                        futures[i] = pool.schedule(_run_task, args=(fn, items[i], kwargs), timeout=self.timeout_s)
-                    todo = self._collect(pool, futures, results)
+                        try:
+                            futures[i] = pool.schedule(_run_task, args=(fn, items[i], kwargs),
+                                                       timeout=self.timeout_s)
+                        except RuntimeError:
+                            if pool.active:
+                                raise
+                            break  # it broke meanwhile: the rest goes to the next pool
+                    todo = [i for i in todo if i not in futures] + self._collect(pool, futures, results)
                 except BaseException:  # e.g. Ctrl-C: stop the tasks nobody will read
-                    for f in futures.values():
-                        if f.running():
-                            self.stats.respawns += 1  # pebble stops the worker running it
-                        f.cancel()
+                    if not self._closed and not all(f.done() for f in futures.values()):
+                        # Not future.cancel(): pebble stops the worker of every cancelled task a
+                        # worker has taken, one replacement per queued task. Replace them once.
+                        self._rebuild()
                     raise
-            else:
-                if todo:
-                    self.close()
-                    raise RuntimeError(f"the grading pool broke {_MAX_REBUILDS + 1} times in one call")
-            return results
+                if not todo:
+                    return results
+            self.close()
+            raise RuntimeError(f"the grading pool broke {_MAX_REBUILDS + 1} times in one call")
 
     def _collect(self, pool, futures: dict, results: list) -> list[int]:
         """Wait for every future in order; returns the indices a broken pool dropped."""

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from tempo_jax.errors import UserError
+from tensorboardX import SummaryWriter
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -36,12 +38,10 @@ class MetricsWriter:
         self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:
-            from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
         self._bar = None
         if progress_bar:
-            from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
 

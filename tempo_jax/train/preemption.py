@@ -19,9 +19,18 @@ out. Pass ``second_signal_forces=False`` to keep swallowing repeats.
 Multi-host: preemption notices may reach hosts at different times, and every host has to
 agree on the step at which to stop (saving is collective). ``should_stop()`` therefore does
 an all-gather of the flag when ``jax.process_count() > 1``; every process must call it at the
-same point of every step. (On Cloud TPU, ``jax.distributed.initialize`` also wires up the
-coordination service's preemption notice; Orbax's ``CheckpointManager.reached_preemption(step)``
-reads it — use it in addition if SIGTERM is not delivered to the training process.)
+same point of every step.
+
+Why this guard and not Orbax's ``CheckpointManager.reached_preemption(step)``: that reads
+``jax.experimental.multihost_utils.reached_preemption_sync_point``, which is served by the
+preemption sync manager that ``jax.distributed.initialize`` starts. Without ``jax.distributed``
+(one process: the CPU tests, a single-host GPU run) it always returns False and SIGTERM keeps its
+default effect, killing the process mid-step; it never covers Ctrl-C; and it only says "save at
+this step", not "stop". The library is used where it applies: the
+:class:`~tempo_jax.train.checkpoint.Checkpointer`'s save-decision policy includes Orbax's
+``PreemptionCheckpointingPolicy``, so in a ``jax.distributed`` job a preemption notice that reaches
+the coordination service, but no signal to this process, still gets a checkpoint at the step every
+process agreed on. See docs/library_choices.md.
 """
 from __future__ import annotations
 
@@ -30,6 +39,8 @@ import signal
 import threading
 from types import FrameType
 from typing import Any, Sequence
+
+from tempo_jax.parallel.distributed import any_process
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +113,4 @@ class PreemptionGuard:
         With more than one JAX process this is a collective (all-gather of one int): call it on
         every process at the same point of each step.
         """
-        from tempo_jax.parallel.distributed import any_process
-
         return any_process(self.requested)

@@ -103,6 +103,29 @@ def test_unpicklable_task_raises_and_pool_recovers(pool):
         assert pool.map([(i, 1) for i in range(6)], fn=operator.add) == [1, 2, 3, 4, 5, 6]
 
 
+def test_interrupted_call_replaces_the_workers_once(monkeypatch):
+    """A call interrupted with tasks in flight (e.g. Ctrl-C) stops them; the next call is clean."""
+    class Interrupt(BaseException):
+        pass
+
+    def interrupted(*args):
+        time.sleep(0.3)
+        raise Interrupt
+
+    with GradingPool(num_workers=2, timeout_s=5.0, warmup=None) as p:
+        p.wait_ready()
+        pids = p.pids
+        monkeypatch.setattr(p, "_collect", interrupted)
+        with pytest.raises(Interrupt):
+            p.map([(30.0,)] * 20, fn=time.sleep)
+        monkeypatch.undo()
+        assert _wait_dead(pids)  # nobody will read those results: their workers are gone
+        assert p.stats.respawns == 2 and p.stats.rebuilds == 1
+        t = time.perf_counter()
+        assert p.map([(i, 1) for i in range(6)], fn=operator.add) == [1, 2, 3, 4, 5, 6]
+        assert time.perf_counter() - t < 5.0  # the 18 queued sleeps were dropped, not run
+
+
 def test_idle_worker_killed_from_outside():
     """pebble marks its pool broken when an idle worker dies; the next call rebuilds it."""
     with GradingPool(num_workers=1, timeout_s=1.0, warmup=None) as p:

@@ -8,6 +8,8 @@ must give the same log-probs for the tokens it drew as the trainer's teacher-for
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,10 +80,33 @@ def shifted(per_position, plen, tlen):
     return np.take_along_axis(per_position, idx.reshape(idx.shape + (1,) * (per_position.ndim - 2)), axis=1)
 
 
-def reference_logprobs(actor, batch):
+# Module-level jitted passes (graphdef static) so that tests with the same shapes share one compile.
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _full_logits(graphdef, params, tokens):
+    return nnx.merge(graphdef, params)(tokens)[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _full_values(graphdef, params, tokens):
+    return nnx.merge(graphdef, params)(tokens)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _trainer_logprobs(graphdef, with_entropy, params, *args):
+    return response_logprobs(nnx.merge(graphdef, params), *args, with_entropy=with_entropy)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _trainer_values(graphdef, params, *args):
+    return response_values(nnx.merge(graphdef, params), *args)
+
+
+def reference_logprobs(model, batch):
     """log pi(y_t | x, y_<t) and the entropy of pi, float64 NumPy from the full-sequence logits."""
     tokens, plen = unpadded(batch)
-    logits = np.asarray(jax.jit(lambda t: actor(t)[0])(jnp.asarray(tokens)), np.float64)
+    logits = np.asarray(_full_logits(*nnx.split(model, nnx.Param), jnp.asarray(tokens)), np.float64)
     logits = shifted(logits, plen, batch["response_tokens"].shape[1])  # [R, T, V]
     z = logits - logits.max(axis=-1, keepdims=True)
     logp_all = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
@@ -90,10 +115,10 @@ def reference_logprobs(actor, batch):
     return logp, -(np.exp(logp_all) * logp_all).sum(axis=-1)
 
 
-def reference_values(critic, batch, shift=0):
+def reference_values(model, batch, shift=0):
     """V_t read at position plen + t - 1 (+ ``shift``) of the full-sequence values."""
     tokens, plen = unpadded(batch)
-    values = np.asarray(jax.jit(lambda t: critic(t))(jnp.asarray(tokens)), np.float64)
+    values = np.asarray(_full_values(*nnx.split(model, nnx.Param), jnp.asarray(tokens)), np.float64)
     return shifted(values, plen + shift, batch["response_tokens"].shape[1])
 
 
@@ -106,18 +131,25 @@ def _args(batch):
     return tuple(jnp.asarray(batch[k]) for k in KEYS)
 
 
-def trainer_logprobs(actor, batch):
-    graphdef, params = nnx.split(actor)
-    logp, ent = jax.jit(lambda p, *a: response_logprobs(nnx.merge(graphdef, p), *a, with_entropy=True))(
-        params, *_args(batch))
-    return np.asarray(logp), np.asarray(ent)
+def trainer_logprobs(model, batch, with_entropy=True):
+    graphdef, params = nnx.split(model, nnx.Param)
+    logp, ent = _trainer_logprobs(graphdef, with_entropy, params, *_args(batch))
+    return np.asarray(logp), (None if ent is None else np.asarray(ent))
+
+
+def trainer_values(model, batch):
+    graphdef, params = nnx.split(model, nnx.Param)
+    return np.asarray(_trainer_values(graphdef, params, *_args(batch)))
+
+
+ROWS = 8  # one batch shape for the forward tests: their compiles are shared
 
 
 # ----------------------------------------------------------------------------- (a) re-derivation
 
 
 def test_response_logprobs_and_entropy_equal_a_full_sequence_rederivation(actor):
-    batch = make_batch(6, seed=0)
+    batch = make_batch(ROWS, seed=0)
     m = batch["response_mask"]
     logp, ent = trainer_logprobs(actor, batch)
     ref_logp, ref_ent = reference_logprobs(actor, batch)
@@ -127,21 +159,18 @@ def test_response_logprobs_and_entropy_equal_a_full_sequence_rederivation(actor)
     # The model is far from uniform and the log-probs vary: a wrong gather would show.
     assert ref_ent[m].max() < 0.8 * np.log(VOCAB) and np.ptp(ref_logp[m]) > 1.0
     # Left padding matters: treating the pads as prompt tokens changes the log-probs.
-    all_valid = dict(batch, prompt_valid=np.ones_like(batch["prompt_valid"]))
-    wrong, _ = trainer_logprobs(actor, all_valid)
+    wrong, _ = trainer_logprobs(actor, dict(batch, prompt_valid=np.ones_like(batch["prompt_valid"])))
     assert np.abs(wrong[m] - ref_logp[m]).max() > 0.1
     # Without entropy: the same log-probs and no entropy.
-    graphdef, params = nnx.split(actor)
-    lp, none = jax.jit(lambda p, *a: response_logprobs(nnx.merge(graphdef, p), *a))(params, *_args(batch))
+    lp, none = trainer_logprobs(actor, batch, with_entropy=False)
     assert none is None
-    np.testing.assert_allclose(np.asarray(lp)[m], logp[m], **TOL)
+    np.testing.assert_allclose(lp[m], logp[m], **TOL)
 
 
 def test_response_values_equal_a_full_sequence_rederivation(critic):
-    batch = make_batch(6, seed=1)
+    batch = make_batch(ROWS, seed=1)
     m = batch["response_mask"]
-    graphdef, params = nnx.split(critic)
-    values = np.asarray(jax.jit(lambda p, *a: response_values(nnx.merge(graphdef, p), *a))(params, *_args(batch)))
+    values = trainer_values(critic, batch)
     ref = reference_values(critic, batch)
     np.testing.assert_allclose(values[m], ref[m], rtol=1e-5, atol=2e-5)
     assert np.isfinite(values).all()
@@ -154,23 +183,21 @@ def test_response_values_equal_a_full_sequence_rederivation(critic):
 
 
 def test_micro_batched_forwards_are_independent_of_the_micro_size(actor, critic):
-    batch = {k: jnp.asarray(v) for k, v in make_batch(8, seed=2).items()}
+    # make_logprob_fn / make_value_fn (the trainer's no-grad passes) over 1, 2, 4 or all 8 rows at
+    # a time give the plain forward's result, rows in place.
+    batch = make_batch(ROWS, seed=2)
+    jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
+    direct_lp, direct_ent = trainer_logprobs(actor, batch)
+    direct_v = trainer_values(critic, batch)
     a_graphdef, a_params = nnx.split(actor, nnx.Param)
     c_graphdef, c_params = nnx.split(critic, nnx.Param)
-    whole_lp, whole_ent = make_logprob_fn(a_graphdef, 8)(a_params, batch)
-    whole_v = make_value_fn(c_graphdef, 8)(c_params, batch)
-    direct_lp, direct_ent = trainer_logprobs(actor, batch)
-    direct_v = jax.jit(lambda p, *a: response_values(nnx.merge(c_graphdef, p), *a))(c_params, *_args(batch))
-    np.testing.assert_allclose(whole_lp, direct_lp, **TOL)
-    np.testing.assert_allclose(whole_ent, direct_ent, **TOL)
-    np.testing.assert_allclose(whole_v, direct_v, **TOL)
-    for micro in (1, 2, 4):
-        lp, ent = make_logprob_fn(a_graphdef, micro)(a_params, batch)
-        np.testing.assert_allclose(lp, whole_lp, **TOL, err_msg=f"micro={micro}")
-        np.testing.assert_allclose(ent, whole_ent, **TOL, err_msg=f"micro={micro}")
-    for micro in (1, 4):
-        v = make_value_fn(c_graphdef, micro)(c_params, batch)
-        np.testing.assert_allclose(v, whole_v, **TOL, err_msg=f"micro={micro}")
+    for micro in (1, 2, ROWS):
+        lp, ent = make_logprob_fn(a_graphdef, micro)(a_params, jbatch)
+        np.testing.assert_allclose(lp, direct_lp, **TOL, err_msg=f"micro={micro}")
+        np.testing.assert_allclose(ent, direct_ent, **TOL, err_msg=f"micro={micro}")
+    for micro in (2, ROWS):
+        v = make_value_fn(c_graphdef, micro)(c_params, jbatch)
+        np.testing.assert_allclose(v, direct_v, **TOL, err_msg=f"micro={micro}")
 
 
 def test_micro_batched_keeps_rows_in_order_and_rejects_a_bad_split():

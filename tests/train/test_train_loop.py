@@ -57,7 +57,7 @@ def test_tempo_batch_mixes_labeled_and_unlabeled(tiny_config):
 
 
 def test_frozen_critic_is_bit_identical_and_actor_moves(tiny_config):
-    trainer = Trainer(tiny_config("tempo", train__critic_lr=0.0))
+    trainer = Trainer(tiny_config("tempo_frozen_critic", train__critic_lr=0.0))
     critic_before = _params(trainer.critic.state)
     trainer.run()
     after = _params(trainer.critic.state)
