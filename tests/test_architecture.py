@@ -18,6 +18,9 @@ ROW = {pkg: i for i, row in enumerate(LAYERS) for pkg in row}
 # Function-local imports allowed only where a heavy optional dependency justifies one: file -> modules.
 LOCAL_IMPORT_OK = {
     "testing/torch_reference.py": ("torch", "transformers"),  # the parity reference needs the torch test extra
+    # loaded only in the grading workers, so the training process stays light
+    # (tests/rewards: test_calling_process_stays_light_and_workers_exit_with_it)
+    "rewards/equivalence.py": ("sympy", "math_verify"),
 }
 # Declarative tables may run longer than MAX_FUNCTION_LINES.
 LONG_TABLES = {("train/config.py", "base_config")}
