@@ -1,4 +1,5 @@
 """Packaging for tempo_jax: TEMPO test-time training on JAX/TPU."""
+
 from setuptools import find_packages, setup
 
 setup(

@@ -10,6 +10,7 @@ construction label.
 
     python benchmarks/grader.py [--workers 2] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,18 @@ FILLER = [
 
 
 def equivalent_forms(a: int) -> list[str]:
-    forms = [f"{a:03d}", f"{a}.0", f"{a} \\text{{ minutes}}", f"\\frac{{{2 * a}}}{{2}}", f"x = {a}",
-             f"\\dfrac{{{3 * a}}}{{3}}", f"{a}\\,", f"\\text{{{a}}}", f"{a}.00", f"\\mathbf{{{a}}}"]
+    forms = [
+        f"{a:03d}",
+        f"{a}.0",
+        f"{a} \\text{{ minutes}}",
+        f"\\frac{{{2 * a}}}{{2}}",
+        f"x = {a}",
+        f"\\dfrac{{{3 * a}}}{{3}}",
+        f"{a}\\,",
+        f"\\text{{{a}}}",
+        f"{a}.00",
+        f"\\mathbf{{{a}}}",
+    ]
     if a >= 100:
         forms.append(f"{a / 100:g} \\times 10^{{2}}")
     if a % 2 == 0:
@@ -55,8 +66,16 @@ def equivalent_forms(a: int) -> list[str]:
 
 def hard_forms(a: int) -> tuple[list[str], list[str]]:
     """Equivalent and wrong spellings that the string stage cannot settle (sympy/math-verify)."""
-    right = [f"\\frac{{{2 * a}}}{{2}}", f"\\dfrac{{{3 * a}}}{{3}}", f"{a - 1} + 1", f"\\sqrt{{{a * a}}}",
-             f"{a / 100:g} \\times 10^{{2}}", f"\\frac{{{4 * a}}}{{4}}", f"2^{{0}} \\cdot {a}", f"{a + 5} - 5"]
+    right = [
+        f"\\frac{{{2 * a}}}{{2}}",
+        f"\\dfrac{{{3 * a}}}{{3}}",
+        f"{a - 1} + 1",
+        f"\\sqrt{{{a * a}}}",
+        f"{a / 100:g} \\times 10^{{2}}",
+        f"\\frac{{{4 * a}}}{{4}}",
+        f"2^{{0}} \\cdot {a}",
+        f"{a + 5} - 5",
+    ]
     wrong = [f"\\frac{{{2 * a + 1}}}{{2}}", f"\\sqrt{{{a * a + 1}}}", f"{a} + 1", f"{a / 10:g}", f"{a}\\pi"]
     return right, wrong
 
@@ -134,8 +153,10 @@ def main() -> None:
         stats = dict(grader.last_call_stats)
         agree = int((got == labels).sum())
         runs.append({"seconds": round(dt, 4), "answers_per_s": round(n / dt, 1), "label_agreement": agree, **stats})
-        print(f"run {r}: {n} answers in {dt:.3f} s = {n / dt:.0f} answers/s "
-              f"({stats['sent_to_workers']} distinct pairs to workers), {agree}/{n} verdicts match labels")
+        print(
+            f"run {r}: {n} answers in {dt:.3f} s = {n / dt:.0f} answers/s "
+            f"({stats['sent_to_workers']} distinct pairs to workers), {agree}/{n} verdicts match labels"
+        )
 
     # Cascade-bound: the same 30 questions, but every boxed answer (5 equivalent, 2 wrong) is
     # written so that only sympy / math-verify can settle it (\\frac{2a}{2}, \\sqrt{a^2}, a-1+1, ...).
@@ -169,10 +190,12 @@ def main() -> None:
         inproc_hard.append(dt)
         inproc_agree += int((got_in_hard == hard_labels).sum())
     inproc_hard_s = statistics.median(inproc_hard)
-    print(f"cascade-bound: {n} answers in {statistics.median(hard):.3f} s = "
-          f"{n / statistics.median(hard):.0f} answers/s ({hard_stats['sent_to_workers']} pairs to workers; "
-          f"cold first call {hard_cold:.2f} s), {hard_agree}/{n * args.repeats} match labels; in-process "
-          f"{n / inproc_hard_s:.0f} answers/s (cold {inproc_cold:.2f} s)")
+    print(
+        f"cascade-bound: {n} answers in {statistics.median(hard):.3f} s = "
+        f"{n / statistics.median(hard):.0f} answers/s ({hard_stats['sent_to_workers']} pairs to workers; "
+        f"cold first call {hard_cold:.2f} s), {hard_agree}/{n * args.repeats} match labels; in-process "
+        f"{n / inproc_hard_s:.0f} answers/s (cold {inproc_cold:.2f} s)"
+    )
 
     # The realistic mix in this process (no pool), for reference.
     t = time.perf_counter()
@@ -186,39 +209,52 @@ def main() -> None:
         "benchmark": "grader throughput, 8 responses x 30 AIME 2024 questions",
         "command": "python benchmarks/grader.py " + " ".join(sys.argv[1:]),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
-        "num_workers": args.workers, "timeout_s": args.timeout, "start_method": grader.pool.start_method,
-        "answers": n, "mix_per_question": {"as_written": 2, "equivalent_rewritten": 3, "wrong": 2, "no_box": 1},
+        "num_workers": args.workers,
+        "timeout_s": args.timeout,
+        "start_method": grader.pool.start_method,
+        "answers": n,
+        "mix_per_question": {"as_written": 2, "equivalent_rewritten": 3, "wrong": 2, "no_box": 1},
         "pool_startup_s": round(startup_s, 3),
         "median_seconds": round(median_s, 4),
         "answers_per_s_median": round(n / median_s, 1),
         "runs": runs,
-        "cascade_bound": {"what": "same questions, every boxed answer needs sympy/math-verify "
-                                  "(5 equivalent + 2 wrong rewritten, 1 no box per question)",
-                          "median_seconds": round(statistics.median(hard), 4),
-                          "answers_per_s_median": round(n / statistics.median(hard), 1),
-                          "runs_seconds": [round(x, 4) for x in hard],
-                          "cold_first_call_seconds": round(hard_cold, 4),
-                          "label_agreement": f"{hard_agree}/{n * args.repeats}", **hard_stats,
-                          "worker_cpu_seconds_per_call": round(worker_cpu / args.repeats, 4)},
-        "inprocess_reference": {"what": "Grader(mode='inprocess'), one process; cascade-bound runs alternate with the pool runs",
-                                "seconds": round(inproc_s, 4), "answers_per_s": round(n / inproc_s, 1),
-                                "label_agreement": int((got_in == labels).sum()),
-                                "cascade_bound_seconds": round(inproc_hard_s, 4),
-                                "cascade_bound_answers_per_s": round(n / inproc_hard_s, 1),
-                                "cascade_bound_cold_first_call_seconds": round(inproc_cold, 4),
-                                "cascade_bound_label_agreement": f"{inproc_agree}/{n * args.repeats}",
-                                "cascade_bound_cpu_seconds_per_call": round(inproc_cpu / args.repeats, 4)},
+        "cascade_bound": {
+            "what": "same questions, every boxed answer needs sympy/math-verify "
+            "(5 equivalent + 2 wrong rewritten, 1 no box per question)",
+            "median_seconds": round(statistics.median(hard), 4),
+            "answers_per_s_median": round(n / statistics.median(hard), 1),
+            "runs_seconds": [round(x, 4) for x in hard],
+            "cold_first_call_seconds": round(hard_cold, 4),
+            "label_agreement": f"{hard_agree}/{n * args.repeats}",
+            **hard_stats,
+            "worker_cpu_seconds_per_call": round(worker_cpu / args.repeats, 4),
+        },
+        "inprocess_reference": {
+            "what": "Grader(mode='inprocess'), one process; cascade-bound runs alternate with the pool runs",
+            "seconds": round(inproc_s, 4),
+            "answers_per_s": round(n / inproc_s, 1),
+            "label_agreement": int((got_in == labels).sum()),
+            "cascade_bound_seconds": round(inproc_hard_s, 4),
+            "cascade_bound_answers_per_s": round(n / inproc_hard_s, 1),
+            "cascade_bound_cold_first_call_seconds": round(inproc_cold, 4),
+            "cascade_bound_label_agreement": f"{inproc_agree}/{n * args.repeats}",
+            "cascade_bound_cpu_seconds_per_call": round(inproc_cpu / args.repeats, 4),
+        },
         "load_average_before_after": [round(x, 2) for x in load_before] + [round(x, 2) for x in os.getloadavg()],
-        "note": ("wall-clock figures on a shared 2-core host: the pool can only beat one process when "
-                 "the second core is free; compare CPU seconds per call for the work itself"),
+        "note": (
+            "wall-clock figures on a shared 2-core host: the pool can only beat one process when "
+            "the second core is free; compare CPU seconds per call for the work itself"
+        ),
         "pool_stats": pool_stats,
     }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"pool start-up {startup_s:.2f} s; median {n / median_s:.0f} answers/s on {args.workers} workers "
-          f"(in-process {n / inproc_s:.0f}); cascade-bound {n / statistics.median(hard):.0f} answers/s "
-          f"(in-process {n / inproc_hard_s:.0f}); wrote {out}")
+    print(
+        f"pool start-up {startup_s:.2f} s; median {n / median_s:.0f} answers/s on {args.workers} workers "
+        f"(in-process {n / inproc_s:.0f}); cascade-bound {n / statistics.median(hard):.0f} answers/s "
+        f"(in-process {n / inproc_hard_s:.0f}); wrote {out}"
+    )
 
 
 if __name__ == "__main__":

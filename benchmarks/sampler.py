@@ -27,6 +27,7 @@ waiter collapses transformers' throughput whenever another process runs (measure
 instead of ~450 at batch 64 under a load average of 4), while passive waiting keeps it near its
 unloaded speed. The load average is recorded with every repeat.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,10 +61,22 @@ from tempo_jax.sampling.methods import Sampling  # noqa: E402
 from tempo_jax.sampling.padding import left_pad  # noqa: E402
 
 PROMPT_LEN = 32
-HF_CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1368, num_hidden_layers=8,
-                 num_attention_heads=8, num_key_value_heads=8, head_dim=64, tie_word_embeddings=True,
-                 max_position_embeddings=4096, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-                 bos_token_id=None, eos_token_id=None, pad_token_id=0)
+HF_CONFIG = dict(
+    vocab_size=32000,
+    hidden_size=512,
+    intermediate_size=1368,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=8,
+    head_dim=64,
+    tie_word_embeddings=True,
+    max_position_embeddings=4096,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=0,
+)
 
 
 def build_model(workdir: str):
@@ -83,8 +96,15 @@ def prompts_for(batch: int, seed: int = 0) -> np.ndarray:
 
 def run_ours(model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
     t0 = time.perf_counter()
-    out = gen.generate(model, prompts.tolist(), max_new_tokens=new_tokens, method=Sampling(temperature=1.0),
-                       stop_ids=(), pad_id=0, rng=jax.random.key(seed))
+    out = gen.generate(
+        model,
+        prompts.tolist(),
+        max_new_tokens=new_tokens,
+        method=Sampling(temperature=1.0),
+        stop_ids=(),
+        pad_id=0,
+        rng=jax.random.key(seed),
+    )
     dt = time.perf_counter() - t0
     assert out.tokens.shape == (len(prompts), new_tokens) and (out.lengths == new_tokens).all()
     return dt
@@ -95,8 +115,17 @@ def run_hf(hf_model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = hf_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
-                                top_k=0, top_p=1.0, max_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0)
+        out = hf_model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=new_tokens,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
     dt = time.perf_counter() - t0
     assert out.shape == (len(prompts), prompts.shape[1] + new_tokens), out.shape
     return dt
@@ -116,14 +145,25 @@ def compare(hf_model, ours, batch: int, new_tokens: int, repeats: int) -> dict:
         ours_s.append(run_ours(ours, prompts, new_tokens, seed=r + 1))
         hf_s.append(run_hf(hf_model, prompts, new_tokens, seed=r + 1))
         loads.append(load())
-        print(f"  batch {batch} repeat {r}: ours {tokens / ours_s[-1]:7.1f} tok/s   transformers "
-              f"{tokens / hf_s[-1]:7.1f} tok/s   (load {loads[-1][0]})", flush=True)
+        print(
+            f"  batch {batch} repeat {r}: ours {tokens / ours_s[-1]:7.1f} tok/s   transformers "
+            f"{tokens / hf_s[-1]:7.1f} tok/s   (load {loads[-1][0]})",
+            flush=True,
+        )
     best_ours, best_hf = tokens / min(ours_s), tokens / min(hf_s)
-    return dict(batch=batch, new_tokens=new_tokens, windows=gen.cache_windows(PROMPT_LEN, new_tokens),
-                ours_tok_s=round(best_ours, 1), transformers_tok_s=round(best_hf, 1),
-                ratio=round(best_ours / best_hf, 3), ours_runs_s=[round(x, 3) for x in ours_s],
-                transformers_runs_s=[round(x, 3) for x in hf_s], ours_first_call_s=round(first, 2),
-                ours_compile_s_est=round(first - min(ours_s), 2), loadavg_per_repeat=loads)
+    return dict(
+        batch=batch,
+        new_tokens=new_tokens,
+        windows=gen.cache_windows(PROMPT_LEN, new_tokens),
+        ours_tok_s=round(best_ours, 1),
+        transformers_tok_s=round(best_hf, 1),
+        ratio=round(best_ours / best_hf, 3),
+        ours_runs_s=[round(x, 3) for x in ours_s],
+        transformers_runs_s=[round(x, 3) for x in hf_s],
+        ours_first_call_s=round(first, 2),
+        ours_compile_s_est=round(first - min(ours_s), 2),
+        loadavg_per_repeat=loads,
+    )
 
 
 def length_scan(ours, batch: int, lengths: list[int], repeats: int, peak_gb_s: float) -> dict:
@@ -133,11 +173,23 @@ def length_scan(ours, batch: int, lengths: list[int], repeats: int, peak_gb_s: f
         first = run_ours(ours, prompts, n, seed=0)
         times = [run_ours(ours, prompts, n, seed=r + 1) for r in range(max(1, repeats if n <= 256 else repeats - 1))]
         best = min(times)
-        rows.append(dict(new_tokens=n, tok_s=round(batch * n / best, 1), ms_per_token=round(1e3 * best / (batch * n), 4),
-                         windows=gen.cache_windows(PROMPT_LEN, n), runs_s=[round(t, 3) for t in times],
-                         first_call_s=round(first, 2), compile_s_est=round(first - best, 2), loadavg=load()))
-        print(f"  batch {batch}, {n} new tokens: {rows[-1]['tok_s']} tok/s ({rows[-1]['ms_per_token']} ms/token, "
-              f"windows {rows[-1]['windows']}, compile ~{rows[-1]['compile_s_est']} s)", flush=True)
+        rows.append(
+            dict(
+                new_tokens=n,
+                tok_s=round(batch * n / best, 1),
+                ms_per_token=round(1e3 * best / (batch * n), 4),
+                windows=gen.cache_windows(PROMPT_LEN, n),
+                runs_s=[round(t, 3) for t in times],
+                first_call_s=round(first, 2),
+                compile_s_est=round(first - best, 2),
+                loadavg=load(),
+            )
+        )
+        print(
+            f"  batch {batch}, {n} new tokens: {rows[-1]['tok_s']} tok/s ({rows[-1]['ms_per_token']} ms/token, "
+            f"windows {rows[-1]['windows']}, compile ~{rows[-1]['compile_s_est']} s)",
+            flush=True,
+        )
     base = rows[0]["ms_per_token"]
     for r in rows:
         r["cost_per_token_vs_first"] = round(r["ms_per_token"] / base, 3)
@@ -147,11 +199,13 @@ def length_scan(ours, batch: int, lengths: list[int], repeats: int, peak_gb_s: f
     if len(rows) >= 2:
         out["bandwidth_model"] = bandwidth_model(ours.cfg, rows, peak_gb_s)
         m = out["bandwidth_model"]
-        print(f"  batch {batch}: cost per token {m['ms_per_token_without_attention']} ms + "
-              f"{m['us_per_token_per_slot_read']} us x slots read (KV streamed at {m['kv_stream_gb_s']} GB/s, "
-              f"{m['kv_stream_fraction_of_peak']:.0%} of the measured {peak_gb_s} GB/s); an ideal sampler with the "
-              f"same non-attention cost reading only the filled slots at peak: {m['ideal_ratio_last_vs_first']}x",
-              flush=True)
+        print(
+            f"  batch {batch}: cost per token {m['ms_per_token_without_attention']} ms + "
+            f"{m['us_per_token_per_slot_read']} us x slots read (KV streamed at {m['kv_stream_gb_s']} GB/s, "
+            f"{m['kv_stream_fraction_of_peak']:.0%} of the measured {peak_gb_s} GB/s); an ideal sampler with the "
+            f"same non-attention cost reading only the filled slots at peak: {m['ideal_ratio_last_vs_first']}x",
+            flush=True,
+        )
     return out
 
 
@@ -175,13 +229,18 @@ def bandwidth_model(cfg, rows: list[dict], peak_gb_s: float) -> dict:
     kv_bytes = cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim * 4  # fp32 K and V of one slot
     stream = kv_bytes / (float(slope) * 1e-3) / 1e9
     ideal_ms = [float(const) + kv_bytes * r["mean_context"] / (peak_gb_s * 1e9) * 1e3 for r in (rows[0], rows[-1])]
-    residual = max(abs(float(const) + float(slope) * r["mean_slots_read"] - r["ms_per_token"]) / r["ms_per_token"]
-                   for r in rows)
-    return dict(ms_per_token_without_attention=round(float(const), 4),
-                us_per_token_per_slot_read=round(1e3 * float(slope), 4), kv_bytes_per_slot=kv_bytes,
-                kv_stream_gb_s=round(stream, 1), kv_stream_fraction_of_peak=round(stream / peak_gb_s, 3),
-                max_relative_fit_residual=round(residual, 3),
-                ideal_ratio_last_vs_first=round(ideal_ms[1] / ideal_ms[0], 3))
+    residual = max(
+        abs(float(const) + float(slope) * r["mean_slots_read"] - r["ms_per_token"]) / r["ms_per_token"] for r in rows
+    )
+    return dict(
+        ms_per_token_without_attention=round(float(const), 4),
+        us_per_token_per_slot_read=round(1e3 * float(slope), 4),
+        kv_bytes_per_slot=kv_bytes,
+        kv_stream_gb_s=round(stream, 1),
+        kv_stream_fraction_of_peak=round(stream / peak_gb_s, 3),
+        max_relative_fit_residual=round(residual, 3),
+        ideal_ratio_last_vs_first=round(ideal_ms[1] / ideal_ms[0], 3),
+    )
 
 
 def peak_read_bandwidth(gib: float = 0.5) -> float:
@@ -244,7 +303,7 @@ def profile(ours, batch: int, new_tokens: int, inner: int = 16) -> dict:
         def body(i, c):
             h, acc = c
             logits = model.logits_from_hidden(h)
-            return h + 1e-6 * logits[:, :h.shape[1]], acc + logits[:, 0]
+            return h + 1e-6 * logits[:, : h.shape[1]], acc + logits[:, 0]
 
         return jax.lax.fori_loop(0, inner, body, (h, jnp.zeros((batch,))))
 
@@ -277,15 +336,23 @@ def profile(ours, batch: int, new_tokens: int, inner: int = 16) -> dict:
         h = jax.random.normal(key, (batch, cfg.hidden_size))
         logits = jax.random.normal(key, (batch, cfg.vocab_size)) * 3
         q = jax.random.normal(key, (batch, 1, cfg.num_heads, cfg.head_dim))
-        ms = {name: 1e3 * _bench(fn, *args) / inner for name, fn, args in (
-            ("step", step_full, (state, cache, tok)), ("backbone", backbone, (state, cache, tok)),
-            ("lm_head", lm_head, (state, h)), ("sampling", sampling, (logits,)), ("attention", attention, (q, cache)))}
+        ms = {
+            name: 1e3 * _bench(fn, *args) / inner
+            for name, fn, args in (
+                ("step", step_full, (state, cache, tok)),
+                ("backbone", backbone, (state, cache, tok)),
+                ("lm_head", lm_head, (state, h)),
+                ("sampling", sampling, (logits,)),
+                ("attention", attention, (q, cache)),
+            )
+        }
         ms["layer_matmuls_norms_rope"] = ms["backbone"] - ms["attention"]
         ms["other"] = ms["step"] - ms["backbone"] - ms["lm_head"] - ms["sampling"]
         per_window.append(dict(window=window, steps=n_steps, ms={k: round(v, 2) for k, v in ms.items()}))
     total_steps = sum(steps)
-    weighted = {k: round(sum(w["ms"][k] * w["steps"] for w in per_window) / total_steps, 2)
-                for k in per_window[0]["ms"]}
+    weighted = {
+        k: round(sum(w["ms"][k] * w["steps"] for w in per_window) / total_steps, 2) for k in per_window[0]["ms"]
+    }
 
     # Phases of a real call (blocking between them).
     prompts = prompts_for(batch)
@@ -295,8 +362,9 @@ def profile(ours, batch: int, new_tokens: int, inner: int = 16) -> dict:
     for attempt in range(3):
         rng = jax.random.key(attempt)
         t0 = time.perf_counter()
-        carry = gen.prefill(graphdef, state, tokens, valid, windows[0], None, None, 1, new_tokens, method, (), 0,
-                            False, rng)
+        carry = gen.prefill(
+            graphdef, state, tokens, valid, windows[0], None, None, 1, new_tokens, method, (), 0, False, rng
+        )
         jax.block_until_ready(carry)
         row = dict(prefill_ms=round(1e3 * (time.perf_counter() - t0), 1), segments=[])
         start = 1
@@ -309,17 +377,30 @@ def profile(ours, batch: int, new_tokens: int, inner: int = 16) -> dict:
             carry = gen.decode(graphdef, state, carry, jnp.asarray(end, jnp.int32), rng, method, (), 0)
             jax.block_until_ready(carry)
             t3 = time.perf_counter()
-            row["segments"].append(dict(window=window, steps=end - start, resize_ms=round(1e3 * (t2 - t1), 1),
-                                        ms_per_step=round(1e3 * (t3 - t2) / max(end - start, 1), 2)))
+            row["segments"].append(
+                dict(
+                    window=window,
+                    steps=end - start,
+                    resize_ms=round(1e3 * (t2 - t1), 1),
+                    ms_per_step=round(1e3 * (t3 - t2) / max(end - start, 1), 2),
+                )
+            )
             start = end
         row["total_s"] = round(time.perf_counter() - t0, 3)
         phases.append(row)
     best = min(phases, key=lambda r: r["total_s"])
     decode_ms = sum(s["ms_per_step"] * s["steps"] for s in best["segments"])
-    return dict(batch=batch, new_tokens=new_tokens, per_window_ms=per_window, weighted_ms_per_step=weighted,
-                real_call=best, real_call_share=dict(
-                    prefill=round(best["prefill_ms"] / (1e3 * best["total_s"]), 3),
-                    decode=round(decode_ms / (1e3 * best["total_s"]), 3)))
+    return dict(
+        batch=batch,
+        new_tokens=new_tokens,
+        per_window_ms=per_window,
+        weighted_ms_per_step=weighted,
+        real_call=best,
+        real_call_share=dict(
+            prefill=round(best["prefill_ms"] / (1e3 * best["total_s"]), 3),
+            decode=round(decode_ms / (1e3 * best["total_s"]), 3),
+        ),
+    )
 
 
 def host_info() -> dict:
@@ -330,15 +411,28 @@ def host_info() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return dict(cpu=cpu, cpus=os.cpu_count(), memory_gib=round(mem / 2**30, 1), machine=platform.machine(),
-                python=platform.python_version(), torch_threads=torch.get_num_threads())
+    return dict(
+        cpu=cpu,
+        cpus=os.cpu_count(),
+        memory_gib=round(mem / 2**30, 1),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        torch_threads=torch.get_num_threads(),
+    )
 
 
 def versions() -> dict:
     import flax
     import jaxlib
-    return dict(jax=jax.__version__, jaxlib=jaxlib.__version__, flax=flax.__version__, torch=torch.__version__,
-                transformers=transformers.__version__, numpy=np.__version__)
+
+    return dict(
+        jax=jax.__version__,
+        jaxlib=jaxlib.__version__,
+        flax=flax.__version__,
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        numpy=np.__version__,
+    )
 
 
 def main(argv=None) -> dict:
@@ -354,41 +448,63 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sampler.json"))
     args = parser.parse_args(argv)
 
-    result = dict(benchmark="sampler: tempo_jax generate vs transformers generate, identical weights",
-                  command="python benchmarks/sampler.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  date=datetime.datetime.now().isoformat(timespec="seconds"), host=host_info(), versions=versions(),
-                  xla_flags=os.environ.get("XLA_FLAGS", ""), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"),
-                  loadavg_start=load())
+    result = dict(
+        benchmark="sampler: tempo_jax generate vs transformers generate, identical weights",
+        command="python benchmarks/sampler.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        host=host_info(),
+        versions=versions(),
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"),
+        loadavg_start=load(),
+    )
     with tempfile.TemporaryDirectory() as workdir:
         hf_model, ours = build_model(workdir)
         n_params = sum(p.numel() for p in hf_model.parameters())
         assert n_params == ours.cfg.num_params(), (n_params, ours.cfg.num_params())
-        print(f"model: Qwen3-style, {n_params:,} parameters ({n_params / 1e6:.1f}M), fp32; "
-              f"{PROMPT_LEN} prompt tokens, T=1.0, EOS disabled", flush=True)
-        result["model"] = dict(HF_CONFIG, parameters=n_params, dtype="float32", prompt_len=PROMPT_LEN,
-                               sampling="temperature 1.0, no top-k/top-p, EOS disabled")
+        print(
+            f"model: Qwen3-style, {n_params:,} parameters ({n_params / 1e6:.1f}M), fp32; "
+            f"{PROMPT_LEN} prompt tokens, T=1.0, EOS disabled",
+            flush=True,
+        )
+        result["model"] = dict(
+            HF_CONFIG,
+            parameters=n_params,
+            dtype="float32",
+            prompt_len=PROMPT_LEN,
+            sampling="temperature 1.0, no top-k/top-p, EOS disabled",
+        )
         result["comparison"] = []
         for batch in args.batches:
             print(f"batch {batch}, {args.new_tokens} new tokens:", flush=True)
             row = compare(hf_model, ours, batch, args.new_tokens, args.repeats)
             result["comparison"].append(row)
-            print(f"  => ours {row['ours_tok_s']} tok/s, transformers {row['transformers_tok_s']} tok/s, ratio "
-                  f"{row['ratio']}x (ours: first call {row['ours_first_call_s']} s, compile ~{row['ours_compile_s_est']} s)",
-                  flush=True)
+            print(
+                f"  => ours {row['ours_tok_s']} tok/s, transformers {row['transformers_tok_s']} tok/s, ratio "
+                f"{row['ratio']}x (ours: first call {row['ours_first_call_s']} s, "
+                f"compile ~{row['ours_compile_s_est']} s)",
+                flush=True,
+            )
         del hf_model
         result["peak_read_gb_s"] = peak_read_bandwidth()
         print(f"peak read bandwidth (jitted sum over 0.5 GiB): {result['peak_read_gb_s']} GB/s", flush=True)
-        result["length_scan"] = [length_scan(ours, b, args.lengths, args.repeats, result["peak_read_gb_s"])
-                                 for b in args.length_batches]
+        result["length_scan"] = [
+            length_scan(ours, b, args.lengths, args.repeats, result["peak_read_gb_s"]) for b in args.length_batches
+        ]
         if not args.no_profile:
             print(f"profile at batch {args.profile_batch}, {args.new_tokens} new tokens:", flush=True)
             prof = profile(ours, args.profile_batch, args.new_tokens)
             result["profile"] = prof
             w = prof["weighted_ms_per_step"]
-            print("  per decode step (ms, weighted over the windows): " + ", ".join(f"{k} {v}" for k, v in w.items()),
-                  flush=True)
-            print(f"  real call: prefill {prof['real_call']['prefill_ms']} ms, segments "
-                  f"{prof['real_call']['segments']}, total {prof['real_call']['total_s']} s", flush=True)
+            print(
+                "  per decode step (ms, weighted over the windows): " + ", ".join(f"{k} {v}" for k, v in w.items()),
+                flush=True,
+            )
+            print(
+                f"  real call: prefill {prof['real_call']['prefill_ms']} ms, segments "
+                f"{prof['real_call']['segments']}, total {prof['real_call']['total_s']} s",
+                flush=True,
+            )
     result["loadavg_end"] = load()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:

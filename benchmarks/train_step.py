@@ -3,11 +3,13 @@
 Batch: 64 rollouts x (32 prompt + 128 response) tokens, one optimizer step per update (the
 ENV_NOTES Tunix reference shape), fp32. Useful FLOPs are counted analytically: 6 x params x
 tokens for the matmuls of forward+backward plus 12 x layers x hidden x tokens x context for
-attention (the critic has no LM-head matmul) (scores and values, forward+backward), over the whole prompt+response sequence.
+attention (the critic has no LM-head matmul) (scores and values, forward+backward), over the
+whole prompt+response sequence.
 The machine's fp32 matmul peak is measured in the same run (2048^2 jnp.dot).
 
     python benchmarks/train_step.py [--rows 64] [--repeats 3] [--micro-tokens 8192]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +32,19 @@ from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.state import create_train_state
 from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, UpdateSpec, make_e_step, make_m_step
 
-MODEL = dict(model_type="qwen3", vocab_size=32000, hidden_size=512, intermediate_size=1368, num_layers=8, num_heads=8,
-             num_kv_heads=8, head_dim=64, rope=RopeConfig(theta=1e6), qk_norm="head", tie_word_embeddings=True)
+MODEL = dict(
+    model_type="qwen3",
+    vocab_size=32000,
+    hidden_size=512,
+    intermediate_size=1368,
+    num_layers=8,
+    num_heads=8,
+    num_kv_heads=8,
+    head_dim=64,
+    rope=RopeConfig(theta=1e6),
+    qk_norm="head",
+    tie_word_embeddings=True,
+)
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
@@ -43,7 +56,7 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
         t0 = time.perf_counter()
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best
+    return 2 * size**3 / best
 
 
 def useful_flops(cfg: ModelConfig, rows: int, seq: int, lm_head: bool) -> float:
@@ -69,26 +82,40 @@ def main() -> None:
     critic = critic_from_actor(actor)
     rows, plen, tlen = args.rows, args.prompt, args.response
     rng = np.random.default_rng(0)
-    batch = dict(prompt_tokens=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, plen)), jnp.int32),
-                 prompt_valid=jnp.ones((rows, plen), bool),
-                 response_tokens=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, tlen)), jnp.int32),
-                 response_mask=jnp.ones((rows, tlen), bool))
+    batch = dict(
+        prompt_tokens=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, plen)), jnp.int32),
+        prompt_valid=jnp.ones((rows, plen), bool),
+        response_tokens=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, tlen)), jnp.int32),
+        response_mask=jnp.ones((rows, tlen), bool),
+    )
     values = jnp.asarray(rng.normal(size=(rows, tlen)) * 0.1, jnp.float32)
     labeled = jnp.asarray(np.arange(rows) % 2 == 0)
     scores = jnp.asarray(rng.choice([-1.0, 1.0], rows), jnp.float32)
     adv = em_token(scores, values, batch["response_mask"], labeled)
-    batch.update(old_logprobs=jnp.full((rows, tlen), -10.0), advantages=adv.advantages, values=values,
-                 returns=adv.returns, is_labeled=labeled)
+    batch.update(
+        old_logprobs=jnp.full((rows, tlen), -10.0),
+        advantages=adv.advantages,
+        values=values,
+        returns=adv.returns,
+        is_labeled=labeled,
+    )
     micro = max(1, min(rows, args.micro_tokens // (plen + tlen)))
     while rows % micro:
         micro -= 1
     spec = UpdateSpec(mini_batch_rows=rows, micro_rows=micro, shuffle=False)
-    results = {"command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__},
-               "model_params": cfg.num_params(), "rows": rows, "seq": plen + tlen, "micro_rows": micro}
+    results = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__},
+        "model_params": cfg.num_params(),
+        "rows": rows,
+        "seq": plen + tlen,
+        "micro_rows": micro,
+    }
     peak_before = matmul_peak()
-    for name, make, model, keys in (("m_step", make_m_step, actor, ACTOR_KEYS), ("e_step", make_e_step, critic,
-                                                                                   CRITIC_KEYS)):
+    for name, make, model, keys in (
+        ("m_step", make_m_step, actor, ACTOR_KEYS),
+        ("e_step", make_e_step, critic, CRITIC_KEYS),
+    ):
         tx = make_optimizer(1e-6)
         graphdef, state = create_train_state(model, tx)
         extra = dict(clip_low=3e-4, clip_high=5e-4) if name == "m_step" else dict(cliprange_value=0.1)
@@ -106,9 +133,13 @@ def main() -> None:
             jax.block_until_ready(summary)
             times.append(time.perf_counter() - t0)
         best = min(times)
-        results[name] = {"seconds": best, "all_seconds": times, "first_call_seconds": compile_s,
-                         "tokens_per_s": rows * (plen + tlen) / best, "gflops": flops / best / 1e9,
-                         }
+        results[name] = {
+            "seconds": best,
+            "all_seconds": times,
+            "first_call_seconds": compile_s,
+            "tokens_per_s": rows * (plen + tlen) / best,
+            "gflops": flops / best / 1e9,
+        }
     # The peak is measured before and after the updates and the larger kept: one measurement
     # under a passing load halves it (seen here), which would inflate the fractions.
     peak = max(peak_before, matmul_peak())
@@ -116,8 +147,10 @@ def main() -> None:
     for name in ("m_step", "e_step"):
         r = results[name]
         r["fraction_of_peak"] = r["gflops"] * 1e9 / peak
-        print(f"{name}: {r['seconds']:.2f} s/update, {r['tokens_per_s']:.0f} tok/s, {r['gflops']:.1f} GFLOP/s = "
-              f"{r['fraction_of_peak']:.0%} of the measured {peak / 1e9:.0f} GFLOP/s fp32 matmul peak")
+        print(
+            f"{name}: {r['seconds']:.2f} s/update, {r['tokens_per_s']:.0f} tok/s, {r['gflops']:.1f} GFLOP/s = "
+            f"{r['fraction_of_peak']:.0%} of the measured {peak / 1e9:.0f} GFLOP/s fp32 matmul peak"
+        )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=2)

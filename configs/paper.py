@@ -14,6 +14,7 @@ Checkpoint and data paths are placeholders: override them on the command line, e
 ``--config.model.actor_hf=/mnt/models/Qwen3-14B --config.run_dir=gs://bucket/runs/q14``.
 ``model.preset`` is the architecture ``tempo-jax plan`` compiles (no weights needed).
 """
+
 from tempo_jax.train.config import RecipeError, recipe
 
 SEQ = 2048 + 16384  # max prompt + max response tokens
@@ -21,12 +22,39 @@ SEQ = 2048 + 16384  # max prompt + max response tokens
 # model key -> (preset, HF placeholder, template, TEMPO/PPO batch/mini (prompts), where the TEMPO
 #               critic comes from, TTRL/EMPO batch/mini, prompts per sampler call)
 MODELS = {
-    "qwen3_14b": dict(preset="Qwen3-14B", hf="/path/to/Qwen3-14B", template="qwen3", batch=128, mini=32,
-                      critic="init_from", ttt_batch=256, ttt_mini=32, ppg=32),
-    "olmo3_7b": dict(preset="OLMo-3-7B", hf="/path/to/Olmo-3-1025-7B", template="olmo", batch=256, mini=64,
-                     critic="critic_hf", ttt_batch=256, ttt_mini=32, ppg=8),
-    "qwen3_8b": dict(preset="Qwen3-8B", hf="/path/to/Qwen3-8B", template="qwen3", batch=256, mini=64,
-                     critic="init_from", ttt_batch=16, ttt_mini=16, ppg=32),
+    "qwen3_14b": dict(
+        preset="Qwen3-14B",
+        hf="/path/to/Qwen3-14B",
+        template="qwen3",
+        batch=128,
+        mini=32,
+        critic="init_from",
+        ttt_batch=256,
+        ttt_mini=32,
+        ppg=32,
+    ),
+    "olmo3_7b": dict(
+        preset="OLMo-3-7B",
+        hf="/path/to/Olmo-3-1025-7B",
+        template="olmo",
+        batch=256,
+        mini=64,
+        critic="critic_hf",
+        ttt_batch=256,
+        ttt_mini=32,
+        ppg=8,
+    ),
+    "qwen3_8b": dict(
+        preset="Qwen3-8B",
+        hf="/path/to/Qwen3-8B",
+        template="qwen3",
+        batch=256,
+        mini=64,
+        critic="init_from",
+        ttt_batch=16,
+        ttt_mini=16,
+        ppg=32,
+    ),
 }
 METHODS = ("tempo", "tempo_frozen_critic", "ttrl", "empo", "zero_rl_ppo")
 TEMPO_CRITIC_LR = 1e-6  # the E-step's critic lr (the reference's Qwen3-14B script, TEMPO_SPEC §2 / §5.1)
@@ -37,8 +65,10 @@ ROLLOUT_MESH = (-1, 1, 4)  # sampler: weights replicated over data, split over t
 MICRO_ROWS = 8  # one 18k-token sequence per FSDP shard per micro-batch on v5p-64
 ATTENTION_CHUNK = 1024  # queries per attention block: E/M-step temporaries 58 -> 25 GiB per chip (Qwen3-8B)
 
-USAGE = (f"write --config=configs/paper.py:<model>,<method> with model one of {', '.join(MODELS)} "
-         f"and method one of {', '.join(METHODS)}")
+USAGE = (
+    f"write --config=configs/paper.py:<model>,<method> with model one of {', '.join(MODELS)} "
+    f"and method one of {', '.join(METHODS)}"
+)
 
 
 def paper(model: str, method: str, **changes):
@@ -54,23 +84,48 @@ def paper(model: str, method: str, **changes):
     base = dict(
         seed=1,
         run_dir=f"runs/{method}_{model}_aime",
-        model__actor_hf=m["hf"], model__preset=m["preset"], model__param_dtype="float32", model__dtype="bfloat16",
-        model__remat=True, model__scan_layers=True, model__attention_chunk=ATTENTION_CHUNK,
-        data__labeled="math_train", data__unlabeled="aime24", data__template=m["template"],
+        model__actor_hf=m["hf"],
+        model__preset=m["preset"],
+        model__param_dtype="float32",
+        model__dtype="bfloat16",
+        model__remat=True,
+        model__scan_layers=True,
+        model__attention_chunk=ATTENTION_CHUNK,
+        data__labeled="math_train",
+        data__unlabeled="aime24",
+        data__template=m["template"],
         data__max_prompt_tokens=2048,
-        rollout__n=8, rollout__max_new_tokens=16384, rollout__temperature=1.0, rollout__top_p=1.0,
-        rollout__top_k=-1, rollout__prompts_per_generate=min(m["ppg"], batch),
-        algo__policy_loss="gspo", algo__policy_options__clip_low=3e-4, algo__policy_options__clip_high=5e-4,
-        algo__policy_options__agg="seq-mean-token-mean", algo__policy_options__entropy_coef=0.0,
-        algo__value_options__cliprange_value=0.1, algo__max_num_gen_batches=10,
-        train__total_steps=20480, train__train_batch_size=batch,
-        train__ppo_mini_batch_size=m["ttt_mini"] if ttt else m["mini"], train__ppo_epochs=1,
+        rollout__n=8,
+        rollout__max_new_tokens=16384,
+        rollout__temperature=1.0,
+        rollout__top_p=1.0,
+        rollout__top_k=-1,
+        rollout__prompts_per_generate=min(m["ppg"], batch),
+        algo__policy_loss="gspo",
+        algo__policy_options__clip_low=3e-4,
+        algo__policy_options__clip_high=5e-4,
+        algo__policy_options__agg="seq-mean-token-mean",
+        algo__policy_options__entropy_coef=0.0,
+        algo__value_options__cliprange_value=0.1,
+        algo__max_num_gen_batches=10,
+        train__total_steps=20480,
+        train__train_batch_size=batch,
+        train__ppo_mini_batch_size=m["ttt_mini"] if ttt else m["mini"],
+        train__ppo_epochs=1,
         train__micro_batch_tokens=MICRO_ROWS * SEQ,
-        train__actor_lr=1e-6, train__actor_weight_decay=0.0, train__actor_grad_clip=1.0,
-        train__critic_weight_decay=0.01, train__critic_grad_clip=1.0,
+        train__actor_lr=1e-6,
+        train__actor_weight_decay=0.0,
+        train__actor_grad_clip=1.0,
+        train__critic_weight_decay=0.01,
+        train__critic_grad_clip=1.0,
         checkpoint__save_every=32,
-        eval__test_freq=4, eval__datasets="aime24,aime25", eval__n=16, eval__before_train=True,
-        mesh__shape=MESH, mesh__rollout_shape=ROLLOUT_MESH, mesh__topology=TOPOLOGY,
+        eval__test_freq=4,
+        eval__datasets="aime24,aime25",
+        eval__n=16,
+        eval__before_train=True,
+        mesh__shape=MESH,
+        mesh__rollout_shape=ROLLOUT_MESH,
+        mesh__topology=TOPOLOGY,
     )
     if tempo:  # E-step with lr 1e-6; tempo_frozen_critic: lr 0 (the OLMo / Qwen3-8B scripts' setting)
         base["train__critic_lr"] = TEMPO_CRITIC_LR if method == "tempo" else 0.0

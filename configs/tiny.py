@@ -8,6 +8,7 @@ A random 2-layer model and toy a+b problems, created on first use under runs/tin
 (tempo_jax/train/tiny.py); 3 short steps, a checkpoint every step. E.g.
 ``tempo-jax train --config=configs/tiny.py:tempo --config.train.total_steps=10``.
 """
+
 from tempo_jax.train.config import METHODS, RecipeError
 from tempo_jax.train.tiny import tiny_recipe
 
@@ -16,8 +17,10 @@ VARIANTS = {
     "em": dict(algo__adv_estimator="em"),
 }
 TEMPO_METHODS = ("tempo", "tempo_frozen_critic")
-USAGE = (f"write --config=configs/tiny.py:<method>[,<variant>] with method one of {', '.join(METHODS)} "
-         f"and variant one of {', '.join(VARIANTS)} (for {' or '.join(TEMPO_METHODS)})")
+USAGE = (
+    f"write --config=configs/tiny.py:<method>[,<variant>] with method one of {', '.join(METHODS)} "
+    f"and variant one of {', '.join(VARIANTS)} (for {' or '.join(TEMPO_METHODS)})"
+)
 
 
 def tiny(method: str, variant: str = "", **changes):

@@ -1,4 +1,5 @@
 """`tempo-jax train | eval | demo | convert | plot | plan` — the command-line entry point."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,19 +8,19 @@ import os
 import sys
 import traceback
 
+import jax
+
+from tempo_jax.data.templates import load_tokenizer
+from tempo_jax.demo import run_demo
 from tempo_jax.errors import UserError
+from tempo_jax.eval.model_eval import eval_main, evaluate_model
+from tempo_jax.eval.plots import plot_run
+from tempo_jax.models.hf_io import from_hf, to_hf
+from tempo_jax.plan.planner import plan_main
 from tempo_jax.train.config import load_config
 from tempo_jax.train.loop import Trainer
-from tempo_jax.eval.model_eval import eval_main, evaluate_model
-from tempo_jax.models.hf_io import from_hf, to_hf
-from tempo_jax.demo import run_demo
-from tempo_jax.eval.plots import plot_run
-import jax
+from tempo_jax.train.run_files import load_from_run, read_run_config
 from tempo_jax.train.stream import run_template
-from tempo_jax.train.run_files import read_run_config
-from tempo_jax.data.templates import load_tokenizer
-from tempo_jax.train.run_files import load_from_run
-from tempo_jax.plan.planner import plan_main
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -32,32 +33,39 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    settings = dict(n=args.n, max_new_tokens=args.max_new_tokens, limit=args.limit or None,
-                    data_dir=args.data_dir or None, template=args.template, seed=args.seed)
+    settings = dict(
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit or None,
+        data_dir=args.data_dir or None,
+        template=args.template,
+        seed=args.seed,
+    )
     datasets = args.datasets
     if args.config:  # the recipe supplies datasets, sampling length, template and run directory
-
         cfg = load_config(args.config, overrides)
         datasets = datasets or cfg.eval.datasets or cfg.data.unlabeled
-        settings.update(max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
-                        template=run_template(cfg), data_dir=cfg.data.data_dir or None,
-                        max_prompt_tokens=cfg.data.max_prompt_tokens)
+        settings.update(
+            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+            template=run_template(cfg),
+            data_dir=cfg.data.data_dir or None,
+            max_prompt_tokens=cfg.data.max_prompt_tokens,
+        )
         if not (args.hf or args.checkpoint):
             args.checkpoint = cfg.run_dir
     names = [d for d in (datasets or "aime24").split(",") if d]
     if args.checkpoint and not args.config and args.template is None:  # prompt as the run was trained
-
         run_cfg = read_run_config(args.checkpoint)
         settings.update(template=run_template(run_cfg), max_prompt_tokens=run_cfg.data.max_prompt_tokens)
     settings["template"] = settings["template"] or "qwen3"
     if args.checkpoint:
-
         actor, critic = load_from_run(args.checkpoint, need_critic=True, critic_if_missing=False)
         tokenizer = load_tokenizer(args.tokenizer or os.path.join(args.checkpoint, "tokenizer"))
         evaluate_model(actor, tokenizer, names, out_dir=args.out, critic=critic, **settings)
     elif args.hf:
-        eval_main(args.hf, names, args.out, critic_dir=args.critic or None, tokenizer_path=args.tokenizer or None,
-                  **settings)
+        eval_main(
+            args.hf, names, args.out, critic_dir=args.critic or None, tokenizer_path=args.tokenizer or None, **settings
+        )
     else:
         raise SystemExit("tempo-jax eval: give --hf DIR, --checkpoint RUN_DIR or --config RECIPE")
     print(f"results: {os.path.join(args.out, 'results.md')}")
@@ -72,16 +80,24 @@ def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
-    run_demo(out_dir=args.out, quick=args.quick, overrides=overrides, seed=args.seed, seeds=args.seeds,
-             diagnose_only=args.diagnose)
+    run_demo(
+        out_dir=args.out,
+        quick=args.quick,
+        overrides=overrides,
+        seed=args.seed,
+        seeds=args.seeds,
+        diagnose_only=args.diagnose,
+    )
     return 0
 
 
 def _plot(args: argparse.Namespace, overrides: list[str]) -> int:
     paths = plot_run(args.run_dir, args.out or None)
     if not paths:
-        raise UserError(f"{args.run_dir}: its metrics hold no periodic evaluation (eval/<dataset>/avg@16, pass@8) "
-                        "and no critic AUROC to plot; train with eval.test_freq > 0")
+        raise UserError(
+            f"{args.run_dir}: its metrics hold no periodic evaluation (eval/<dataset>/avg@16, pass@8) "
+            "and no critic AUROC to plot; train with eval.test_freq > 0"
+        )
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -99,15 +115,25 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempo-jax", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log progress and show the traceback of an error (anywhere on the line)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress and show the traceback of an error (anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train with a recipe: tempo-jax train --config=configs/<file>.py[:<config "
-                                     "string>] [--config.section.key=value ...] [--resume]")
-    p.add_argument("--config", required=True,
-                   help="a recipe file, with its config string after a colon (ml_collections config_flags style): "
-                        "configs/paper.py:<model>,<method> or configs/tiny.py:<method>")
+    p = sub.add_parser(
+        "train",
+        help="train with a recipe: tempo-jax train --config=configs/<file>.py[:<config "
+        "string>] [--config.section.key=value ...] [--resume]",
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        help="a recipe file, with its config string after a colon (ml_collections config_flags style): "
+        "configs/paper.py:<model>,<method> or configs/tiny.py:<method>",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of run_dir")
     p.set_defaults(fn=_train)
 
@@ -121,10 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=16, help="samples per question (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="per sample (default: %(default)s)")
     p.add_argument("--limit", type=int, default=0, help="first N questions of each dataset (default: all)")
-    p.add_argument("--data-dir", default="", help="where named datasets live (default: $TEMPO_JAX_DATA_DIR "
-                                                   "or ../shared/data)")
-    p.add_argument("--template", default=None,
-                   help="prompt template (default: the run's own with --checkpoint, else qwen3)")
+    p.add_argument(
+        "--data-dir", default="", help="where named datasets live (default: $TEMPO_JAX_DATA_DIR or ../shared/data)"
+    )
+    p.add_argument(
+        "--template", default=None, help="prompt template (default: the run's own with --checkpoint, else qwen3)"
+    )
     p.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.set_defaults(fn=_eval)
@@ -138,12 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the CPU demo: TEMPO vs baselines on a synthetic task")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a CI-sized version (minutes)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of everything random: task data, model init, SFT order, sampling (default 0)")
-    p.add_argument("--seeds", type=_positive_int, default=1,
-                   help="run seeds SEED .. SEED+K-1 and report means with paired standard errors (default 1)")
-    p.add_argument("--diagnose", action="store_true",
-                   help="stages 0-1 only: can the critic rank answers better than majority voting?")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of everything random: task data, model init, SFT order, sampling (default 0)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=1,
+        help="run seeds SEED .. SEED+K-1 and report means with paired standard errors (default 1)",
+    )
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="stages 0-1 only: can the critic rank answers better than majority voting?",
+    )
     p.set_defaults(fn=_demo)
 
     p = sub.add_parser("plot", help="accuracy_vs_step.png and critic_auroc.png of a run directory")
@@ -152,8 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_plot)
 
     # `plan` parses its own options (see main); listed here so that --help shows it
-    sub.add_parser("plan", add_help=False, help="compile a recipe for a TPU slice on this CPU and report memory: "
-                                                "tempo-jax plan --config <recipe> --topology v5p-64")
+    sub.add_parser(
+        "plan",
+        add_help=False,
+        help="compile a recipe for a TPU slice on this CPU and report memory: "
+        "tempo-jax plan --config <recipe> --topology v5p-64",
+    )
     return parser
 
 
@@ -197,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str], verbose: bool) -> int:
     if argv[:1] == ["plan"]:  # `tempo-jax plan --config <recipe> --topology <name>` has its own options
-
         return plan_main(argv[1:])
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -205,8 +247,9 @@ def _dispatch(argv: list[str], verbose: bool) -> int:
     unknown = [a for a in rest if not a.startswith("--config.")]
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     enable_compilation_cache()
     return args.fn(args, overrides)
 

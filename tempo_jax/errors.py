@@ -5,6 +5,7 @@ it is and what to do — and keeps the traceback for ``-v``. Every module's own 
 (``DataError``, ``ConfigError``, ``CheckpointError`` …) derives from it, next to the builtin
 it has always been (``ValueError``, ``RuntimeError``) so existing ``except`` clauses still hold.
 """
+
 from __future__ import annotations
 
 

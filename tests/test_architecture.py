@@ -1,5 +1,6 @@
 """The package's shape, as DESIGN.md states it: layers imported only downward (no package cycles),
 no test helpers in the package or the recipes, module-level imports, small modules and functions."""
+
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tempo_jax"
 
 # Top to bottom; an import may point to its own row or a lower one. `testing` is test helpers only.
-LAYERS = [("cli",), ("train", "eval", "demo", "plan"), ("rl", "sampling", "rewards", "data"),
-          ("models", "parallel"), ("errors",)]
+LAYERS = [
+    ("cli",),
+    ("train", "eval", "demo", "plan"),
+    ("rl", "sampling", "rewards", "data"),
+    ("models", "parallel"),
+    ("errors",),
+]
 ROW = {pkg: i for i, row in enumerate(LAYERS) for pkg in row}
 
 # Function-local imports allowed only where a heavy optional dependency justifies one: file -> modules.
@@ -86,8 +92,13 @@ def test_no_cycles_between_packages():
 
 
 def test_no_test_helpers_in_the_package_or_recipes():
-    users = [f"{rel}" for rel, tree in _modules() if _own_package(rel) != "testing"
-             for _, name in _imports(tree) if name.startswith("tempo_jax.testing")]
+    users = [
+        f"{rel}"
+        for rel, tree in _modules()
+        if _own_package(rel) != "testing"
+        for _, name in _imports(tree)
+        if name.startswith("tempo_jax.testing")
+    ]
     for path in sorted((ROOT / "configs").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         users += [f"configs/{path.name}" for _, name in _imports(tree) if name.startswith("tempo_jax.testing")]
@@ -121,13 +132,26 @@ def test_modules_and_functions_stay_small(limit):
 
 def test_one_definition_per_plumbing_rule():
     """Each rule has one home; a second definition of the same name elsewhere is a copy."""
-    rules = ("BATCH_AXES", "make_mesh", "stop_and_pad_ids", "positions_from_valid", "value_at_last_token",
-             "explained_variance", "response_values", "update_spec", "rollout_settings", "run_template")
+    rules = (
+        "BATCH_AXES",
+        "make_mesh",
+        "stop_and_pad_ids",
+        "positions_from_valid",
+        "value_at_last_token",
+        "explained_variance",
+        "response_values",
+        "update_spec",
+        "rollout_settings",
+        "run_template",
+    )
     homes: dict[str, list[str]] = {}
     for rel, tree in _modules():
         for node in tree.body:
-            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
-                [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            names = (
+                [node.name]
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                else [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            )
             for name in names:
                 if name in rules:
                     homes.setdefault(name, []).append(str(rel))

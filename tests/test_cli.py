@@ -1,4 +1,5 @@
 """The command line: convert, eval and train entry points on the tiny assets (in-process)."""
+
 import json
 import os
 
@@ -27,8 +28,25 @@ def test_convert_round_trips_the_checkpoint(assets, tmp_path):
 
 def test_eval_writes_table_and_samples(assets, tmp_path):
     out = tmp_path / "eval"
-    code = main(["eval", "--hf", assets["model"], "--datasets", assets["unlabeled"], "--out", str(out), "--n", "2",
-                 "--max-new-tokens", "8", "--template", "plain", "--limit", "3"])
+    code = main(
+        [
+            "eval",
+            "--hf",
+            assets["model"],
+            "--datasets",
+            assets["unlabeled"],
+            "--out",
+            str(out),
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--template",
+            "plain",
+            "--limit",
+            "3",
+        ]
+    )
     assert code == 0
     table = (out / "results.md").read_text()
     assert "avg@2" in table
@@ -50,21 +68,45 @@ def test_unexpected_errors_name_their_type_and_point_to_v(tmp_path, capsys):
     from tempo_jax.cli import error_line
 
     assert error_line(ZeroDivisionError("division by zero")) == (
-        "tempo-jax: error: ZeroDivisionError: division by zero (run with -v for the traceback)")
+        "tempo-jax: error: ZeroDivisionError: division by zero (run with -v for the traceback)"
+    )
     assert error_line(IsADirectoryError(21, "Is a directory", str(tmp_path))) == (
-        f"tempo-jax: error: [Errno 21] Is a directory: '{tmp_path}'")
+        f"tempo-jax: error: [Errno 21] Is a directory: '{tmp_path}'"
+    )
 
 
 def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
-    from tempo_jax.train.tiny import tiny_recipe
     from tempo_jax.train.loop import Trainer
+    from tempo_jax.train.tiny import tiny_recipe
 
-    cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), train__total_steps=1,
-                      log__tensorboard=False, checkpoint__async_save=False, grader__workers=1)
+    cfg = tiny_recipe(
+        "tempo",
+        assets,
+        run_dir=str(tmp_path / "run"),
+        train__total_steps=1,
+        log__tensorboard=False,
+        checkpoint__async_save=False,
+        grader__workers=1,
+    )
     Trainer(cfg).run()
     out = tmp_path / "eval"
-    code = main(["eval", "--checkpoint", cfg.run_dir, "--datasets", assets["unlabeled"], "--out", str(out),
-                 "--n", "2", "--max-new-tokens", "8", "--limit", "2"])  # the run's own template and lengths
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            cfg.run_dir,
+            "--datasets",
+            assets["unlabeled"],
+            "--out",
+            str(out),
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--limit",
+            "2",
+        ]
+    )  # the run's own template and lengths
     assert code == 0
     assert "critic" in (out / "unlabeled_summary.json").read_text()
     settings = json.loads((out / "results.json").read_text())["settings"]
@@ -79,8 +121,10 @@ def test_demo_rejects_a_seed_count_below_one(capsys):
 
 
 def test_plot_writes_the_run_plots_or_says_why_not(tmp_path, capsys):
-    rows = [{"step": s, "eval/toy/avg@16": 0.1 * s, "eval/toy/pass@8": 0.2 * s, "eval/toy/critic/auroc": 0.6}
-            for s in (2, 4)]
+    rows = [
+        {"step": s, "eval/toy/avg@16": 0.1 * s, "eval/toy/pass@8": 0.2 * s, "eval/toy/critic/auroc": 0.6}
+        for s in (2, 4)
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["plot", str(tmp_path)]) == 0
     for name in ("accuracy_vs_step.png", "critic_auroc.png"):

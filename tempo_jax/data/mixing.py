@@ -19,12 +19,13 @@ Rows are shallow copies of the input records with ``is_labeled`` set by membersh
 logging is the trainer's job. Pass only ``labeled`` (stage 1) or only ``unlabeled`` (TTRL,
 EMPO) for single-set streams.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -32,9 +33,17 @@ _STATE_VERSION = 1
 
 
 class MixedStream:
-    def __init__(self, labeled_records: Sequence[dict] = (), unlabeled_records: Sequence[dict] = (), *,
-                 batch_size: int, seed: int = 1, replicate_unlabeled_to: int | None = None,
-                 drop_last: bool = True, shuffle: bool = True):
+    def __init__(
+        self,
+        labeled_records: Sequence[dict] = (),
+        unlabeled_records: Sequence[dict] = (),
+        *,
+        batch_size: int,
+        seed: int = 1,
+        replicate_unlabeled_to: int | None = None,
+        drop_last: bool = True,
+        shuffle: bool = True,
+    ):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         labeled, unlabeled = list(labeled_records), list(unlabeled_records)
@@ -49,9 +58,11 @@ class MixedStream:
         rows = [{**r, "is_labeled": True, "replica": 0} for r in labeled]
         rows += [{**r, "is_labeled": False, "replica": c} for c in range(copies) for r in unlabeled]
         if drop_last and len(rows) < batch_size:
-            raise ValueError(f"batch_size={batch_size} is larger than the pool ({len(labeled)} labeled + "
-                             f"{len(unlabeled)}x{copies} unlabeled rows) and drop_last=True; set "
-                             "replicate_unlabeled_to, lower batch_size, or use drop_last=False")
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the pool ({len(labeled)} labeled + "
+                f"{len(unlabeled)}x{copies} unlabeled rows) and drop_last=True; set "
+                "replicate_unlabeled_to, lower batch_size, or use drop_last=False"
+            )
         self._rows = rows
         self.n_labeled, self.n_unlabeled, self.unlabeled_copies = len(labeled), len(unlabeled), copies
         self.batch_size, self.seed, self.drop_last, self.shuffle = batch_size, seed, drop_last, shuffle
@@ -63,7 +74,7 @@ class MixedStream:
     # -- constructors --------------------------------------------------------------------
 
     @classmethod
-    def from_records(cls, records: Sequence[dict], **kwargs) -> "MixedStream":
+    def from_records(cls, records: Sequence[dict], **kwargs) -> MixedStream:
         """Split one list (e.g. a mixed verl parquet) by each row's ``is_labeled`` field."""
         missing = [i for i, r in enumerate(records) if not isinstance(r.get("is_labeled"), bool)]
         if missing:
@@ -71,11 +82,11 @@ class MixedStream:
         return cls([r for r in records if r["is_labeled"]], [r for r in records if not r["is_labeled"]], **kwargs)
 
     @classmethod
-    def labeled_only(cls, records: Sequence[dict], **kwargs) -> "MixedStream":
+    def labeled_only(cls, records: Sequence[dict], **kwargs) -> MixedStream:
         return cls(records, (), **kwargs)
 
     @classmethod
-    def unlabeled_only(cls, records: Sequence[dict], **kwargs) -> "MixedStream":
+    def unlabeled_only(cls, records: Sequence[dict], **kwargs) -> MixedStream:
         return cls((), records, **kwargs)
 
     # -- iteration -----------------------------------------------------------------------
@@ -118,7 +129,7 @@ class MixedStream:
                 self._advance_epoch()
                 continue
             take = min(need, remaining)
-            idx.extend(self._order[self._offset:self._offset + take].tolist())
+            idx.extend(self._order[self._offset : self._offset + take].tolist())
             self._offset += take
         self._batches += 1
         return [dict(self._rows[i]) for i in idx]
@@ -131,29 +142,53 @@ class MixedStream:
 
     def _make_fingerprint(self) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps([self.batch_size, self.seed, self.drop_last, self.shuffle,
-                             self.n_labeled, self.n_unlabeled, self.unlabeled_copies]).encode())
+        h.update(
+            json.dumps(
+                [
+                    self.batch_size,
+                    self.seed,
+                    self.drop_last,
+                    self.shuffle,
+                    self.n_labeled,
+                    self.n_unlabeled,
+                    self.unlabeled_copies,
+                ]
+            ).encode()
+        )
         for r in self._rows:
             h.update(str(r.get("id", "")).encode() + b"\x00" + (b"L" if r["is_labeled"] else b"U"))
         return h.hexdigest()[:16]
 
     def state(self) -> dict:
         """JSON-serialisable position; :meth:`restore` on an identically built stream resumes exactly."""
-        return {"version": _STATE_VERSION, "epoch": self._epoch, "offset": self._offset,
-                "batches_drawn": self._batches, "fingerprint": self._fingerprint}
+        return {
+            "version": _STATE_VERSION,
+            "epoch": self._epoch,
+            "offset": self._offset,
+            "batches_drawn": self._batches,
+            "fingerprint": self._fingerprint,
+        }
 
     def restore(self, state: dict) -> None:
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"MixedStream state version {state.get('version')} != {_STATE_VERSION}")
         if state["fingerprint"] != self._fingerprint:
-            raise ValueError("MixedStream state was saved for different data or settings (fingerprint "
-                             f"{state['fingerprint']} != {self._fingerprint}); rebuild the stream with the same "
-                             "records, order, batch_size, seed, replication and drop_last")
-        self._epoch, self._offset, self._batches = int(state["epoch"]), int(state["offset"]), int(state["batches_drawn"])
+            raise ValueError(
+                "MixedStream state was saved for different data or settings (fingerprint "
+                f"{state['fingerprint']} != {self._fingerprint}); rebuild the stream with the same "
+                "records, order, batch_size, seed, replication and drop_last"
+            )
+        self._epoch, self._offset, self._batches = (
+            int(state["epoch"]),
+            int(state["offset"]),
+            int(state["batches_drawn"]),
+        )
         self._order = self._epoch_order(self._epoch)
         if not 0 <= self._offset <= len(self._order):
             raise ValueError(f"MixedStream state offset {self._offset} out of range")
 
     def __repr__(self) -> str:
-        return (f"MixedStream(mode={self.mode}, labeled={self.n_labeled}, unlabeled={self.n_unlabeled}"
-                f"x{self.unlabeled_copies}, batch_size={self.batch_size}, seed={self.seed}, epoch={self._epoch})")
+        return (
+            f"MixedStream(mode={self.mode}, labeled={self.n_labeled}, unlabeled={self.n_unlabeled}"
+            f"x{self.unlabeled_copies}, batch_size={self.batch_size}, seed={self.seed}, epoch={self._epoch})"
+        )

@@ -21,6 +21,7 @@ and what to do; with ``on_error="skip"`` bad rows are left out and counted in th
 Defaults that were applied (a verl row without ``is_labeled``, a row without ``data_source``)
 are counted in the report as well.
 """
+
 from __future__ import annotations
 
 import collections
@@ -29,10 +30,12 @@ import json
 import logging
 import os
 import pathlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
 
 from tempo_jax.errors import UserError
-import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,9 @@ RECORD_KEYS = ("id", "problem", "answer", "is_labeled", "data_source")
 class DataError(UserError, ValueError):
     """A dataset file or dataset name cannot be used; the message says where and what to do."""
 
-    def __init__(self, problem: str, *, path: str | os.PathLike | None = None,
-                 where: str | None = None, hint: str | None = None):
+    def __init__(
+        self, problem: str, *, path: str | os.PathLike | None = None, where: str | None = None, hint: str | None = None
+    ):
         self.path = None if path is None else str(path)
         self.where = where
         self.problem = problem
@@ -64,12 +68,12 @@ class ReadReport:
 
     path: str
     schema: str = ""
-    n_rows: int = 0            # rows seen (blank JSONL lines excluded)
+    n_rows: int = 0  # rows seen (blank JSONL lines excluded)
     n_ok: int = 0
     n_skipped: int = 0
     n_blank_lines: int = 0
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    examples: list = dataclasses.field(default_factory=list)   # first "where: reason" strings
+    examples: list = dataclasses.field(default_factory=list)  # first "where: reason" strings
     defaulted: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     max_examples: int = 5
 
@@ -80,18 +84,31 @@ class ReadReport:
             self.examples.append(f"{where}: {reason}")
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "schema": self.schema, "n_rows": self.n_rows, "n_ok": self.n_ok,
-                "n_skipped": self.n_skipped, "n_blank_lines": self.n_blank_lines,
-                "reasons": dict(self.reasons), "examples": list(self.examples),
-                "defaulted": dict(self.defaulted)}
+        return {
+            "path": self.path,
+            "schema": self.schema,
+            "n_rows": self.n_rows,
+            "n_ok": self.n_ok,
+            "n_skipped": self.n_skipped,
+            "n_blank_lines": self.n_blank_lines,
+            "reasons": dict(self.reasons),
+            "examples": list(self.examples),
+            "defaulted": dict(self.defaulted),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReadReport":
-        return cls(path=d["path"], schema=d.get("schema", ""), n_rows=d["n_rows"], n_ok=d["n_ok"],
-                   n_skipped=d["n_skipped"], n_blank_lines=d.get("n_blank_lines", 0),
-                   reasons=collections.Counter(d.get("reasons", {})),
-                   examples=list(d.get("examples", [])),
-                   defaulted=collections.Counter(d.get("defaulted", {})))
+    def from_dict(cls, d: dict) -> ReadReport:
+        return cls(
+            path=d["path"],
+            schema=d.get("schema", ""),
+            n_rows=d["n_rows"],
+            n_ok=d["n_ok"],
+            n_skipped=d["n_skipped"],
+            n_blank_lines=d.get("n_blank_lines", 0),
+            reasons=collections.Counter(d.get("reasons", {})),
+            examples=list(d.get("examples", [])),
+            defaulted=collections.Counter(d.get("defaulted", {})),
+        )
 
     def __str__(self) -> str:
         s = f"{self.path} [{self.schema}]: {self.n_ok}/{self.n_rows} rows kept"
@@ -113,13 +130,17 @@ class _RowError(Exception):
 
 def _check_path(path: pathlib.Path) -> None:
     if not path.exists():
-        raise DataError("file not found", path=path,
-                        hint="check the path (or TEMPO_JAX_DATA_DIR / data_dir for named datasets)")
+        raise DataError(
+            "file not found", path=path, hint="check the path (or TEMPO_JAX_DATA_DIR / data_dir for named datasets)"
+        )
     if path.is_dir():
         raise DataError("is a directory, expected a .jsonl, .json or .parquet file", path=path)
     if path.suffix.lower() not in SUFFIXES:
-        raise DataError(f"unsupported file type {path.suffix!r}", path=path,
-                        hint="use .jsonl (one JSON object per line), .json or .parquet")
+        raise DataError(
+            f"unsupported file type {path.suffix!r}",
+            path=path,
+            hint="use .jsonl (one JSON object per line), .json or .parquet",
+        )
 
 
 def _iter_jsonl(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str, Any]]:
@@ -144,14 +165,18 @@ def _iter_json(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str, An
     with open(path, "rb") as f:
         head = f.read(4096).lstrip()
     if not head.startswith(b"["):
-        yield from _iter_jsonl(path, report)      # a .json file holding JSON lines
+        yield from _iter_jsonl(path, report)  # a .json file holding JSON lines
         return
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         where = f"line {e.lineno}" if isinstance(e, json.JSONDecodeError) else None
-        raise DataError(f"broken JSON array ({e})", path=path, where=where,
-                        hint="fix the file or convert it to JSON lines (then bad lines can be skipped)") from e
+        raise DataError(
+            f"broken JSON array ({e})",
+            path=path,
+            where=where,
+            hint="fix the file or convert it to JSON lines (then bad lines can be skipped)",
+        ) from e
     for i, item in enumerate(items):
         yield f"item {i}", item
 
@@ -160,9 +185,12 @@ def _iter_parquet(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str,
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet bytes
-        raise DataError(f"unreadable Parquet file ({type(e).__name__}: {e})", path=path,
-                        hint="check that it is a complete Parquet file (re-export it with "
-                             "pandas.DataFrame.to_parquet or pyarrow.parquet.write_table)") from e
+        raise DataError(
+            f"unreadable Parquet file ({type(e).__name__}: {e})",
+            path=path,
+            hint="check that it is a complete Parquet file (re-export it with "
+            "pandas.DataFrame.to_parquet or pyarrow.parquet.write_table)",
+        ) from e
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=1024):
@@ -172,9 +200,12 @@ def _iter_parquet(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str,
     except DataError:
         raise
     except Exception as e:
-        raise DataError(f"unreadable Parquet data after row {row} ({type(e).__name__}: {e})",
-                        path=path, where=f"row {row}",
-                        hint="the file is truncated or corrupt; re-export it") from e
+        raise DataError(
+            f"unreadable Parquet data after row {row} ({type(e).__name__}: {e})",
+            path=path,
+            where=f"row {row}",
+            hint="the file is truncated or corrupt; re-export it",
+        ) from e
 
 
 def iter_rows(path: str | os.PathLike, report: ReadReport | None = None) -> Iterator[tuple[str, Any]]:
@@ -208,9 +239,12 @@ def _as_str(value: Any, key: str, *, coerce: bool, required_nonempty: bool = Tru
     elif coerce and isinstance(value, (int, float)) and not isinstance(value, bool):
         s = str(value)
     else:
-        raise _RowError("non_string_field", f"field {key!r} must be a string, got "
-                        f"{type(value).__name__} {_short(value)}"
-                        + ("" if coerce else " (set data.coerce_numbers=True to accept numbers)"))
+        raise _RowError(
+            "non_string_field",
+            f"field {key!r} must be a string, got "
+            f"{type(value).__name__} {_short(value)}"
+            + ("" if coerce else " (set data.coerce_numbers=True to accept numbers)"),
+        )
     if required_nonempty and not s.strip():
         raise _RowError(f"empty_{key.split('.')[-1]}", f"field {key!r} is empty")
     return s
@@ -221,8 +255,7 @@ def _required(row: dict, key: str, *, coerce: bool) -> str:
     if found and value is None:
         raise _RowError(f"missing_{key.split('.')[-1]}", f"field {key!r} is null")
     if not found:
-        raise _RowError(f"missing_{key.split('.')[-1]}", f"missing field {key!r} "
-                        f"(row has keys {sorted(row)[:12]})")
+        raise _RowError(f"missing_{key.split('.')[-1]}", f"missing field {key!r} (row has keys {sorted(row)[:12]})")
     return _as_str(value, key, coerce=coerce)
 
 
@@ -260,9 +293,12 @@ def _detect_schema(row: dict, opts: _Options) -> str:
         return "verl"
     if "problem" in row:  # the answer may be missing on an unlabeled test question
         return "tempo"
-    raise _RowError("unknown_schema", f"cannot tell the schema from keys {sorted(row)[:12]}; expected "
-                    "{id, problem, answer}, verl {prompt, reward_model, ...}, or pass "
-                    "question_key=/answer_key= for other files")
+    raise _RowError(
+        "unknown_schema",
+        f"cannot tell the schema from keys {sorted(row)[:12]}; expected "
+        "{id, problem, answer}, verl {prompt, reward_model, ...}, or pass "
+        "question_key=/answer_key= for other files",
+    )
 
 
 def _is_labeled(row: dict, opts: _Options, report: ReadReport, labeled_key: str, count_defaults: bool) -> bool:
@@ -297,23 +333,27 @@ def _common_tail(row: dict, rec: dict, opts: _Options, report: ReadReport, count
 
 def _parse_tempo(row: dict, index: int, opts: _Options, report: ReadReport) -> dict:
     labeled = _is_labeled(row, opts, report, "is_labeled", count_defaults=False)
-    rec = {"id": _required(row, opts.id_key or "id", coerce=opts.coerce_numbers),
-           "problem": _required(row, "problem", coerce=False),
-           "answer": _answer(row, "answer", opts, labeled), "is_labeled": labeled}
+    rec = {
+        "id": _required(row, opts.id_key or "id", coerce=opts.coerce_numbers),
+        "problem": _required(row, "problem", coerce=False),
+        "answer": _answer(row, "answer", opts, labeled),
+        "is_labeled": labeled,
+    }
     rec = _common_tail(row, rec, opts, report, count_defaults=False)
     return {k: rec[k] for k in RECORD_KEYS}
 
 
 def _parse_hf(row: dict, index: int, opts: _Options, report: ReadReport) -> dict:
     if not opts.question_key or not opts.answer_key:
-        raise DataError("schema 'hf' needs question_key= and answer_key=",
-                        hint="e.g. question_key='question', answer_key='answer'")
+        raise DataError(
+            "schema 'hf' needs question_key= and answer_key=", hint="e.g. question_key='question', answer_key='answer'"
+        )
     labeled = _is_labeled(row, opts, report, "is_labeled", count_defaults=False)
     problem = _required(row, opts.question_key, coerce=False)
     rec = {"problem": problem, "answer": _answer(row, opts.answer_key, opts, labeled), "is_labeled": labeled}
     found, src = _get(row, "data_source")
     ds = src if found and isinstance(src, str) and src else opts.data_source
-    rec["id"] = (_required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}")
+    rec["id"] = _required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}"
     rec = _common_tail(row, rec, opts, report, count_defaults=False)
     return {k: rec[k] for k in RECORD_KEYS}
 
@@ -325,8 +365,9 @@ def _parse_verl(row: dict, index: int, opts: _Options, report: ReadReport) -> di
     if hasattr(prompt, "tolist"):  # numpy array from pandas-written Parquet
         prompt = prompt.tolist()
     if not isinstance(prompt, list) or not prompt:
-        raise _RowError("bad_prompt", f"field 'prompt' must be a non-empty list of "
-                        f"{{role, content}} messages, got {_short(prompt)}")
+        raise _RowError(
+            "bad_prompt", f"field 'prompt' must be a non-empty list of {{role, content}} messages, got {_short(prompt)}"
+        )
     problem = None
     for j, m in enumerate(prompt):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
@@ -354,11 +395,19 @@ _PARSERS = {"tempo": _parse_tempo, "hf": _parse_hf, "verl": _parse_verl}
 # ----------------------------------------------------------------------------- public API
 
 
-def read_records(path: str | os.PathLike, schema: str = "auto", *, question_key: str | None = None,
-                 answer_key: str | None = None, id_key: str | None = None,
-                 data_source: str | None = None, default_is_labeled: bool = True,
-                 on_error: str = "raise", coerce_numbers: bool = False,
-                 max_examples: int = 5) -> tuple[list[dict], ReadReport]:
+def read_records(
+    path: str | os.PathLike,
+    schema: str = "auto",
+    *,
+    question_key: str | None = None,
+    answer_key: str | None = None,
+    id_key: str | None = None,
+    data_source: str | None = None,
+    default_is_labeled: bool = True,
+    on_error: str = "raise",
+    coerce_numbers: bool = False,
+    max_examples: int = 5,
+) -> tuple[list[dict], ReadReport]:
     """Read and validate one file; returns ``(records, report)`` in file order.
 
     ``data_source`` defaults to the file stem (used when a row has none). ``on_error`` is
@@ -371,10 +420,14 @@ def read_records(path: str | os.PathLike, schema: str = "auto", *, question_key:
     if on_error not in ON_ERROR:
         raise DataError(f"unknown on_error {on_error!r}", path=path, hint=f"use one of {ON_ERROR}")
     if schema == "hf" and not (question_key and answer_key):
-        raise DataError("schema 'hf' needs question_key= and answer_key=", path=path,
-                        hint="e.g. question_key='question', answer_key='answer'")
-    opts = _Options(schema, question_key, answer_key, id_key, data_source or path.stem,
-                    default_is_labeled, coerce_numbers)
+        raise DataError(
+            "schema 'hf' needs question_key= and answer_key=",
+            path=path,
+            hint="e.g. question_key='question', answer_key='answer'",
+        )
+    opts = _Options(
+        schema, question_key, answer_key, id_key, data_source or path.stem, default_is_labeled, coerce_numbers
+    )
     report = ReadReport(str(path), schema=schema, max_examples=max_examples)
     records: list[dict] = []
     seen_ids: dict[str, str] = {}
@@ -397,9 +450,13 @@ def read_records(path: str | os.PathLike, schema: str = "auto", *, question_key:
             seen_ids[rec["id"]] = where
         except _RowError as e:
             if on_error == "raise":
-                raise DataError(e.reason, path=path, where=where,
-                                hint="fix the row, or set data.on_error=skip (on_error='skip' in Python) to "
-                                     "leave bad rows out; they are counted and reported") from None
+                raise DataError(
+                    e.reason,
+                    path=path,
+                    where=where,
+                    hint="fix the row, or set data.on_error=skip (on_error='skip' in Python) to "
+                    "leave bad rows out; they are counted and reported",
+                ) from None
             report.add_skip(where, e.reason, e.kind)
             continue
         records.append(rec)
@@ -407,9 +464,11 @@ def read_records(path: str | os.PathLike, schema: str = "auto", *, question_key:
     if report.n_skipped:
         log.warning("skipped malformed rows: %s", report)
     if not records:
-        raise DataError(f"no usable rows ({report.n_rows} rows read, {report.n_skipped} skipped "
-                        f"{dict(report.reasons)})", path=path,
-                        hint="check the file and the schema/key settings")
+        raise DataError(
+            f"no usable rows ({report.n_rows} rows read, {report.n_skipped} skipped {dict(report.reasons)})",
+            path=path,
+            hint="check the file and the schema/key settings",
+        )
     return records, report
 
 
@@ -418,8 +477,9 @@ def read_tempo_jsonl(path: str | os.PathLike, **kwargs) -> tuple[list[dict], Rea
     return read_records(path, "tempo", **kwargs)
 
 
-def read_hf(path: str | os.PathLike, question_key: str, answer_key: str, id_key: str | None = None,
-            **kwargs) -> tuple[list[dict], ReadReport]:
+def read_hf(
+    path: str | os.PathLike, question_key: str, answer_key: str, id_key: str | None = None, **kwargs
+) -> tuple[list[dict], ReadReport]:
     """HF-style JSONL/Parquet with configurable keys (see :func:`read_records`)."""
     return read_records(path, "hf", question_key=question_key, answer_key=answer_key, id_key=id_key, **kwargs)
 

@@ -18,19 +18,23 @@ Length policy (``encode_prompts``): ``filter`` drops prompts longer than ``max_p
 tokens (count reported and logged), ``left_truncate`` keeps the last ``max_prompt_len``
 tokens, ``error`` raises.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tempo_jax.models.tokenizer import load_tokenizer  # noqa: F401  (the package's one loader, re-exported)
 
 log = logging.getLogger(__name__)
 
 BOXED_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
-OLMO3_THINK_SYSTEM = ("You are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, "
-                      "and your model weights are available at https://huggingface.co/allenai.")
+OLMO3_THINK_SYSTEM = (
+    "You are Olmo, a helpful AI assistant built by Ai2. Your date cutoff is December 2024, "
+    "and your model weights are available at https://huggingface.co/allenai."
+)
 QWEN3_NO_THINK = "<think>\n\n</think>\n\n"
 LENGTH_POLICIES = ("filter", "left_truncate", "error")
 
@@ -62,8 +66,11 @@ def chatml(messages: Sequence[dict], *, add_generation_prompt: bool = True, gene
 
 def qwen3_chat(messages: Sequence[dict], *, enable_thinking: bool = True, add_generation_prompt: bool = True) -> str:
     """The official Qwen3 template's output for system/user messages (no tools, no history)."""
-    return chatml(messages, add_generation_prompt=add_generation_prompt,
-                  generation_prefix="" if enable_thinking else QWEN3_NO_THINK)
+    return chatml(
+        messages,
+        add_generation_prompt=add_generation_prompt,
+        generation_prefix="" if enable_thinking else QWEN3_NO_THINK,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +82,7 @@ class PromptTemplate:
     generation_prefix: str = ""
     system: str | None = None
     instruction: str | None = BOXED_INSTRUCTION
-    suffix: str = ""     # plain template only: appended after the user content
+    suffix: str = ""  # plain template only: appended after the user content
 
     def messages(self, problem: str) -> list[dict]:
         msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
@@ -100,8 +107,9 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 
 
-def get_template(template: str | PromptTemplate = "qwen3", *, enable_thinking: bool | None = None,
-                 **overrides: Any) -> PromptTemplate:
+def get_template(
+    template: str | PromptTemplate = "qwen3", *, enable_thinking: bool | None = None, **overrides: Any
+) -> PromptTemplate:
     """A template by name (or as given), with field overrides (``system=``, ``instruction=``...).
 
     ``enable_thinking=False`` on ``qwen3`` selects ``qwen3_nothink`` (and vice versa).
@@ -115,8 +123,11 @@ def get_template(template: str | PromptTemplate = "qwen3", *, enable_thinking: b
     if enable_thinking is not None:
         if tpl.name not in ("qwen3", "qwen3_nothink"):
             raise ValueError(f"enable_thinking applies to the qwen3 templates, not {tpl.name!r}")
-        tpl = dataclasses.replace(tpl, name="qwen3" if enable_thinking else "qwen3_nothink",
-                                  generation_prefix="" if enable_thinking else QWEN3_NO_THINK)
+        tpl = dataclasses.replace(
+            tpl,
+            name="qwen3" if enable_thinking else "qwen3_nothink",
+            generation_prefix="" if enable_thinking else QWEN3_NO_THINK,
+        )
     return dataclasses.replace(tpl, **overrides) if overrides else tpl
 
 
@@ -130,6 +141,7 @@ def render_records(records: Sequence[dict], template: str | PromptTemplate = "qw
 
 
 # ----------------------------------------------------------------------------- prompt encoding
+
 
 @dataclasses.dataclass
 class EncodedPrompts:
@@ -148,12 +160,20 @@ class EncodedPrompts:
         return [len(x) for x in self.input_ids]
 
     def summary(self) -> str:
-        return (f"{len(self.input_ids)}/{self.n_input} prompts kept (policy={self.policy}, "
-                f"max_prompt_len={self.max_prompt_len}, filtered={self.n_filtered}, truncated={self.n_truncated})")
+        return (
+            f"{len(self.input_ids)}/{self.n_input} prompts kept (policy={self.policy}, "
+            f"max_prompt_len={self.max_prompt_len}, filtered={self.n_filtered}, truncated={self.n_truncated})"
+        )
 
 
-def encode_prompts(prompts: Sequence[str], tokenizer, *, max_prompt_len: int | None = None,
-                   policy: str = "filter", add_special_tokens: bool = False) -> EncodedPrompts:
+def encode_prompts(
+    prompts: Sequence[str],
+    tokenizer,
+    *,
+    max_prompt_len: int | None = None,
+    policy: str = "filter",
+    add_special_tokens: bool = False,
+) -> EncodedPrompts:
     """Tokenise rendered prompts and apply the length policy (see module docstring).
 
     Templates already contain their special tokens, hence ``add_special_tokens=False``.
@@ -171,8 +191,10 @@ def encode_prompts(prompts: Sequence[str], tokenizer, *, max_prompt_len: int | N
                 out.n_filtered += 1
                 continue
             if policy == "error":
-                raise ValueError(f"prompt {i} has {len(x)} tokens > max_prompt_len={max_prompt_len}; "
-                                 "raise the limit or use policy='filter' / 'left_truncate'")
+                raise ValueError(
+                    f"prompt {i} has {len(x)} tokens > max_prompt_len={max_prompt_len}; "
+                    "raise the limit or use policy='filter' / 'left_truncate'"
+                )
             x = x[-max_prompt_len:]
             out.n_truncated += 1
         out.input_ids.append(x)
@@ -182,9 +204,15 @@ def encode_prompts(prompts: Sequence[str], tokenizer, *, max_prompt_len: int | N
     return out
 
 
-def encode_records(records: Sequence[dict], tokenizer, template: str | PromptTemplate = "qwen3", *,
-                   max_prompt_len: int | None = None, policy: str = "filter",
-                   **template_kwargs: Any) -> tuple[list[dict], EncodedPrompts]:
+def encode_records(
+    records: Sequence[dict],
+    tokenizer,
+    template: str | PromptTemplate = "qwen3",
+    *,
+    max_prompt_len: int | None = None,
+    policy: str = "filter",
+    **template_kwargs: Any,
+) -> tuple[list[dict], EncodedPrompts]:
     """Render + encode records; returns the kept records (each with ``prompt`` and ``prompt_ids``)."""
     prompts = render_records(records, template, **template_kwargs)
     enc = encode_prompts(prompts, tokenizer, max_prompt_len=max_prompt_len, policy=policy)

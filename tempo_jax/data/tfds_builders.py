@@ -16,6 +16,7 @@ Directories, each resolved as: function argument > environment variable > defaul
 * source data: ``data_dir`` > ``$TEMPO_JAX_DATA_DIR`` > ``../shared/data`` (relative to the cwd)
 * prepared cache: ``tfds_dir`` > ``$TEMPO_JAX_TFDS_DIR`` > ``~/.cache/tempo_jax/tfds``
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +32,9 @@ import types
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from tempo_jax.data.records import SUFFIXES, DataError, ReadReport, read_records
-from tensorflow_datasets.core.utils import tqdm_utils
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,9 @@ def resolve_tfds_dir(tfds_dir: str | os.PathLike | None = None) -> pathlib.Path:
     return pathlib.Path(d).expanduser().resolve()
 
 
-def resolve_source(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None
-                   ) -> tuple[pathlib.Path, str, str]:
+def resolve_source(
+    name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None
+) -> tuple[pathlib.Path, str, str]:
     """Map a dataset name or file path to ``(path, default split, label)``."""
     s = str(name_or_path)
     if s in NAMED_DATASETS:
@@ -83,21 +85,27 @@ def resolve_source(name_or_path: str | os.PathLike, data_dir: str | os.PathLike 
         root = resolve_data_dir(data_dir)
         path = root / spec.file
         if not path.exists():
-            raise DataError(f"dataset {s!r} expects {spec.file} in the data dir {root}, which does not have it",
-                            path=path, hint=f"set data.data_dir (data_dir= in Python) or ${DATA_DIR_ENV} "
-                                            "to the directory holding the shared data files")
+            raise DataError(
+                f"dataset {s!r} expects {spec.file} in the data dir {root}, which does not have it",
+                path=path,
+                hint=f"set data.data_dir (data_dir= in Python) or ${DATA_DIR_ENV} "
+                "to the directory holding the shared data files",
+            )
         return path, spec.split, s
     p = pathlib.Path(s).expanduser()
     if p.suffix.lower() in SUFFIXES or os.sep in s or p.exists():
         if not p.exists():
             raise DataError("file not found", path=p, hint="check the path")
         if p.is_dir():
-            raise DataError("is a directory, not a data file", path=p,
-                            hint="give one .jsonl, .json or .parquet file inside it")
+            raise DataError(
+                "is a directory, not a data file", path=p, hint="give one .jsonl, .json or .parquet file inside it"
+            )
         return p.resolve(), "train", p.stem
-    raise DataError(f"unknown dataset name {s!r}",
-                    hint=f"use one of {sorted(NAMED_DATASETS)} (files in the data dir, set by data_dir= or "
-                         f"${DATA_DIR_ENV}) or a path to a .jsonl/.json/.parquet file")
+    raise DataError(
+        f"unknown dataset name {s!r}",
+        hint=f"use one of {sorted(NAMED_DATASETS)} (files in the data dir, set by data_dir= or "
+        f"${DATA_DIR_ENV}) or a path to a .jsonl/.json/.parquet file",
+    )
 
 
 # ----------------------------------------------------------------------------- builder
@@ -119,10 +127,16 @@ class LocalSourceConfig(tfds.core.BuilderConfig):
     coerce_numbers: bool = False
 
     def reader_kwargs(self) -> dict:
-        return dict(schema=self.schema, question_key=self.question_key, answer_key=self.answer_key,
-                    id_key=self.id_key, data_source=self.data_source,
-                    default_is_labeled=self.default_is_labeled, on_error=self.on_error,
-                    coerce_numbers=self.coerce_numbers)
+        return dict(
+            schema=self.schema,
+            question_key=self.question_key,
+            answer_key=self.answer_key,
+            id_key=self.id_key,
+            data_source=self.data_source,
+            default_is_labeled=self.default_is_labeled,
+            on_error=self.on_error,
+            coerce_numbers=self.coerce_numbers,
+        )
 
 
 class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -138,6 +152,7 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     @classmethod
     def code_path(cls):
         return epath.Path(__file__)
+
     RELEASE_NOTES = {"1.0.0": "Normalised {id, problem, answer, is_labeled, data_source} + index."}
 
     # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout for every
@@ -152,14 +167,16 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         return tfds.core.DatasetInfo(
             builder=self,
             description="Question/answer records read from a local file by tempo_jax.data.records.",
-            features=tfds.features.FeaturesDict({
-                "id": tfds.features.Text(),
-                "problem": tfds.features.Text(),
-                "answer": tfds.features.Text(),
-                "is_labeled": np.bool_,
-                "data_source": tfds.features.Text(),
-                "index": np.int64,  # position among the kept rows of the source file
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "id": tfds.features.Text(),
+                    "problem": tfds.features.Text(),
+                    "answer": tfds.features.Text(),
+                    "is_labeled": np.bool_,
+                    "data_source": tfds.features.Text(),
+                    "index": np.int64,  # position among the kept rows of the source file
+                }
+            ),
             metadata=tfds.core.MetadataDict(),
         )
 
@@ -187,28 +204,53 @@ def _label(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", s).strip("_").lower() or "data"
 
 
-def make_builder(name_or_path: str | os.PathLike, *, split: str | None = None,
-                 data_dir: str | os.PathLike | None = None, tfds_dir: str | os.PathLike | None = None,
-                 schema: str = "auto", question_key: str | None = None, answer_key: str | None = None,
-                 id_key: str | None = None, data_source: str | None = None,
-                 default_is_labeled: bool = True, on_error: str = "raise",
-                 coerce_numbers: bool = False) -> LocalRecordsBuilder:
+def make_builder(
+    name_or_path: str | os.PathLike,
+    *,
+    split: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    tfds_dir: str | os.PathLike | None = None,
+    schema: str = "auto",
+    question_key: str | None = None,
+    answer_key: str | None = None,
+    id_key: str | None = None,
+    data_source: str | None = None,
+    default_is_labeled: bool = True,
+    on_error: str = "raise",
+    coerce_numbers: bool = False,
+) -> LocalRecordsBuilder:
     """A (not yet prepared) TFDS builder for a named dataset or a local file."""
     path, default_split, label = resolve_source(name_or_path, data_dir)
     split = split or default_split
     if not re.fullmatch(r"\w+", split):
         raise DataError(f"bad split name {split!r}", hint="use letters, digits and underscores, e.g. 'train'")
-    settings = dict(schema=schema, question_key=question_key, answer_key=answer_key, id_key=id_key,
-                    data_source=data_source or label, default_is_labeled=default_is_labeled,
-                    on_error=on_error, coerce_numbers=coerce_numbers, split=split, fmt=_FORMAT_VERSION)
+    settings = dict(
+        schema=schema,
+        question_key=question_key,
+        answer_key=answer_key,
+        id_key=id_key,
+        data_source=data_source or label,
+        default_is_labeled=default_is_labeled,
+        on_error=on_error,
+        coerce_numbers=coerce_numbers,
+        split=split,
+        fmt=_FORMAT_VERSION,
+    )
     digest = hashlib.sha256((_file_digest(path) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:12]
     cfg = LocalSourceConfig(
-        name=f"{_label(label)}_{digest}", version=LocalRecordsBuilder.VERSION,
-        description=f"{path} ({split})", source=str(path), split=split,
-        **{k: v for k, v in settings.items() if k not in ("split", "fmt")})
-    cls = types.new_class("TempoLocalRecords", (LocalRecordsBuilder,), {"skip_registration": True},
-                          lambda ns: ns.update({"BUILDER_CONFIGS": [cfg], "name": BUILDER_NAME,
-                                                "__module__": __name__}))
+        name=f"{_label(label)}_{digest}",
+        version=LocalRecordsBuilder.VERSION,
+        description=f"{path} ({split})",
+        source=str(path),
+        split=split,
+        **{k: v for k, v in settings.items() if k not in ("split", "fmt")},
+    )
+    cls = types.new_class(
+        "TempoLocalRecords",
+        (LocalRecordsBuilder,),
+        {"skip_registration": True},
+        lambda ns: ns.update({"BUILDER_CONFIGS": [cfg], "name": BUILDER_NAME, "__module__": __name__}),
+    )
     return cls(config=cfg.name, data_dir=str(resolve_tfds_dir(tfds_dir)), file_format="array_record")
 
 
@@ -235,8 +277,11 @@ def prepare(name_or_path: str | os.PathLike, **kwargs) -> LocalRecordsBuilder:
     with _quiet_tfds():
         builder = make_builder(name_or_path, **kwargs)
         if not builder.is_prepared():
-            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(
+                    download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+                )
+            )
     report = read_report(builder)
     if report is not None and report.n_skipped:
         log.warning("dataset %s was prepared with skipped rows: %s", name_or_path, report)
@@ -258,13 +303,17 @@ def as_data_source(name_or_path: str | os.PathLike, split: str | None = None, **
 def decode_example(ex: dict) -> dict:
     """A TFDS example (bytes) -> the normalised record of :mod:`records` (plus ``index``)."""
     dec = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)  # noqa: E731
-    return {"id": dec(ex["id"]), "problem": dec(ex["problem"]), "answer": dec(ex["answer"]),
-            "is_labeled": bool(ex["is_labeled"]), "data_source": dec(ex["data_source"]),
-            "index": int(ex["index"])}
+    return {
+        "id": dec(ex["id"]),
+        "problem": dec(ex["problem"]),
+        "answer": dec(ex["answer"]),
+        "is_labeled": bool(ex["is_labeled"]),
+        "data_source": dec(ex["data_source"]),
+        "index": int(ex["index"]),
+    }
 
 
-def load_records(name_or_path: str | os.PathLike, split: str | None = None, *,
-                 return_report: bool = False, **kwargs):
+def load_records(name_or_path: str | os.PathLike, split: str | None = None, *, return_report: bool = False, **kwargs):
     """Prepare (if needed) and read all records in file order -> ``list[dict]``.
 
     Keyword arguments are those of :func:`make_builder`. With ``return_report=True`` returns

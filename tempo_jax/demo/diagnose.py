@@ -7,6 +7,7 @@ frequency, avg@16, maj@16, pass@8, the share of questions whose majority answer 
 some sample is right, and the share and accuracy of each solution style. The gate
 (DESIGN.md): critic within-question AUROC on D_U >= 0.70 and >= 0.10 above answer frequency's.
 """
+
 from __future__ import annotations
 
 import collections
@@ -17,8 +18,15 @@ from tempo_jax.demo.tasks.styles import response_style
 
 GATE_AUROC = 0.70
 GATE_MARGIN = 0.10
-KEYS = ("avg@16", "maj@16", "pass@8", "maj_wrong_some_right", "critic/auroc_within", "frequency/auroc_within",
-        "critic/auroc")
+KEYS = (
+    "avg@16",
+    "maj@16",
+    "pass@8",
+    "maj_wrong_some_right",
+    "critic/auroc_within",
+    "frequency/auroc_within",
+    "critic/auroc",
+)
 
 
 def dataset_name(path: str) -> str:
@@ -71,7 +79,11 @@ def diagnose(stage1_dir: str, data: dict[str, str], step: int) -> dict:
         row.update(style_stats(stage1_dir, step, path))
         out[key] = row
     critic, freq = out["du"]["critic/auroc_within"], out["du"]["frequency/auroc_within"]
-    out["gate"] = {"critic_auroc_within_du": critic, "frequency_auroc_within_du": freq,
-                   "passed": bool(critic is not None and freq is not None and critic >= GATE_AUROC
-                                  and critic - freq >= GATE_MARGIN)}
+    out["gate"] = {
+        "critic_auroc_within_du": critic,
+        "frequency_auroc_within_du": freq,
+        "passed": bool(
+            critic is not None and freq is not None and critic >= GATE_AUROC and critic - freq >= GATE_MARGIN
+        ),
+    }
     return out

@@ -1,4 +1,5 @@
 """What the demo runs: the task/model setup (tempo_jax.demo.tasks.demo_setup), the RL budgets and the seed."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,11 +39,18 @@ class DemoPlan:
     def eval_n(self) -> int:
         return self.setup.eval_n
 
-    def with_seed(self, seed: int) -> "DemoPlan":
+    def with_seed(self, seed: int) -> DemoPlan:
         return dataclasses.replace(self, seed=seed, setup=dataclasses.replace(self.setup, seed=seed))
 
     @classmethod
-    def quick(cls, seed: int = 0) -> "DemoPlan":
+    def quick(cls, seed: int = 0) -> DemoPlan:
         """A CI-sized run (a few minutes): the plumbing end to end, not the science."""
-        return cls(setup=quick_setup(seed=seed), seed=seed, stage1_steps=2, stage2_steps=2, train_batch_size=8,
-                   mini_batch_size=4, eval_every=2)
+        return cls(
+            setup=quick_setup(seed=seed),
+            seed=seed,
+            stage1_steps=2,
+            stage2_steps=2,
+            train_batch_size=8,
+            mini_batch_size=4,
+            eval_every=2,
+        )

@@ -4,12 +4,13 @@
 "after" is each method's evaluation at its last step. Changes and method-vs-TEMPO differences
 are paired per question (tempo_jax.eval.paired); a star marks |mean| > 2 SE.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -72,20 +73,24 @@ def seed_summary(out: str, plan: DemoPlan, data: dict[str, str], diagnosis: dict
             continue
         last = steps[-1]
         after_q[method] = {k: per_question(run, last, du, k) for k in ("avg", "pass@8")}
-        row = {"step": last,
-               "before": {**{k: base_levels[k] for k in ("avg@16", "pass@8", "maj@16")},
-                          "share/careful": base_careful},
-               "after": {**{k: _metric(run, last, du, k) for k in SERIES_KEYS},
-                         "share/careful": style_stats(run, last, data["unlabeled"])["share/careful"]},
-               "change_avg": _change_dict(paired_change(before["avg"], after_q[method]["avg"])),
-               "change_pass8": _change_dict(paired_change(before["pass@8"], after_q[method]["pass@8"])),
-               "series": {k: [(0, base_levels[k])] + [(s, _metric(run, s, du, k)) for s in steps]
-                          for k in SERIES_KEYS},
-               "series_change": {k: [(0, _change_dict(Change(0.0, 0.0, len(before[k]), (0.0,))))] + [
-                   (s, _change_dict(paired_change(before[k], per_question(run, s, du, k)))) for s in steps]
-                   for k in ("avg", "pass@8")},
-               "series_val_auroc": [(0, base_val_auroc)] + [(s, _metric(run, s, val, "critic/auroc_within"))
-                                                             for s in steps]}
+        row = {
+            "step": last,
+            "before": {**{k: base_levels[k] for k in ("avg@16", "pass@8", "maj@16")}, "share/careful": base_careful},
+            "after": {
+                **{k: _metric(run, last, du, k) for k in SERIES_KEYS},
+                "share/careful": style_stats(run, last, data["unlabeled"])["share/careful"],
+            },
+            "change_avg": _change_dict(paired_change(before["avg"], after_q[method]["avg"])),
+            "change_pass8": _change_dict(paired_change(before["pass@8"], after_q[method]["pass@8"])),
+            "series": {k: [(0, base_levels[k])] + [(s, _metric(run, s, du, k)) for s in steps] for k in SERIES_KEYS},
+            "series_change": {
+                k: [(0, _change_dict(Change(0.0, 0.0, len(before[k]), (0.0,))))]
+                + [(s, _change_dict(paired_change(before[k], per_question(run, s, du, k)))) for s in steps]
+                for k in ("avg", "pass@8")
+            },
+            "series_val_auroc": [(0, base_val_auroc)]
+            + [(s, _metric(run, s, val, "critic/auroc_within")) for s in steps],
+        }
         methods[method] = row
     if "tempo" in after_q:
         for method, row in methods.items():
@@ -98,10 +103,19 @@ def seed_markdown(summary: dict, plan: DemoPlan) -> str:
     return table_markdown([summary], plan)
 
 
-def write_seed_report(out: str, plan: DemoPlan, data: dict[str, str], diagnosis: dict, timings: dict[str, float],
-                      diagnose_only: bool = False) -> dict:
-    summary = seed_summary(out, plan, data, diagnosis) if not diagnose_only else \
-        {"seed": plan.seed, "dir": out, "diagnosis": diagnosis, "methods": {}}
+def write_seed_report(
+    out: str,
+    plan: DemoPlan,
+    data: dict[str, str],
+    diagnosis: dict,
+    timings: dict[str, float],
+    diagnose_only: bool = False,
+) -> dict:
+    summary = (
+        seed_summary(out, plan, data, diagnosis)
+        if not diagnose_only
+        else {"seed": plan.seed, "dir": out, "diagnosis": diagnosis, "methods": {}}
+    )
     summary["timings_s"] = timings
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
@@ -116,8 +130,9 @@ def write_seed_report(out: str, plan: DemoPlan, data: dict[str, str], diagnosis:
 
 
 def combined(summaries: Sequence[dict], method: str, key: str) -> Change | None:
-    changes = [_change(s["methods"][method][key]) for s in summaries
-               if method in s["methods"] and key in s["methods"][method]]
+    changes = [
+        _change(s["methods"][method][key]) for s in summaries if method in s["methods"] and key in s["methods"][method]
+    ]
     return combine_seeds(changes) if changes else None
 
 
@@ -141,8 +156,10 @@ def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
         maj0 = float(np.mean([s["stage1"]["maj@16"] for s in summaries]))
         avg0 = float(np.mean([s["stage1"]["avg@16"] for s in summaries]))
         p0 = float(np.mean([s["stage1"]["pass@8"] for s in summaries]))
-        lines.append(f"| stage-1 model, majority vote of 16 (no training) | {avg0:.3f} | – | {p0:.3f} | – | "
-                     f"{maj0:.3f} | – | – | – |")
+        lines.append(
+            f"| stage-1 model, majority vote of 16 (no training) | {avg0:.3f} | – | {p0:.3f} | – | "
+            f"{maj0:.3f} | – | – | – |"
+        )
     for method in plan.methods:
         if not any(method in s["methods"] for s in summaries):
             continue
@@ -156,45 +173,63 @@ def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
             f"{_mean(summaries, method, 'before', 'share/careful'):.2f} → "
             f"{_mean(summaries, method, 'after', 'share/careful'):.2f} | "
             f"{_fmt(_mean(summaries, method, 'after', 'critic/auroc_within') if method in CRITIC_METHODS else None)} | "
-            f"{vs.format() if vs else '–'} |")
+            f"{vs.format() if vs else '–'} |"
+        )
     k = len(seeds)
     n_q = plan.setup.du_count
-    lines += ["", f"Seeds {seeds}; D_U = {n_q} test questions per seed (level {plan.setup.du_levels}), 16 samples "
-              f"each at T = 1; {plan.stage2_steps} stage-2 steps of {plan.train_batch_size} prompts x {plan.n} samples "
-              "per method, all from the same stage-1 checkpoint. Changes are paired per question; "
-              + ("mean over seeds ± sqrt(sum SE²)/K" if k > 1 else "± one standard error")
-              + "; * marks |mean| > 2 SE."]
+    lines += [
+        "",
+        f"Seeds {seeds}; D_U = {n_q} test questions per seed (level {plan.setup.du_levels}), 16 samples "
+        f"each at T = 1; {plan.stage2_steps} stage-2 steps of {plan.train_batch_size} prompts x {plan.n} samples "
+        "per method, all from the same stage-1 checkpoint. Changes are paired per question; "
+        + ("mean over seeds ± sqrt(sum SE²)/K" if k > 1 else "± one standard error")
+        + "; * marks |mean| > 2 SE.",
+    ]
     if k > 1:
         lines.append("")
-        lines.append("Per-seed Δ avg@16: " + "; ".join(
-            f"{m} " + ", ".join(f"{x:+.3f}" for x in combined(summaries, m, 'change_avg').per_seed)
-            for m in plan.methods if combined(summaries, m, "change_avg")))
+        lines.append(
+            "Per-seed Δ avg@16: "
+            + "; ".join(
+                f"{m} " + ", ".join(f"{x:+.3f}" for x in combined(summaries, m, "change_avg").per_seed)
+                for m in plan.methods
+                if combined(summaries, m, "change_avg")
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
 def diagnosis_markdown(diagnoses: Sequence[dict]) -> str:
     """The stage-1 diagnosis per seed: can the critic rank answers better than voting can?"""
-    lines = ["| seed | set | critic AUROC within | answer-frequency AUROC within | avg@16 | maj@16 | pass@8 | "
-             "maj wrong, some right | careful share (acc) | hasty share (acc) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | set | critic AUROC within | answer-frequency AUROC within | avg@16 | maj@16 | pass@8 | "
+        "maj wrong, some right | careful share (acc) | hasty share (acc) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for i, d in enumerate(diagnoses):
         seed = d.get("seed", i)
         for key, name in (("du", "D_U"), ("dl_heldout", "D_L held-out")):
             r = d[key]
-            lines.append(f"| {seed} | {name} | {_fmt(r['critic/auroc_within'])} | {_fmt(r['frequency/auroc_within'])} | "
-                         f"{_fmt(r['avg@16'])} | {_fmt(r['maj@16'])} | {_fmt(r['pass@8'])} | "
-                         f"{_fmt(r['maj_wrong_some_right'])} | {_fmt(r['share/careful'])} ({_fmt(r['acc/careful'])}) | "
-                         f"{_fmt(r['share/hasty'])} ({_fmt(r['acc/hasty'])}) |")
+            lines.append(
+                f"| {seed} | {name} | {_fmt(r['critic/auroc_within'])} | {_fmt(r['frequency/auroc_within'])} | "
+                f"{_fmt(r['avg@16'])} | {_fmt(r['maj@16'])} | {_fmt(r['pass@8'])} | "
+                f"{_fmt(r['maj_wrong_some_right'])} | {_fmt(r['share/careful'])} ({_fmt(r['acc/careful'])}) | "
+                f"{_fmt(r['share/hasty'])} ({_fmt(r['acc/hasty'])}) |"
+            )
     passed = [d["gate"]["passed"] for d in diagnoses]
-    lines += ["", f"Gate (critic within-question AUROC on D_U >= {GATE_AUROC:.2f} and >= {GATE_MARGIN:.2f} above answer "
-              f"frequency's): {'passed' if all(passed) else 'NOT passed'} on {sum(passed)} of {len(passed)} seed(s)."]
+    lines += [
+        "",
+        f"Gate (critic within-question AUROC on D_U >= {GATE_AUROC:.2f} and >= {GATE_MARGIN:.2f} above answer "
+        f"frequency's): {'passed' if all(passed) else 'NOT passed'} on {sum(passed)} of {len(passed)} seed(s).",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def diagnosis_lines(diagnosis: dict) -> str:
     g = diagnosis["gate"]
-    return (f"[demo] diagnosis: critic within-question AUROC on D_U {_fmt(g['critic_auroc_within_du'])}, answer "
-            f"frequency {_fmt(g['frequency_auroc_within_du'])} -> gate {'passed' if g['passed'] else 'NOT passed'}")
+    return (
+        f"[demo] diagnosis: critic within-question AUROC on D_U {_fmt(g['critic_auroc_within_du'])}, answer "
+        f"frequency {_fmt(g['frequency_auroc_within_du'])} -> gate {'passed' if g['passed'] else 'NOT passed'}"
+    )
 
 
 # ----------------------------------------------------------------------------- plots
@@ -218,12 +253,30 @@ def _series_change(summaries, method, key) -> tuple[list[int], np.ndarray, np.nd
 def plot_accuracy(summaries: Sequence[dict], plan: DemoPlan, path: str) -> str:
     panels = []
     for i, (key, label) in enumerate((("avg", "avg@16"), ("pass@8", "pass@8"), ("maj@16", "maj@16"))):
-        lines = [Line(method, *_series_change(summaries, method, key)) for method in plan.methods
-                 if any(method in s["methods"] for s in summaries)]
-        panels.append((lines, dict(title=f"D_U {label}: change from the stage-1 model", xlabel="stage-2 step",
-                                   hline=0.0, legend=dict(fontsize=8) if i == 0 else None)))
-    plot_lines(panels, path, size=(5 * len(panels), 4), dpi=110, suptitle=(
-        f"mean over {len(summaries)} seed(s); bands: ±1 paired SE (questions), combined over seeds"), suptitle_size=9)
+        lines = [
+            Line(method, *_series_change(summaries, method, key))
+            for method in plan.methods
+            if any(method in s["methods"] for s in summaries)
+        ]
+        panels.append(
+            (
+                lines,
+                dict(
+                    title=f"D_U {label}: change from the stage-1 model",
+                    xlabel="stage-2 step",
+                    hline=0.0,
+                    legend=dict(fontsize=8) if i == 0 else None,
+                ),
+            )
+        )
+    plot_lines(
+        panels,
+        path,
+        size=(5 * len(panels), 4),
+        dpi=110,
+        suptitle=(f"mean over {len(summaries)} seed(s); bands: ±1 paired SE (questions), combined over seeds"),
+        suptitle_size=9,
+    )
     return path
 
 
@@ -233,23 +286,50 @@ def plot_auroc(summaries: Sequence[dict], plan: DemoPlan, path: str) -> str:
         if not any(method in s["methods"] for s in summaries):
             continue
         for key, style, where in (("series", "-", "D_U"), ("series_val_auroc", "--", "D_L held-out")):
-            per_seed = [dict(s["methods"][method][key] if key == "series_val_auroc"
-                             else s["methods"][method]["series"]["critic/auroc_within"]) for s in summaries
-                        if method in s["methods"]]
+            per_seed = [
+                dict(
+                    s["methods"][method][key]
+                    if key == "series_val_auroc"
+                    else s["methods"][method]["series"]["critic/auroc_within"]
+                )
+                for s in summaries
+                if method in s["methods"]
+            ]
             steps = sorted(set.intersection(*(set(p) for p in per_seed)))
             mean = [np.nanmean([p[t] for p in per_seed]) for t in steps]
             lines.append(Line(f"{method} on {where}", steps, mean, style=style))
-    plot_lines([(lines, dict(title="critic within-question AUROC of V_T over the E-steps", xlabel="stage-2 step",
-                             ylim=(0, 1), hline=0.5, legend=dict(fontsize=7)))], path, size=(6.5, 4), dpi=110)
+    plot_lines(
+        [
+            (
+                lines,
+                dict(
+                    title="critic within-question AUROC of V_T over the E-steps",
+                    xlabel="stage-2 step",
+                    ylim=(0, 1),
+                    hline=0.5,
+                    legend=dict(fontsize=7),
+                ),
+            )
+        ],
+        path,
+        size=(6.5, 4),
+        dpi=110,
+    )
     return path
 
 
-def write_report(out: str, plan: DemoPlan, summaries: Sequence[dict], total_seconds: float, command: str,
-                 diagnose_only: bool = False) -> dict[str, str]:
+def write_report(
+    out: str, plan: DemoPlan, summaries: Sequence[dict], total_seconds: float, command: str, diagnose_only: bool = False
+) -> dict[str, str]:
     """results.md / results.json over all seeds (+ the two plots unless ``diagnose_only``)."""
     paths = {"results table": os.path.join(out, "results.md")}
-    text = [f"Produced by `{command}` in {total_seconds / 60:.1f} min.", "", "## Diagnosis (stage 1, before stage 2)",
-            "", diagnosis_markdown([s["diagnosis"] | {"seed": s["seed"]} for s in summaries])]
+    text = [
+        f"Produced by `{command}` in {total_seconds / 60:.1f} min.",
+        "",
+        "## Diagnosis (stage 1, before stage 2)",
+        "",
+        diagnosis_markdown([s["diagnosis"] | {"seed": s["seed"]} for s in summaries]),
+    ]
     if not diagnose_only:
         text += ["## Stage 2", "", table_markdown(summaries, plan)]
         paths["accuracy plot"] = plot_accuracy(summaries, plan, os.path.join(out, "accuracy_vs_step.png"))

@@ -11,12 +11,13 @@ state of an ``nnx.split`` model and donates both.
 ``records`` carry ``problem`` and ``solution`` (the task schema, see ``tempo_jax.demo.tasks``);
 ``prompt_fn`` renders a problem into the prompt string (ChatML by default).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from tempo_jax.models.decoder import CausalLM
 from tempo_jax.demo.tasks.arithmetic import format_prompt
+from tempo_jax.models.decoder import CausalLM
 
 LogFn = Callable[[int, dict], None]
 
@@ -47,8 +48,14 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def encode_sft(records: Sequence[dict], tokenizer, *, prompt_fn: Callable[[str], str] = format_prompt,
-               max_len: int | None = None, pad_multiple: int = 16) -> SFTData:
+def encode_sft(
+    records: Sequence[dict],
+    tokenizer,
+    *,
+    prompt_fn: Callable[[str], str] = format_prompt,
+    max_len: int | None = None,
+    pad_multiple: int = 16,
+) -> SFTData:
     """Tokenise ``prompt_fn(problem)`` and ``solution + eos``; pad every row to one length.
 
     The prompt and the completion are tokenised separately (so the boundary is exact) and
@@ -76,9 +83,9 @@ def encode_sft(records: Sequence[dict], tokenizer, *, prompt_fn: Callable[[str],
     targets = np.zeros((n, length), bool)
     for i, (p, s) in enumerate(rows):
         seq = p + s
-        tokens[i, :len(seq)] = seq
-        valid[i, :len(seq)] = True
-        targets[i, len(p):len(seq)] = True
+        tokens[i, : len(seq)] = seq
+        valid[i, : len(seq)] = True
+        targets[i, len(p) : len(seq)] = True
     return SFTData(tokens, valid, targets)
 
 
@@ -138,12 +145,26 @@ def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
     return order[:need].reshape(steps, batch_size)
 
 
-def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, batch_size: int, lr: float,
-              seed: int = 0, log_fn: LogFn | None = None, *, prompt_fn: Callable[[str], str] = format_prompt,
-              warmup_steps: int | None = None, weight_decay: float = 0.01, grad_clip: float = 1.0,
-              final_lr_fraction: float = 0.1, max_len: int | None = None,
-              eval_records: Sequence[dict] | None = None, eval_every: int = 100,
-              stop_at_exact_match: float | None = None) -> tuple[CausalLM, dict]:
+def sft_train(
+    model: CausalLM,
+    tokenizer,
+    records: Sequence[dict],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int = 0,
+    log_fn: LogFn | None = None,
+    *,
+    prompt_fn: Callable[[str], str] = format_prompt,
+    warmup_steps: int | None = None,
+    weight_decay: float = 0.01,
+    grad_clip: float = 1.0,
+    final_lr_fraction: float = 0.1,
+    max_len: int | None = None,
+    eval_records: Sequence[dict] | None = None,
+    eval_every: int = 100,
+    stop_at_exact_match: float | None = None,
+) -> tuple[CausalLM, dict]:
     """Supervised warm start; returns the trained model (updated in place) and metrics.
 
     With ``eval_records``, every ``eval_every`` steps (and after the last) the held-out loss and
@@ -164,8 +185,10 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
     data = encode_sft(records, tokenizer, prompt_fn=prompt_fn, max_len=max_len)
     warmup = warmup_steps if warmup_steps is not None else max(1, steps // 20)
     schedule = make_schedule(lr, steps, warmup, final_lr_fraction)
-    tx = optax.chain(optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(),
-                     optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=weight_decay))
+    tx = optax.chain(
+        optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(),
+        optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=weight_decay),
+    )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params = jax.tree.map(jnp.copy, params)  # donated below; the caller's arrays stay intact on failure
     opt_state = tx.init(params)
@@ -184,8 +207,9 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
     for step in range(steps):
         rows = idx[step]
         t0 = time.perf_counter()
-        params, opt_state, out = step_fn(params, rest, opt_state, data.tokens[rows], data.valid[rows],
-                                         data.targets[rows])
+        params, opt_state, out = step_fn(
+            params, rest, opt_state, data.tokens[rows], data.valid[rows], data.targets[rows]
+        )
         out = jax.device_get(out)  # also blocks: one step in flight at a time
         if step == 0:
             compile_s = time.perf_counter() - t0
@@ -196,8 +220,10 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
         n_target += int(data.targets[rows].sum())
         stop = False
         if held is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
-            ev = {k: float(v) for k, v in jax.device_get(eval_fn(params, rest, held.tokens, held.valid,
-                                                                  held.targets)).items()}
+            ev = {
+                k: float(v)
+                for k, v in jax.device_get(eval_fn(params, rest, held.tokens, held.valid, held.targets)).items()
+            }
             metrics["eval"].append({"step": step + 1, **ev})
             row.update(eval_loss=ev["loss"], eval_exact_match=ev["exact_match"])
             stop = stop_at_exact_match is not None and ev["exact_match"] >= stop_at_exact_match
@@ -206,7 +232,12 @@ def sft_train(model: CausalLM, tokenizer, records: Sequence[dict], steps: int, b
         if stop:
             break
     nnx.update(model, params)
-    metrics.update(seconds=time.perf_counter() - start, compile_seconds=compile_s, seq_len=int(data.tokens.shape[1]),
-                   num_records=len(data.tokens), target_tokens_per_step=n_target / len(metrics["loss"]),
-                   steps_run=len(metrics["loss"]))
+    metrics.update(
+        seconds=time.perf_counter() - start,
+        compile_seconds=compile_s,
+        seq_len=int(data.tokens.shape[1]),
+        num_records=len(data.tokens),
+        target_tokens_per_step=n_target / len(metrics["loss"]),
+        steps_run=len(metrics["loss"]),
+    )
     return model, metrics

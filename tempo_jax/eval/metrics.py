@@ -32,11 +32,12 @@ Definitions (per question with n samples, c of them correct; datasets average ov
 * ``maj_wrong_some_right`` -- share of questions whose plurality answer over all n samples is
   wrong while some sample is right: where a reward better than voting has something to find.
 """
+
 from __future__ import annotations
 
 import collections
 import math
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -83,8 +84,9 @@ def pass_at_ks(correct, ks: Sequence[int] = DEFAULT_KS) -> dict[int, float]:
     return {k: float(np.mean([pass_at_k(len(r), int(r.sum()), k) for r in rows])) for k in ks if k <= n_min}
 
 
-def bootstrap_reduce(values: Sequence, k: int, reduce_fn, *, n_bootstrap: int = N_BOOTSTRAP,
-                     seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_reduce(
+    values: Sequence, k: int, reduce_fn, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """verl's ``bootstrap_metric``: ``n_bootstrap`` draws of k indices with replacement, seeded
     like ``np.random.seed(seed)``; returns (mean, std) of ``reduce_fn`` over the draws."""
     rs = np.random.RandomState(seed)
@@ -128,7 +130,7 @@ def maj_at_k_exact(answers: Sequence[Hashable], correct: Sequence[bool], k: int)
     m = len(p)
     fact = np.array([math.factorial(i) for i in range(k + 1)], dtype=np.float64)
     cs = np.arange(k + 1)
-    diff = cs[:, None] - cs[None, :]                                 # d - d'
+    diff = cs[:, None] - cs[None, :]  # d - d'
     total = 0.0
     for j in range(1, k + 1):
         # A[d, t], B[d, t]: d = total count so far, t = number of groups with count exactly j.
@@ -136,24 +138,31 @@ def maj_at_k_exact(answers: Sequence[Hashable], correct: Sequence[bool], k: int)
         B = np.zeros((k + 1, m + 1))
         A[0, 0] = 1.0
         for g in range(m):
-            terms = np.where(cs < j, p[g] ** cs / fact, 0.0)         # count below j
-            tied = p[g] ** j / fact[j]                               # count exactly j
+            terms = np.where(cs < j, p[g] ** cs / fact, 0.0)  # count below j
+            tied = p[g] ** j / fact[j]  # count exactly j
             # Toeplitz T[d, d'] = terms[d - d'], so (T @ X)[d] = sum_c terms[c] X[d - c]
             T = np.where(diff >= 0, terms[np.clip(diff, 0, k)], 0.0)
             newA = T @ A
             newB = T @ B
             shiftA = np.zeros_like(A)
             shiftB = np.zeros_like(B)
-            shiftA[j:, 1:] = A[:-j or None, :-1] * tied
-            shiftB[j:, 1:] = (B[:-j or None, :-1] + val[g] * A[:-j or None, :-1]) * tied
+            shiftA[j:, 1:] = A[: -j or None, :-1] * tied
+            shiftB[j:, 1:] = (B[: -j or None, :-1] + val[g] * A[: -j or None, :-1]) * tied
             A, B = newA + shiftA, newB + shiftB
         t = np.arange(1, m + 1)
         total += float(np.sum(B[k, 1:] / t))
     return total * fact[k]
 
 
-def maj_at_k(answers: Sequence[Hashable], correct: Sequence[bool], k: int, *, method: str = "exact",
-             n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> float:
+def maj_at_k(
+    answers: Sequence[Hashable],
+    correct: Sequence[bool],
+    k: int,
+    *,
+    method: str = "exact",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = BOOTSTRAP_SEED,
+) -> float:
     """maj@k for one question; ``method`` is ``"exact"`` or ``"bootstrap"`` (reference)."""
     if method == "exact":
         return maj_at_k_exact(answers, correct, k)
@@ -165,13 +174,19 @@ def maj_at_k(answers: Sequence[Hashable], correct: Sequence[bool], k: int, *, me
     raise ValueError(f"unknown maj@k method {method!r}; use 'exact' or 'bootstrap'")
 
 
-def best_worst_at_k(correct: Sequence[bool], k: int, *, method: str = "exact",
-                    n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def best_worst_at_k(
+    correct: Sequence[bool],
+    k: int,
+    *,
+    method: str = "exact",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
     """(best@k, worst@k) for one question: expected max/min correctness of k draws with replacement."""
     c = np.asarray(correct, dtype=np.float64)
     if method == "exact":
         q = float(c.mean())
-        return 1.0 - (1.0 - q) ** k, q ** k
+        return 1.0 - (1.0 - q) ** k, q**k
     if method == "bootstrap":
         rs = np.random.RandomState(seed)
         idx = rs.choice(len(c), size=(n_bootstrap, k), replace=True)
@@ -275,16 +290,28 @@ def critic_metrics(values, correct) -> dict[str, float]:
     """Calibration of V_T against correctness (targets +/-1 for explained variance)."""
     y = np.asarray(correct, dtype=bool).reshape(-1)
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    return {"explained_var": explained_variance(v, np.where(y, 1.0, -1.0)), "auroc": auroc(v, y),
-            "brier": brier_score(v, y), "ece": expected_calibration_error(v, y),
-            "value_mean": float(v.mean()) if v.size else float("nan")}
+    return {
+        "explained_var": explained_variance(v, np.where(y, 1.0, -1.0)),
+        "auroc": auroc(v, y),
+        "brier": brier_score(v, y),
+        "ece": expected_calibration_error(v, y),
+        "value_mean": float(v.mean()) if v.size else float("nan"),
+    }
 
 
 # ----------------------------------------------------------------------------- all at once
 
 
-def summarize(correct, answers=None, *, lengths=None, finish_reasons=None, values=None,
-              ks: Sequence[int] = DEFAULT_KS, method: str = "exact") -> dict[str, float]:
+def summarize(
+    correct,
+    answers=None,
+    *,
+    lengths=None,
+    finish_reasons=None,
+    values=None,
+    ks: Sequence[int] = DEFAULT_KS,
+    method: str = "exact",
+) -> dict[str, float]:
     """All dataset metrics as a flat dict: ``avg@n``, ``pass@k``, ``maj@k``, ``best@k``, ``worst@k``,
     ``distinct_answers``, ``no_answer_frac``, ``length/*``, ``finish/*``, ``critic/*``.
 
@@ -313,7 +340,9 @@ def summarize(correct, answers=None, *, lengths=None, finish_reasons=None, value
         flat = [x for a in ans for x in a]
         out["no_answer_frac"] = float(np.mean([x is None for x in flat])) if flat else float("nan")
     if lengths is not None:
-        flat_len = np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1) for x in lengths]) if len(lengths) else []
+        flat_len = (
+            np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1) for x in lengths]) if len(lengths) else []
+        )
         for key, v in length_stats(flat_len).items():
             out[f"length/{key}"] = v
     if finish_reasons is not None:
@@ -326,5 +355,6 @@ def summarize(correct, answers=None, *, lengths=None, finish_reasons=None, value
         for key, v in critic_metrics(flat_v, flat_c).items():
             out[f"critic/{key}"] = v
         out["critic/auroc_within"], out["critic/auroc_within_questions"] = within_question_auroc(
-            [np.asarray(x, dtype=np.float64).reshape(-1) for x in values], rows)
+            [np.asarray(x, dtype=np.float64).reshape(-1) for x in values], rows
+        )
     return out

@@ -23,6 +23,7 @@ before sampling (their count is logged and reported as ``prompts_filtered`` in t
 ``results.md``), ``"left_truncate"`` keeps their last tokens (``prompts_truncated``), ``"error"``
 raises.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +34,8 @@ import os
 import pathlib
 import time
 import zlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,24 +43,22 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_records, get_template
+from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_records, get_template, load_tokenizer
+from tempo_jax.data.tfds_builders import NAMED_DATASETS, load_records
 from tempo_jax.eval import metrics as M
+from tempo_jax.eval import plots
 from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
 from tempo_jax.models.decoder import prompt_response_inputs, shift_to_response_tokens
+from tempo_jax.models.hf_io import from_hf
 from tempo_jax.models.tokenizer import check_vocab, stop_and_pad_ids
 from tempo_jax.parallel.distributed import is_primary
 from tempo_jax.parallel.mesh import batch_sharding, to_host
+from tempo_jax.rewards.extract import extract_boxed
+from tempo_jax.rewards.grader import Grader
 from tempo_jax.rl.advantages import value_at_last_token
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import bucket_length, left_pad
-from tempo_jax.rewards.extract import extract_boxed
-from tempo_jax.data.tfds_builders import NAMED_DATASETS
-from tempo_jax.data.tfds_builders import load_records
-from tempo_jax.data.templates import load_tokenizer
-from tempo_jax.models.hf_io import from_hf
-from tempo_jax.rewards.grader import Grader
-from tempo_jax.eval import plots
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ DEFAULT_BATCH_PROMPTS = 8
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def _split(model) -> tuple[Any, Any]:
     return nnx.split(model) if isinstance(model, nnx.Module) else tuple(model)
@@ -82,8 +83,10 @@ def _stop_and_pad(tokenizer, cfg, stop_ids: Sequence[int] | None) -> tuple[tuple
     if stop_ids is not None:
         return tuple(int(s) for s in stop_ids), pad
     if not stops:
-        raise ValueError("no stop token: neither the tokenizer nor the model config declares an eos id; "
-                         "every sample would run to max_new_tokens")
+        raise ValueError(
+            "no stop token: neither the tokenizer nor the model config declares an eos id; "
+            "every sample would run to max_new_tokens"
+        )
     return stops, pad
 
 
@@ -102,6 +105,7 @@ def _decode(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- critic values
+
 
 @functools.partial(jax.jit, static_argnums=(0,))
 def _final_values(graphdef, state, prompt_tokens, prompt_valid, response_tokens, lengths):
@@ -132,8 +136,14 @@ def make_value_fn(critic, *, rows_per_call: int | None = None, mesh: Mesh | None
         for start in range(0, rows, block):
             idx = np.arange(start, start + block)
             idx = np.minimum(idx, rows - 1)  # pad the last block with copies of the last row
-            v = _final_values(graphdef, state, _put(prompt_tokens[idx], mesh), _put(prompt_valid[idx], mesh),
-                              _put(response_tokens[idx], mesh), _put(lengths[idx], mesh))
+            v = _final_values(
+                graphdef,
+                state,
+                _put(prompt_tokens[idx], mesh),
+                _put(prompt_valid[idx], mesh),
+                _put(response_tokens[idx], mesh),
+                _put(lengths[idx], mesh),
+            )
             out.append(np.asarray(to_host(v), np.float64)[: min(block, rows - start)])  # gathers other hosts' rows
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
@@ -142,12 +152,26 @@ def make_value_fn(critic, *, rows_per_call: int | None = None, mesh: Mesh | None
 
 # ----------------------------------------------------------------------------- sampling
 
-def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sampling = Sampling(),
-                   batch_prompts: int = DEFAULT_BATCH_PROMPTS, seed: int = 0,
-                   template: str | PromptTemplate | None = None, max_prompt_tokens: int | None = None,
-                   prompt_policy: str = "error", prompt_width: int | None = None, min_bucket: int = 16,
-                   mesh: Mesh | None = None, value_fn: Callable | None = None, kv_cache_dtype: str | None = None,
-                   return_tokens: bool = False, stop_ids: Sequence[int] | None = None) -> Callable:
+
+def make_sample_fn(
+    actor,
+    tokenizer,
+    *,
+    max_new_tokens: int,
+    method: Greedy | Sampling = Sampling(),
+    batch_prompts: int = DEFAULT_BATCH_PROMPTS,
+    seed: int = 0,
+    template: str | PromptTemplate | None = None,
+    max_prompt_tokens: int | None = None,
+    prompt_policy: str = "error",
+    prompt_width: int | None = None,
+    min_bucket: int = 16,
+    mesh: Mesh | None = None,
+    value_fn: Callable | None = None,
+    kv_cache_dtype: str | None = None,
+    return_tokens: bool = False,
+    stop_ids: Sequence[int] | None = None,
+) -> Callable:
     """The runner's ``sample_fn(prompts: list[str], n) -> [Q][n] sample dicts`` on :func:`generate`.
 
     Each sample: ``text`` (decoded with ``skip_special_tokens=True``), ``length`` (response
@@ -167,8 +191,10 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
         the model config's eos ids, the tokenizer's eos and ``<|im_end|>``).
     """
     if prompt_policy not in ("error", "left_truncate"):
-        raise ValueError(f"make_sample_fn: prompt_policy must be 'error' or 'left_truncate' (filter whole "
-                         f"questions before sampling, as evaluate_model does), got {prompt_policy!r}")
+        raise ValueError(
+            f"make_sample_fn: prompt_policy must be 'error' or 'left_truncate' (filter whole "
+            f"questions before sampling, as evaluate_model does), got {prompt_policy!r}"
+        )
     if batch_prompts < 1 or max_new_tokens < 1:
         raise ValueError(f"need batch_prompts >= 1 and max_new_tokens >= 1, got {batch_prompts}, {max_new_tokens}")
     graphdef, state = _split(actor)
@@ -191,15 +217,25 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
             raise ValueError(f"a prompt has {longest} tokens, more than prompt_width={width}")
         results: list[list[dict]] = []
         for start in range(0, len(ids), batch_prompts):
-            group = ids[start:start + batch_prompts]
+            group = ids[start : start + batch_prompts]
             real = len(group)
             group = group + [group[-1]] * (batch_prompts - real)  # fixed batch shape
             tokens, valid = left_pad(group, pad, min_bucket, length=width)
             rng = jax.random.fold_in(base_key, calls[0])
             calls[0] += 1
-            out = generate((graphdef, state), (tokens, valid), n=n, max_new_tokens=max_new_tokens, method=method,
-                           stop_ids=stops, pad_id=pad, rng=rng, kv_cache_dtype=kv_cache_dtype, mesh=mesh,
-                           min_bucket=min_bucket)
+            out = generate(
+                (graphdef, state),
+                (tokens, valid),
+                n=n,
+                max_new_tokens=max_new_tokens,
+                method=method,
+                stop_ids=stops,
+                pad_id=pad,
+                rng=rng,
+                kv_cache_dtype=kv_cache_dtype,
+                mesh=mesh,
+                min_bucket=min_bucket,
+            )
             keep = real * n  # rows of the real prompts come first (row i*n+j)
             decoded = _decode(tokenizer, out.tokens[:keep], out.lengths[:keep])
             values = None
@@ -214,7 +250,7 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
                     if values is not None:
                         s["value"] = float(values[r])
                     if return_tokens:
-                        s["tokens"] = out.tokens[r, :out.lengths[r]].tolist()
+                        s["tokens"] = out.tokens[r, : out.lengths[r]].tolist()
                         s["prompt_tokens"] = out.prompt_tokens[r][out.prompt_valid[r]].tolist()
                     samples.append(s)
                 results.append(samples)
@@ -224,6 +260,7 @@ def make_sample_fn(actor, tokenizer, *, max_new_tokens: int, method: Greedy | Sa
 
 
 # ----------------------------------------------------------------------------- grading
+
 
 def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
     """``grader_fn(responses, answers) -> (correct bool [N], extracted [N])`` for the runner.
@@ -240,6 +277,7 @@ def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
 
 # ----------------------------------------------------------------------------- datasets -> results
 
+
 def _dataset_label(spec: str) -> str:
     if spec in NAMED_DATASETS:
         return spec
@@ -252,18 +290,39 @@ def _dataset_label(spec: str) -> str:
 
 def _dataset_seed(seed: int, name: str) -> int:
     """Per-dataset sampling seed: independent of the order the datasets are listed in."""
-    return int((seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2 ** 31))
+    return int((seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**31))
 
 
-def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: str | os.PathLike, n: int = 16,
-                   max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1,
-                   critic=None, data_dir: str | os.PathLike | None = None,
-                   tfds_dir: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0,
-                   template: str | PromptTemplate = "qwen3", grader=None, batch_prompts: int | None = None,
-                   max_prompt_tokens: int | None = None, prompt_policy: str = "filter",
-                   ks: Sequence[int] = M.DEFAULT_KS, mesh: Mesh | None = None, kv_cache_dtype: str | None = None,
-                   value_rows_per_call: int | None = None, min_bucket: int = 16, greedy: bool = False,
-                   plot: bool = True, model_name: str | None = None) -> dict[str, EvalResult]:
+def evaluate_model(
+    actor,
+    tokenizer,
+    datasets: Sequence[str] | str,
+    *,
+    out_dir: str | os.PathLike,
+    n: int = 16,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = -1,
+    critic=None,
+    data_dir: str | os.PathLike | None = None,
+    tfds_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    template: str | PromptTemplate = "qwen3",
+    grader=None,
+    batch_prompts: int | None = None,
+    max_prompt_tokens: int | None = None,
+    prompt_policy: str = "filter",
+    ks: Sequence[int] = M.DEFAULT_KS,
+    mesh: Mesh | None = None,
+    kv_cache_dtype: str | None = None,
+    value_rows_per_call: int | None = None,
+    min_bucket: int = 16,
+    greedy: bool = False,
+    plot: bool = True,
+    model_name: str | None = None,
+) -> dict[str, EvalResult]:
     """Evaluate ``actor`` (and ``critic``) on each dataset; write outputs under ``out_dir``.
 
     Args:
@@ -295,31 +354,65 @@ def evaluate_model(actor, tokenizer, datasets: Sequence[str] | str, *, out_dir: 
     own_grader = Grader(num_workers=2, timeout_s=5.0) if grader is None else None
     grader = own_grader or grader
     grader_fn = make_grader_fn(grader) if hasattr(grader, "grade") else grader
-    sampling = dict(max_new_tokens=max_new_tokens, method=method, max_prompt_tokens=max_prompt_tokens,
-                    prompt_policy=prompt_policy, min_bucket=min_bucket, mesh=mesh, value_fn=value_fn,
-                    kv_cache_dtype=kv_cache_dtype)
+    sampling = dict(
+        max_new_tokens=max_new_tokens,
+        method=method,
+        max_prompt_tokens=max_prompt_tokens,
+        prompt_policy=prompt_policy,
+        min_bucket=min_bucket,
+        mesh=mesh,
+        value_fn=value_fn,
+        kv_cache_dtype=kv_cache_dtype,
+    )
     results: dict[str, EvalResult] = {}
     try:
         for spec, name in zip(datasets, names):
             t0 = time.perf_counter()
             records = load_records(spec, data_dir=data_dir, tfds_dir=tfds_dir)
-            res = _evaluate_records(records[:limit] if limit else records, name, actor, tokenizer, tpl, grader_fn,
-                                    n=n, ks=ks, batch_prompts=batch_prompts, seed=seed, **sampling)
+            res = _evaluate_records(
+                records[:limit] if limit else records,
+                name,
+                actor,
+                tokenizer,
+                tpl,
+                grader_fn,
+                n=n,
+                ks=ks,
+                batch_prompts=batch_prompts,
+                seed=seed,
+                **sampling,
+            )
             res.seconds = time.perf_counter() - t0
             if write:
                 res.write(out, name, plot=plot)
             results[name] = res
             m = res.metrics
-            log.info("%s: avg@%d %.3f, pass@%d %.3f (%d questions, %.1fs)", name, n, m.get(f"avg@{n}", math.nan),
-                     max(res.ks), m.get(f"pass@{max(res.ks)}", math.nan), len(res.per_question), res.seconds)
+            log.info(
+                "%s: avg@%d %.3f, pass@%d %.3f (%d questions, %.1fs)",
+                name,
+                n,
+                m.get(f"avg@{n}", math.nan),
+                max(res.ks),
+                m.get(f"pass@{max(res.ks)}", math.nan),
+                len(res.per_question),
+                res.seconds,
+            )
     finally:
         if own_grader is not None:
             own_grader.close()
 
-    settings = {"model": model_name, "n": n, "max_new_tokens": max_new_tokens,
-                "method": "greedy" if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k},
-                "seed": seed, "template": tpl.name, "max_prompt_tokens": max_prompt_tokens,
-                "prompt_policy": prompt_policy, "limit": limit or None, "critic": critic is not None}
+    settings = {
+        "model": model_name,
+        "n": n,
+        "max_new_tokens": max_new_tokens,
+        "method": "greedy" if greedy else {"temperature": temperature, "top_p": top_p, "top_k": top_k},
+        "seed": seed,
+        "template": tpl.name,
+        "max_prompt_tokens": max_prompt_tokens,
+        "prompt_policy": prompt_policy,
+        "limit": limit or None,
+        "critic": critic is not None,
+    }
     if write:
         write_combined(results, out, settings, plot=plot)
     return results
@@ -341,33 +434,69 @@ def _check_eval_args(datasets: Sequence[str] | str, limit: int | None, prompt_po
     return list(datasets), names
 
 
-def _evaluate_records(records: list[dict], name: str, actor, tokenizer, tpl: PromptTemplate, grader_fn, *, n: int,
-                      ks: Sequence[int], batch_prompts: int | None, seed: int, max_new_tokens: int, method,
-                      max_prompt_tokens: int | None, prompt_policy: str, min_bucket: int, mesh, value_fn,
-                      kv_cache_dtype: str | None) -> EvalResult:
+def _evaluate_records(
+    records: list[dict],
+    name: str,
+    actor,
+    tokenizer,
+    tpl: PromptTemplate,
+    grader_fn,
+    *,
+    n: int,
+    ks: Sequence[int],
+    batch_prompts: int | None,
+    seed: int,
+    max_new_tokens: int,
+    method,
+    max_prompt_tokens: int | None,
+    prompt_policy: str,
+    min_bucket: int,
+    mesh,
+    value_fn,
+    kv_cache_dtype: str | None,
+) -> EvalResult:
     """One dataset: prompts encoded as training encodes them, sampled n times each, graded."""
     questions, enc = encode_records(records, tokenizer, tpl, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
     if enc.n_filtered:
-        log.warning("%s: %d of %d questions are longer than max_prompt_tokens=%s and are not evaluated",
-                    name, enc.n_filtered, len(records), max_prompt_tokens)
+        log.warning(
+            "%s: %d of %d questions are longer than max_prompt_tokens=%s and are not evaluated",
+            name,
+            enc.n_filtered,
+            len(records),
+            max_prompt_tokens,
+        )
     if not questions:
-        raise ValueError(f"{name}: no question fits max_prompt_tokens={max_prompt_tokens} "
-                         f"({enc.n_filtered} filtered); raise it or use prompt_policy='left_truncate'")
+        raise ValueError(
+            f"{name}: no question fits max_prompt_tokens={max_prompt_tokens} "
+            f"({enc.n_filtered} filtered); raise it or use prompt_policy='left_truncate'"
+        )
     bp = min(batch_prompts or DEFAULT_BATCH_PROMPTS, len(questions))
     sample_fn = make_sample_fn(
-        _split(actor), tokenizer, max_new_tokens=max_new_tokens, method=method, batch_prompts=bp,
-        seed=_dataset_seed(seed, name), template=None, max_prompt_tokens=max_prompt_tokens,
+        _split(actor),
+        tokenizer,
+        max_new_tokens=max_new_tokens,
+        method=method,
+        batch_prompts=bp,
+        seed=_dataset_seed(seed, name),
+        template=None,
+        max_prompt_tokens=max_prompt_tokens,
         prompt_policy="left_truncate" if prompt_policy == "left_truncate" else "error",
-        prompt_width=bucket_length(max(enc.lengths), min_bucket), min_bucket=min_bucket, mesh=mesh,
-        value_fn=value_fn, kv_cache_dtype=kv_cache_dtype)
-    res = evaluate(questions, sample_fn, grader_fn, n=n, ks=ks, prompt_fn=lambda q: q["prompt"],
-                   chunk_size=bp, dataset_name=name)
+        prompt_width=bucket_length(max(enc.lengths), min_bucket),
+        min_bucket=min_bucket,
+        mesh=mesh,
+        value_fn=value_fn,
+        kv_cache_dtype=kv_cache_dtype,
+    )
+    res = evaluate(
+        questions, sample_fn, grader_fn, n=n, ks=ks, prompt_fn=lambda q: q["prompt"], chunk_size=bp, dataset_name=name
+    )
     res.metrics.update({"prompts_filtered": enc.n_filtered, "prompts_truncated": enc.n_truncated})
     return res
 
 
-def write_combined(results: Mapping[str, EvalResult], out_dir: str | os.PathLike, settings: Mapping[str, Any],
-                   *, plot: bool = True) -> dict[str, pathlib.Path]:
+def write_combined(
+    results: Mapping[str, EvalResult], out_dir: str | os.PathLike, settings: Mapping[str, Any], *, plot: bool = True
+) -> dict[str, pathlib.Path]:
     """``results.md`` (one table, a row per dataset, plus settings), ``results.json`` and ``pass_at_k.png``."""
     out = pathlib.Path(out_dir)
     paths = {"table": out / "results.md", "json": out / "results.json"}
@@ -378,23 +507,34 @@ def write_combined(results: Mapping[str, EvalResult], out_dir: str | os.PathLike
         cut = r.metrics.get("prompts_truncated", 0)
         if dropped or cut:
             lines.append(f"- {k}: {dropped} over-long questions not evaluated, {cut} prompts left-truncated")
-    lines.append("- accuracy columns in %; avg@n = mean accuracy over n samples per question (the paper's "
-                 "mean@16); pass@k unbiased; per-dataset details in <dataset>_results.md")
+    lines.append(
+        "- accuracy columns in %; avg@n = mean accuracy over n samples per question (the paper's "
+        "mean@16); pass@k unbiased; per-dataset details in <dataset>_results.md"
+    )
     paths["table"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    doc = {"settings": dict(settings), "datasets": {k: {"metrics": r.metrics, "seconds": r.seconds}
-                                                   for k, r in results.items()}}
+    doc = {
+        "settings": dict(settings),
+        "datasets": {k: {"metrics": r.metrics, "seconds": r.seconds} for k, r in results.items()},
+    }
     paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False), encoding="utf-8")
     if plot and any(r.pass_at_k for r in results.values()):
-
-        paths["pass_at_k_png"] = plots.plot_pass_at_k({k: r.pass_at_k for k, r in results.items() if r.pass_at_k},
-                                                      out / "pass_at_k.png", title="pass@k")
+        paths["pass_at_k_png"] = plots.plot_pass_at_k(
+            {k: r.pass_at_k for k, r in results.items() if r.pass_at_k}, out / "pass_at_k.png", title="pass@k"
+        )
     return paths
 
 
-def eval_main(hf_dir: str | os.PathLike, datasets: Sequence[str] | str, out_dir: str | os.PathLike, *,
-              critic_dir: str | os.PathLike | None = None, tokenizer_path: str | os.PathLike | None = None,
-              mesh: Mesh | None = None, model_overrides: Mapping[str, Any] | None = None,
-              **kwargs: Any) -> dict[str, EvalResult]:
+def eval_main(
+    hf_dir: str | os.PathLike,
+    datasets: Sequence[str] | str,
+    out_dir: str | os.PathLike,
+    *,
+    critic_dir: str | os.PathLike | None = None,
+    tokenizer_path: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, EvalResult]:
     """Load a Hugging Face actor directory (+ an optional critic directory) and its tokenizer
     (from ``hf_dir`` unless ``tokenizer_path`` is given), then :func:`evaluate_model`.
 

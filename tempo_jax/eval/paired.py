@@ -11,11 +11,12 @@ sqrt(sum_s SE_s^2) / K of that mean (every seed's questions weigh alike) -- the 
 The spread of the per-seed means (``seed_std``) is reported beside it: it also holds the
 training runs' own variability, which K = 3 seeds can only show, not pin down.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -62,5 +63,5 @@ def combine_seeds(changes: Sequence[Change]) -> Change:
         raise ValueError("no seeds to combine")
     k = len(changes)
     mean = float(np.mean([c.mean for c in changes]))
-    se = float(math.sqrt(sum(c.se ** 2 for c in changes)) / k)
+    se = float(math.sqrt(sum(c.se**2 for c in changes)) / k)
     return Change(mean, se, sum(c.n for c in changes), tuple(c.mean for c in changes))

@@ -9,6 +9,7 @@
 * :func:`plot_lines` / :func:`draw_lines` -- the line-plot drawing both use, and the demo's report
   (panels of :class:`Line` series over steps, optional ±SE bands and a reference line).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,8 @@ import math
 import os
 import pathlib
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -59,14 +61,22 @@ class Line:
     markersize: float | None = None
 
 
-def draw_lines(ax, lines: Sequence[Line], *, title: str, xlabel: str = "step", ylabel: str | None = None,
-               ylim: tuple[float, float] | None = None, hline: float | None = None,
-               legend: Mapping[str, Any] | None = None) -> None:
+def draw_lines(
+    ax,
+    lines: Sequence[Line],
+    *,
+    title: str,
+    xlabel: str = "step",
+    ylabel: str | None = None,
+    ylim: tuple[float, float] | None = None,
+    hline: float | None = None,
+    legend: Mapping[str, Any] | None = None,
+) -> None:
     """Draw ``lines`` (marker ``o``) on ``ax`` with a grid; ``hline`` a grey reference line;
     ``legend`` the keyword arguments of ``ax.legend`` (``None``: no legend)."""
     for ln in lines:
         kw = {} if ln.markersize is None else {"markersize": ln.markersize}
-        drawn, = ax.plot(ln.xs, ln.ys, ln.style, marker="o", label=ln.label, **kw)
+        (drawn,) = ax.plot(ln.xs, ln.ys, ln.style, marker="o", label=ln.label, **kw)
         if ln.band is not None and not np.isnan(np.asarray(ln.band, float)).all():
             ys, band = np.asarray(ln.ys, float), np.asarray(ln.band, float)
             ax.fill_between(ln.xs, ys - band, ys + band, color=drawn.get_color(), alpha=0.2)
@@ -83,9 +93,15 @@ def draw_lines(ax, lines: Sequence[Line], *, title: str, xlabel: str = "step", y
         ax.legend(**legend)
 
 
-def plot_lines(panels: Sequence[tuple[Sequence[Line], Mapping[str, Any]]], path: str | os.PathLike, *,
-               size: tuple[float, float], dpi: float | None = None, suptitle: str | None = None,
-               suptitle_size: float | None = None) -> pathlib.Path:
+def plot_lines(
+    panels: Sequence[tuple[Sequence[Line], Mapping[str, Any]]],
+    path: str | os.PathLike,
+    *,
+    size: tuple[float, float],
+    dpi: float | None = None,
+    suptitle: str | None = None,
+    suptitle_size: float | None = None,
+) -> pathlib.Path:
     """A PNG of one row of panels, each ``(lines, draw_lines keyword arguments)``; ``dpi`` of the
     saved file (default the figure's 100)."""
     fig = _figure(size)
@@ -172,23 +188,36 @@ def _plot_keys(rows, keys, path, *, ylabel, title, scale=1.0, ylim=None) -> path
     for key in keys:
         xs, ys = _series(rows, key)
         lines.append(Line(key, xs, [scale * y for y in ys], markersize=3))
-    return plot_lines([(lines, dict(title=title, ylabel=ylabel, ylim=ylim, legend=dict(fontsize=7, loc="best")))],
-                      path, size=(7.0, 4.0))
+    return plot_lines(
+        [(lines, dict(title=title, ylabel=ylabel, ylim=ylim, legend=dict(fontsize=7, loc="best")))],
+        path,
+        size=(7.0, 4.0),
+    )
 
 
-def plot_accuracy_vs_step(run: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
-                          metrics: Sequence[str] = ("avg@16",), datasets: Sequence[str] | None = None
-                          ) -> pathlib.Path:
+def plot_accuracy_vs_step(
+    run: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    *,
+    metrics: Sequence[str] = ("avg@16",),
+    datasets: Sequence[str] | None = None,
+) -> pathlib.Path:
     """Curves ``eval/<dataset>/<metric>`` (in %) over steps; default PNG next to the metrics file."""
     mfile = find_metrics_file(run)
     rows = read_metrics_jsonl(mfile)
     pattern = re.compile(r"^eval/([^/]+)/(" + "|".join(re.escape(m) for m in metrics) + r")$")
-    keys = sorted({k for r in rows for k in r if (m := pattern.match(k)) and (datasets is None or m.group(1) in datasets)})
+    keys = sorted(
+        {k for r in rows for k in r if (m := pattern.match(k)) and (datasets is None or m.group(1) in datasets)}
+    )
     if not keys:
-        raise ValueError(f"{mfile}: no keys matching eval/<dataset>/{{{', '.join(metrics)}}}"
-                         + (f" for datasets {list(datasets)}" if datasets else ""))
+        raise ValueError(
+            f"{mfile}: no keys matching eval/<dataset>/{{{', '.join(metrics)}}}"
+            + (f" for datasets {list(datasets)}" if datasets else "")
+        )
     out = out_path or mfile.parent / "accuracy_vs_step.png"
-    return _plot_keys(rows, keys, out, ylabel="accuracy (%)", title="evaluation over training", scale=100.0, ylim=(0, 100))
+    return _plot_keys(
+        rows, keys, out, ylabel="accuracy (%)", title="evaluation over training", scale=100.0, ylim=(0, 100)
+    )
 
 
 def plot_critic_auroc(run: str | os.PathLike, out_path: str | os.PathLike | None = None) -> pathlib.Path:
@@ -202,14 +231,17 @@ def plot_critic_auroc(run: str | os.PathLike, out_path: str | os.PathLike | None
     return _plot_keys(rows, keys, out, ylabel="AUROC of V_T vs correctness", title="critic AUROC", ylim=(0, 1))
 
 
-def plot_run(run: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-             metrics: Sequence[str] = ("avg@16", "pass@8")) -> list[pathlib.Path]:
+def plot_run(
+    run: str | os.PathLike, out_dir: str | os.PathLike | None = None, metrics: Sequence[str] = ("avg@16", "pass@8")
+) -> list[pathlib.Path]:
     """Both step plots that the run's metrics support (missing kinds are left out)."""
     mfile = find_metrics_file(run)
     out_dir = pathlib.Path(out_dir) if out_dir else mfile.parent
     paths = []
-    for fn, name, kw in ((plot_accuracy_vs_step, "accuracy_vs_step.png", {"metrics": metrics}),
-                         (plot_critic_auroc, "critic_auroc.png", {})):
+    for fn, name, kw in (
+        (plot_accuracy_vs_step, "accuracy_vs_step.png", {"metrics": metrics}),
+        (plot_critic_auroc, "critic_auroc.png", {}),
+    ):
         try:
             paths.append(fn(mfile, out_dir / name, **kw))
         except ValueError:

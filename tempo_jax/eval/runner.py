@@ -15,6 +15,7 @@ dataset metrics of :func:`tempo_jax.eval.metrics.summarize`; ``write(out_dir, na
 writes ``<name>_samples.jsonl``, ``<name>_results.md``, ``<name>_summary.json`` and
 ``<name>_pass_at_k.png``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,12 +24,13 @@ import math
 import os
 import pathlib
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from tempo_jax.eval import metrics as M
 from tempo_jax.data.templates import render_prompt
+from tempo_jax.eval import metrics as M
 from tempo_jax.eval import plots
 
 SampleFn = Callable[[list, int], list]
@@ -70,8 +72,19 @@ def default_columns(metrics: Mapping[str, Any]) -> list[str]:
     cols += [k for k in keys if k.startswith("pass@") and k != "pass@1"]
     maj = [k for k in keys if k.startswith("maj@")]
     cols += maj[-1:]
-    cols += [k for k in ("distinct_answers", "no_answer_frac", "length/mean", "frequency/auroc_within", "critic/auroc",
-                         "critic/auroc_within", "critic/ece") if k in metrics]
+    cols += [
+        k
+        for k in (
+            "distinct_answers",
+            "no_answer_frac",
+            "length/mean",
+            "frequency/auroc_within",
+            "critic/auroc",
+            "critic/auroc_within",
+            "critic/ece",
+        )
+        if k in metrics
+    ]
     return cols
 
 
@@ -94,7 +107,7 @@ class EvalResult:
     dataset: str | None
     n: int
     ks: tuple[int, ...]
-    samples: list[dict]           # one row per sample (question_id, sample, response, extracted, ...)
+    samples: list[dict]  # one row per sample (question_id, sample, response, extracted, ...)
     per_question: list[dict]
     metrics: dict[str, Any]
     seconds: float = 0.0
@@ -111,7 +124,7 @@ class EvalResult:
     def to_markdown(self, dataset_name: str | None = None) -> str:
         name = dataset_name or self.dataset or "eval"
         lines = [f"## {name}", "", markdown_table({name: self.metrics}), ""]
-        fin = {k[len("finish/"):]: v for k, v in self.metrics.items() if k.startswith("finish/")}
+        fin = {k[len("finish/") :]: v for k, v in self.metrics.items() if k.startswith("finish/")}
         extra = []
         if fin:
             extra.append("finish reasons: " + ", ".join(f"{k} {v}" for k, v in fin.items()))
@@ -124,28 +137,40 @@ class EvalResult:
         mb = [f"{k} {_fmt(k, v)}" for k, v in self.metrics.items() if k.startswith(("maj@", "best@", "worst@"))]
         if mb:
             extra.append("maj/best/worst@k (%): " + ", ".join(mb))
-        extra.append(f"n={self.n} samples per question; accuracy columns in %; avg@n = pass@1; pass@k unbiased; "
-                     "maj@k/best@k/worst@k are expectations over k draws with replacement (see tempo_jax.eval.metrics)")
+        extra.append(
+            f"n={self.n} samples per question; accuracy columns in %; avg@n = pass@1; pass@k unbiased; "
+            "maj@k/best@k/worst@k are expectations over k draws with replacement (see tempo_jax.eval.metrics)"
+        )
         return "\n".join(lines + [f"- {e}" for e in extra]) + "\n"
 
-    def write(self, out_dir: str | os.PathLike, dataset_name: str | None = None, *,
-              plot: bool = True) -> dict[str, pathlib.Path]:
+    def write(
+        self, out_dir: str | os.PathLike, dataset_name: str | None = None, *, plot: bool = True
+    ) -> dict[str, pathlib.Path]:
         name = dataset_name or self.dataset or "eval"
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"samples": out / f"{name}_samples.jsonl", "table": out / f"{name}_results.md",
-                 "summary": out / f"{name}_summary.json"}
+        paths = {
+            "samples": out / f"{name}_samples.jsonl",
+            "table": out / f"{name}_results.md",
+            "summary": out / f"{name}_summary.json",
+        }
         with open(paths["samples"], "w", encoding="utf-8") as f:
             for s in self.samples:
                 f.write(json.dumps(_clean(s), ensure_ascii=False) + "\n")
         paths["table"].write_text(self.to_markdown(name), encoding="utf-8")
-        summary = {"dataset": name, "n": self.n, "ks": list(self.ks), "seconds": self.seconds,
-                   "metrics": self.metrics, "per_question": self.per_question}
+        summary = {
+            "dataset": name,
+            "n": self.n,
+            "ks": list(self.ks),
+            "seconds": self.seconds,
+            "metrics": self.metrics,
+            "per_question": self.per_question,
+        }
         paths["summary"].write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False), encoding="utf-8")
         if plot and self.pass_at_k:
-
-            paths["pass_at_k_png"] = plots.plot_pass_at_k({name: self.pass_at_k}, out / f"{name}_pass_at_k.png",
-                                                          title=f"{name}: pass@k (n={self.n})")
+            paths["pass_at_k_png"] = plots.plot_pass_at_k(
+                {name: self.pass_at_k}, out / f"{name}_pass_at_k.png", title=f"{name}: pass@k (n={self.n})"
+            )
         return paths
 
 
@@ -167,10 +192,19 @@ def _check_questions(questions: Sequence[dict]) -> None:
             raise ValueError(f"evaluate: question {i} ({q['id']}) has neither 'problem' nor 'prompt'")
 
 
-def evaluate(questions: Sequence[dict], sample_fn: SampleFn, grader_fn: GraderFn, *, n: int = 16,
-             value_fn: Callable | None = None, ks: Sequence[int] = M.DEFAULT_KS,
-             prompt_fn: Callable[[dict], str] | None = None, chunk_size: int | None = None,
-             dataset_name: str | None = None, method: str = "exact") -> EvalResult:
+def evaluate(
+    questions: Sequence[dict],
+    sample_fn: SampleFn,
+    grader_fn: GraderFn,
+    *,
+    n: int = 16,
+    value_fn: Callable | None = None,
+    ks: Sequence[int] = M.DEFAULT_KS,
+    prompt_fn: Callable[[dict], str] | None = None,
+    chunk_size: int | None = None,
+    dataset_name: str | None = None,
+    method: str = "exact",
+) -> EvalResult:
     """Sample n responses per question, grade them and compute the metrics (module docstring).
 
     ``prompt_fn(question) -> str`` builds prompts (default: the question's ``prompt`` field,
@@ -186,7 +220,7 @@ def evaluate(questions: Sequence[dict], sample_fn: SampleFn, grader_fn: GraderFn
     texts, lengths, finish, correct, extracted, values = [], [], [], [], [], []
     has_values = value_fn is not None
     for start in range(0, len(questions), chunk):
-        qs = questions[start:start + chunk]
+        qs = questions[start : start + chunk]
         prompts = [prompt_fn(q) for q in qs]
         out = sample_fn(prompts, n)
         if len(out) != len(qs):
@@ -197,8 +231,10 @@ def evaluate(questions: Sequence[dict], sample_fn: SampleFn, grader_fn: GraderFn
                 raise ValueError(f"sample_fn returned {len(samples)} samples for question {q['id']}, expected n={n}")
             for j, s in enumerate(samples):
                 if not isinstance(s, Mapping) or not isinstance(s.get("text"), str) or s.get("length") is None:
-                    raise ValueError(f"sample {j} of question {q['id']} must be a dict with a string 'text' "
-                                     f"and an integer 'length' (response tokens), got {s!r:.120}")
+                    raise ValueError(
+                        f"sample {j} of question {q['id']} must be a dict with a string 'text' "
+                        f"and an integer 'length' (response tokens), got {s!r:.120}"
+                    )
             c_texts.append([s["text"] for s in samples])
             c_len.append([int(s["length"]) for s in samples])
             c_fin.append([str(s.get("finish_reason", "unknown")) for s in samples])
@@ -223,26 +259,54 @@ def evaluate(questions: Sequence[dict], sample_fn: SampleFn, grader_fn: GraderFn
         lengths += c_len
         finish += c_fin
         values += c_val
-        correct += [ok[i * n:(i + 1) * n] for i in range(len(qs))]
-        extracted += [ext[i * n:(i + 1) * n] for i in range(len(qs))]
+        correct += [ok[i * n : (i + 1) * n] for i in range(len(qs))]
+        extracted += [ext[i * n : (i + 1) * n] for i in range(len(qs))]
 
     correct_arr = np.stack(correct)
-    summary = M.summarize(correct_arr, extracted, lengths=lengths, finish_reasons=finish,
-                          values=values if has_values else None, ks=ks, method=method)
+    summary = M.summarize(
+        correct_arr,
+        extracted,
+        lengths=lengths,
+        finish_reasons=finish,
+        values=values if has_values else None,
+        ks=ks,
+        method=method,
+    )
     samples, per_question = [], []
     for qi, q in enumerate(questions):
         for j in range(n):
-            samples.append({"question_id": q["id"], "sample": j, "answer": q["answer"], "response": texts[qi][j],
-                            "extracted": extracted[qi][j], "correct": bool(correct_arr[qi, j]),
-                            "length": lengths[qi][j], "finish_reason": finish[qi][j],
-                            "value": float(values[qi][j]) if has_values else None})
+            samples.append(
+                {
+                    "question_id": q["id"],
+                    "sample": j,
+                    "answer": q["answer"],
+                    "response": texts[qi][j],
+                    "extracted": extracted[qi][j],
+                    "correct": bool(correct_arr[qi, j]),
+                    "length": lengths[qi][j],
+                    "finish_reason": finish[qi][j],
+                    "value": float(values[qi][j]) if has_values else None,
+                }
+            )
         c = int(correct_arr[qi].sum())
-        pq = {"id": q["id"], "answer": q["answer"], "n_correct": c, "avg": c / n,
-              "distinct_answers": M.distinct_answers(extracted[qi])}
+        pq = {
+            "id": q["id"],
+            "answer": q["answer"],
+            "n_correct": c,
+            "avg": c / n,
+            "distinct_answers": M.distinct_answers(extracted[qi]),
+        }
         pq.update({f"pass@{k}": M.pass_at_k(n, c, k) for k in ks if k <= n})
         per_question.append(pq)
-    return EvalResult(dataset=dataset_name, n=n, ks=tuple(k for k in ks if k <= n), samples=samples,
-                      per_question=per_question, metrics=summary, seconds=time.perf_counter() - t0)
+    return EvalResult(
+        dataset=dataset_name,
+        n=n,
+        ks=tuple(k for k in ks if k <= n),
+        samples=samples,
+        per_question=per_question,
+        metrics=summary,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def write_results_table(results: Mapping[str, EvalResult], path: str | os.PathLike) -> pathlib.Path:

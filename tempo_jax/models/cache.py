@@ -9,6 +9,7 @@ Two layouts of the same content:
   row in place and both attention products read the buffer directly (no per-step copy or
   transpose). The sampler decodes with this one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,16 +63,24 @@ def cache_bytes(cfg: ModelConfig, batch: int, max_len: int, dtype: str | None = 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
     shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
     dt = jnp.dtype(dtype or cfg.dtype)
-    return KVCache(k=jnp.zeros(shape, dt), v=jnp.zeros(shape, dt),
-                   valid=jnp.zeros((batch, max_len), jnp.bool_), index=jnp.zeros((), jnp.int32))
+    return KVCache(
+        k=jnp.zeros(shape, dt),
+        v=jnp.zeros(shape, dt),
+        valid=jnp.zeros((batch, max_len), jnp.bool_),
+        index=jnp.zeros((), jnp.int32),
+    )
 
 
 def init_layer_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: str | None = None) -> LayerKVCache:
     shape = (batch, cfg.num_kv_heads, max_len, cfg.head_dim)
     dt = jnp.dtype(dtype or cfg.dtype)
     zeros = tuple(jnp.zeros(shape, dt) for _ in range(cfg.num_layers))
-    return LayerKVCache(k=zeros, v=tuple(jnp.zeros(shape, dt) for _ in range(cfg.num_layers)),
-                        valid=jnp.zeros((batch, max_len), jnp.bool_), index=jnp.zeros((), jnp.int32))
+    return LayerKVCache(
+        k=zeros,
+        v=tuple(jnp.zeros(shape, dt) for _ in range(cfg.num_layers)),
+        valid=jnp.zeros((batch, max_len), jnp.bool_),
+        index=jnp.zeros((), jnp.int32),
+    )
 
 
 def to_layers(cache: KVCache) -> LayerKVCache:
@@ -93,8 +102,13 @@ def resize(cache: LayerKVCache, max_len: int) -> LayerKVCache:
         return cache
     if max_len < old:
         cut = lambda x: x[:, :, :max_len]  # noqa: E731
-        return LayerKVCache(k=tuple(map(cut, cache.k)), v=tuple(map(cut, cache.v)),
-                            valid=cache.valid[:, :max_len], index=cache.index)
+        return LayerKVCache(
+            k=tuple(map(cut, cache.k)), v=tuple(map(cut, cache.v)), valid=cache.valid[:, :max_len], index=cache.index
+        )
     pad = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, max_len - old), (0, 0)))  # noqa: E731
-    return LayerKVCache(k=tuple(map(pad, cache.k)), v=tuple(map(pad, cache.v)),
-                        valid=jnp.pad(cache.valid, ((0, 0), (0, max_len - old))), index=cache.index)
+    return LayerKVCache(
+        k=tuple(map(pad, cache.k)),
+        v=tuple(map(pad, cache.v)),
+        valid=jnp.pad(cache.valid, ((0, 0), (0, max_len - old))),
+        index=cache.index,
+    )

@@ -4,6 +4,7 @@ One frozen dataclass describes every supported architecture; the differences bet
 families are a handful of switches (qkv bias, q/k norm style, norm placement, sliding
 layers, rope scaling) rather than separate model classes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,9 +45,12 @@ class RopeConfig:
         if self.type == "linear":
             out["factor"] = self.factor
         elif self.type == "llama3":
-            out.update(factor=self.factor, low_freq_factor=self.low_freq_factor,
-                       high_freq_factor=self.high_freq_factor,
-                       original_max_position_embeddings=self.original_max_position_embeddings)
+            out.update(
+                factor=self.factor,
+                low_freq_factor=self.low_freq_factor,
+                high_freq_factor=self.high_freq_factor,
+                original_max_position_embeddings=self.original_max_position_embeddings,
+            )
         elif self.type == "yarn":
             out.update(factor=self.factor, original_max_position_embeddings=self.original_max_position_embeddings)
             for key in ("beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim"):
@@ -139,7 +143,7 @@ class ModelConfig:
             return (self.eos_token_id,)
         return tuple(self.eos_token_id)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def num_params(self, include_value_head: bool = False) -> int:

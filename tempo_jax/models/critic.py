@@ -4,6 +4,7 @@ Value of response token t is read from the hidden state at position t-1, i.e.
 V_t = V(x, y_<t) (TEMPO_SPEC §1.3); :func:`tempo_jax.models.decoder.shift_to_response_tokens`
 does that shift.
 """
+
 from __future__ import annotations
 
 import jax
@@ -20,12 +21,20 @@ class Critic(nnx.Module):
         self.cfg = cfg
         self.model = Decoder(cfg, rngs)
         # HF token classification head: Linear(hidden, num_labels=1) with bias.
-        self.score = nnx.Linear(cfg.hidden_size, 1, use_bias=True, dtype=cfg.jnp_dtype,
-                                param_dtype=cfg.jnp_param_dtype, kernel_init=_init(),
-                                bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+        self.score = nnx.Linear(
+            cfg.hidden_size,
+            1,
+            use_bias=True,
+            dtype=cfg.jnp_dtype,
+            param_dtype=cfg.jnp_param_dtype,
+            kernel_init=_init(),
+            bias_init=nnx.initializers.zeros_init(),
+            rngs=rngs,
+        )
 
-    def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
-                 valid: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, tokens: jax.Array, positions: jax.Array | None = None, valid: jax.Array | None = None
+    ) -> jax.Array:
         """Per-position values [B, L] in float32."""
         positions, valid = default_positions(tokens, positions, valid)
         hidden, _ = self.model(tokens, positions, valid)
@@ -39,8 +48,15 @@ def critic_from_actor(actor: CausalLM, seed: int = 0) -> Critic:
     backbone_state = nnx.state(actor.model)
     copied = jax.tree.map(lambda x: jnp.array(x, copy=True), backbone_state)
     nnx.update(critic.model, copied)
-    head = nnx.Linear(cfg.hidden_size, 1, use_bias=True, dtype=cfg.jnp_dtype, param_dtype=cfg.jnp_param_dtype,
-                      kernel_init=_init(), bias_init=nnx.initializers.zeros_init(), rngs=nnx.Rngs(seed))
+    head = nnx.Linear(
+        cfg.hidden_size,
+        1,
+        use_bias=True,
+        dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype,
+        kernel_init=_init(),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=nnx.Rngs(seed),
+    )
     critic.score = head
     return critic
-

@@ -5,6 +5,7 @@ Layers are a list of blocks, or (``scan_layers``) one block with stacked paramet
 block. Attention masks come from a per-token ``valid`` flag (left padding) plus slot order,
 so the same code serves training (no cache), prefill and decode.
 """
+
 from __future__ import annotations
 
 import jax
@@ -34,14 +35,20 @@ class Decoder(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.jnp_dtype,
-                                      param_dtype=cfg.jnp_param_dtype, embedding_init=_init(), rngs=rngs)
+        self.embed_tokens = nnx.Embed(
+            cfg.vocab_size,
+            cfg.hidden_size,
+            dtype=cfg.jnp_dtype,
+            param_dtype=cfg.jnp_param_dtype,
+            embedding_init=_init(),
+            rngs=rngs,
+        )
         self.layers = _make_layers(cfg, rngs)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
 
-    def __call__(self, tokens: jax.Array, positions: jax.Array, valid: jax.Array,
-                 cache: KVCache | LayerKVCache | None = None
-                 ) -> tuple[jax.Array, KVCache | LayerKVCache | None]:
+    def __call__(
+        self, tokens: jax.Array, positions: jax.Array, valid: jax.Array, cache: KVCache | LayerKVCache | None = None
+    ) -> tuple[jax.Array, KVCache | LayerKVCache | None]:
         """Hidden states [B, L, hidden] and the cache (same layout as given) with the L new
         tokens written at ``cache.index``."""
         cfg = self.cfg
@@ -129,11 +136,16 @@ def _updated_cache(cache: KVCache | LayerKVCache, length: int, kv_valid: jax.Arr
         return KVCache(k=k, v=v, valid=kv_valid, index=index)
     if layer_kv is None:  # scanned layers: write the new rows into each layer's buffer
         start = (0, 0, cache.index, 0)
-        layer_kv = [(jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), start),
-                     jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), start))
-                    for kb, vb, r in zip(cache.k, cache.v, layer_rows)]
-    return LayerKVCache(k=tuple(kv[0] for kv in layer_kv), v=tuple(kv[1] for kv in layer_kv), valid=kv_valid,
-                        index=index)
+        layer_kv = [
+            (
+                jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), start),
+                jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), start),
+            )
+            for kb, vb, r in zip(cache.k, cache.v, layer_rows)
+        ]
+    return LayerKVCache(
+        k=tuple(kv[0] for kv in layer_kv), v=tuple(kv[1] for kv in layer_kv), valid=kv_valid, index=index
+    )
 
 
 class CausalLM(nnx.Module):
@@ -143,8 +155,15 @@ class CausalLM(nnx.Module):
         self.cfg = cfg
         self.model = Decoder(cfg, rngs)
         if not cfg.tie_word_embeddings:
-            self.lm_head = nnx.Linear(cfg.hidden_size, cfg.vocab_size, use_bias=False, dtype=cfg.jnp_dtype,
-                                      param_dtype=cfg.jnp_param_dtype, kernel_init=_init(), rngs=rngs)
+            self.lm_head = nnx.Linear(
+                cfg.hidden_size,
+                cfg.vocab_size,
+                use_bias=False,
+                dtype=cfg.jnp_dtype,
+                param_dtype=cfg.jnp_param_dtype,
+                kernel_init=_init(),
+                rngs=rngs,
+            )
 
     def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
         """LM-head projection in float32 (sampling and log-probs need the precision)."""
@@ -153,8 +172,13 @@ class CausalLM(nnx.Module):
             return jnp.einsum("...d,vd->...v", hidden, table, preferred_element_type=jnp.float32)
         return self.lm_head(hidden).astype(jnp.float32)
 
-    def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, valid: jax.Array | None = None,
-                 cache: KVCache | LayerKVCache | None = None) -> tuple[jax.Array, KVCache | LayerKVCache | None]:
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        valid: jax.Array | None = None,
+        cache: KVCache | LayerKVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | LayerKVCache | None]:
         positions, valid = default_positions(tokens, positions, valid)
         hidden, cache = self.model(tokens, positions, valid, cache)
         return self.logits_from_hidden(hidden), cache

@@ -3,15 +3,17 @@
 Parsing goes through ``transformers.AutoConfig`` so every default (rope theta, layer types,
 tied embeddings) is what transformers itself would use for that checkpoint: nothing assumed.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from typing import Any
 
+import transformers
+
 from tempo_jax.errors import UserError
 from tempo_jax.models.config import FULL, SLIDING, SUPPORTED_MODEL_TYPES, ConfigError, ModelConfig, RopeConfig
-import transformers
 
 _ARCH = {"qwen3": "Qwen3", "qwen2": "Qwen2", "llama": "Llama", "olmo2": "Olmo2", "olmo3": "Olmo3"}
 
@@ -23,8 +25,10 @@ class CheckpointError(UserError, ValueError):
 def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
-        raise CheckpointError(f"{cfg_path} not found: a Hugging Face checkpoint directory needs config.json "
-                              "next to its *.safetensors files")
+        raise CheckpointError(
+            f"{cfg_path} not found: a Hugging Face checkpoint directory needs config.json "
+            "next to its *.safetensors files"
+        )
     try:
         with open(cfg_path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -38,8 +42,18 @@ def _rope(params: dict[str, Any] | None, fallback_theta: float | None) -> RopeCo
     if theta is None:
         raise ConfigError("the config has no rope_theta; set it in config.json")
     kind = params.get("rope_type", params.get("type", "default")) or "default"
-    keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "beta_fast",
-            "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate")
+    keys = (
+        "factor",
+        "low_freq_factor",
+        "high_freq_factor",
+        "original_max_position_embeddings",
+        "beta_fast",
+        "beta_slow",
+        "attention_factor",
+        "mscale",
+        "mscale_all_dim",
+        "truncate",
+    )
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     return RopeConfig(theta=float(theta), type=kind, **kwargs)
 
@@ -48,7 +62,9 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
     """ModelConfig from a HF config dict; ``overrides`` set our own fields (dtypes, remat, scan)."""
     model_type = hf.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(f"unknown model_type {model_type!r} in config.json; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+        raise ConfigError(
+            f"unknown model_type {model_type!r} in config.json; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
 
     kwargs = {k: v for k, v in hf.items() if k != "model_type"}
     obj = transformers.AutoConfig.for_model(model_type, **kwargs)
@@ -78,14 +94,24 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
     }[model_type]
     uses_sliding = SLIDING in layer_types
     fields = dict(
-        model_type=model_type, vocab_size=obj.vocab_size, hidden_size=obj.hidden_size,
-        intermediate_size=obj.intermediate_size, num_layers=obj.num_hidden_layers, num_heads=heads,
-        num_kv_heads=getattr(obj, "num_key_value_heads", None) or heads, head_dim=head_dim, rope=rope,
-        sliding_rope=sliding_rope, rms_norm_eps=float(obj.rms_norm_eps), layer_types=layer_types,
+        model_type=model_type,
+        vocab_size=obj.vocab_size,
+        hidden_size=obj.hidden_size,
+        intermediate_size=obj.intermediate_size,
+        num_layers=obj.num_hidden_layers,
+        num_heads=heads,
+        num_kv_heads=getattr(obj, "num_key_value_heads", None) or heads,
+        head_dim=head_dim,
+        rope=rope,
+        sliding_rope=sliding_rope,
+        rms_norm_eps=float(obj.rms_norm_eps),
+        layer_types=layer_types,
         sliding_window=getattr(obj, "sliding_window", None) if uses_sliding else None,
         tie_word_embeddings=bool(getattr(obj, "tie_word_embeddings", False)),
-        max_position_embeddings=obj.max_position_embeddings, bos_token_id=getattr(obj, "bos_token_id", None),
-        eos_token_id=_ids(getattr(obj, "eos_token_id", None)), pad_token_id=getattr(obj, "pad_token_id", None),
+        max_position_embeddings=obj.max_position_embeddings,
+        bos_token_id=getattr(obj, "bos_token_id", None),
+        eos_token_id=_ids(getattr(obj, "eos_token_id", None)),
+        pad_token_id=getattr(obj, "pad_token_id", None),
         **family,
     )
     fields.update(overrides)
@@ -99,12 +125,20 @@ def _ids(value):
 def hf_config_dict(cfg: ModelConfig, critic: bool = False) -> dict[str, Any]:
     """A config.json dict for ``cfg`` in the installed transformers' own format."""
     kwargs: dict[str, Any] = dict(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps, max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=cfg.tie_word_embeddings, bos_token_id=cfg.bos_token_id,
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        rms_norm_eps=cfg.rms_norm_eps,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=cfg.bos_token_id,
         eos_token_id=list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id,
-        pad_token_id=cfg.pad_token_id, hidden_act="silu",
+        pad_token_id=cfg.pad_token_id,
+        hidden_act="silu",
     )
     if cfg.model_type in ("qwen3", "llama", "olmo2", "olmo3"):
         kwargs["attention_bias"] = cfg.qkv_bias

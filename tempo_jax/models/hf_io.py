@@ -5,12 +5,14 @@ directly on its sharding from a memory-mapped tensor, so no host ever holds the 
 Our parameter paths mirror HF names: ``kernel`` is a transposed ``weight``, ``embedding`` is
 the embedding ``weight``, and scanned layers carry the layer index as a leading axis.
 """
+
 from __future__ import annotations
 
 import glob
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -73,18 +75,25 @@ def checkpoint_files(path: str | os.PathLike) -> list[str]:
     return files
 
 
-def _read_tensor(tensors: dict, name: str, transpose: bool, expected: tuple[int, ...], *, path: str,
-                 critic: bool) -> tuple[str, np.ndarray]:
+def _read_tensor(
+    tensors: dict, name: str, transpose: bool, expected: tuple[int, ...], *, path: str, critic: bool
+) -> tuple[str, np.ndarray]:
     """(key read, array) of HF tensor ``name`` (a TRL value head stands in for ``score.*``), checked
     against the ``expected`` shape; ``CheckpointError`` naming the file and tensor otherwise."""
     key = name
     if key not in tensors and critic and key in _TRL_HEAD and _TRL_HEAD[key] in tensors:
         key = _TRL_HEAD[key]
     if key not in tensors:
-        hint = " (a critic needs a value head: load a token-classification checkpoint with num_labels=1, " \
-               "or build one with critic_from_actor)" if name.startswith("score.") else ""
-        raise CheckpointError(f"{path}: tensor {name!r} is missing; expected shape "
-                              f"{tuple(reversed(expected)) if transpose else expected}{hint}")
+        hint = (
+            " (a critic needs a value head: load a token-classification checkpoint with num_labels=1, "
+            "or build one with critic_from_actor)"
+            if name.startswith("score.")
+            else ""
+        )
+        raise CheckpointError(
+            f"{path}: tensor {name!r} is missing; expected shape "
+            f"{tuple(reversed(expected)) if transpose else expected}{hint}"
+        )
     handle = tensors[key]
     try:
         arr = handle.get(key)
@@ -100,8 +109,9 @@ def _read_tensor(tensors: dict, name: str, transpose: bool, expected: tuple[int,
     return key, arr
 
 
-def from_hf(path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None = None, strict: bool = True,
-            **overrides: Any) -> CausalLM | Critic:
+def from_hf(
+    path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None = None, strict: bool = True, **overrides: Any
+) -> CausalLM | Critic:
     """Load a HF checkpoint directory as our actor (``CausalLM``) or, with ``critic=True``, critic.
 
     ``overrides`` set ModelConfig fields (``param_dtype``, ``dtype``, ``remat``, ``scan_layers``).
@@ -159,9 +169,11 @@ def from_hf(path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None 
     tolerated = {"lm_head.weight"} if (critic or cfg.tie_word_embeddings) else set()
     extra = [k for k in extra if k not in tolerated]
     if extra and strict:
-        raise CheckpointError(f"{path}: unexpected tensors not used by a {cfg.model_type} "
-                              f"{'critic' if critic else 'causal LM'}: {extra[:8]}{' ...' if len(extra) > 8 else ''}"
-                              " (check model_type/num_hidden_layers in config.json, or pass strict=False)")
+        raise CheckpointError(
+            f"{path}: unexpected tensors not used by a {cfg.model_type} "
+            f"{'critic' if critic else 'causal LM'}: {extra[:8]}{' ...' if len(extra) > 8 else ''}"
+            " (check model_type/num_hidden_layers in config.json, or pass strict=False)"
+        )
     return nnx.merge(graphdef, state)
 
 

@@ -3,6 +3,7 @@
 Parameter names mirror the Hugging Face module names so the safetensors mapping stays a
 table of renames and transposes, not code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,16 @@ class RMSNorm(nnx.Module):
 
 
 def _linear(cfg: ModelConfig, n_in: int, n_out: int, bias: bool, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(n_in, n_out, use_bias=bias, dtype=cfg.jnp_dtype, param_dtype=cfg.jnp_param_dtype,
-                      kernel_init=_init(), bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+    return nnx.Linear(
+        n_in,
+        n_out,
+        use_bias=bias,
+        dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype,
+        kernel_init=_init(),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
 
 
 def attention_mask(q_slots: jax.Array, kv_valid: jax.Array, window: jax.Array | int) -> jax.Array:
@@ -100,7 +109,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     kvh = k.shape[1]
     q = q.reshape(b, lq, kvh, h // kvh, d)
     scores = jnp.einsum("bqkgd,bksd->bkgqs", q, k, preferred_element_type=jnp.float32)
-    scores = scores * (d ** -0.5)
+    scores = scores * (d**-0.5)
     scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     out = jnp.einsum("bkgqs,bksd->bqkgd", probs, v)

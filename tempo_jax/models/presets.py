@@ -7,6 +7,7 @@ eps, context length, special ids). ``abstract_model`` builds a model with ``nnx.
 planned and counted on a laptop. Loading real weights goes through ``hf_io.from_hf``, which
 reads the checkpoint's own config.json; these presets are for planning, tests and dry runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,22 @@ def _qwen3(hidden: int, intermediate: int, layers: int, heads: int, tie: bool) -
     # rope_theta 1e6 (no scaling), rms_norm_eps 1e-6, max_position_embeddings 40960,
     # bos 151643, eos 151645 (<|im_end|>); 0.6B/1.7B/4B tie the embeddings, 8B/14B do not.
     return ModelConfig(
-        model_type="qwen3", vocab_size=151936, hidden_size=hidden, intermediate_size=intermediate,
-        num_layers=layers, num_heads=heads, num_kv_heads=8, head_dim=128,
-        rope=RopeConfig(theta=1_000_000.0), rms_norm_eps=1e-6, qk_norm="head", qkv_bias=False,
-        tie_word_embeddings=tie, max_position_embeddings=40960, bos_token_id=151643, eos_token_id=151645,
+        model_type="qwen3",
+        vocab_size=151936,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=8,
+        head_dim=128,
+        rope=RopeConfig(theta=1_000_000.0),
+        rms_norm_eps=1e-6,
+        qk_norm="head",
+        qkv_bias=False,
+        tie_word_embeddings=tie,
+        max_position_embeddings=40960,
+        bos_token_id=151643,
+        eos_token_id=151645,
     )
 
 
@@ -42,13 +55,33 @@ def _olmo3_7b() -> ModelConfig:
     layers = 32
     layer_types = tuple(SLIDING if (i + 1) % 4 else FULL for i in range(layers))
     return ModelConfig(
-        model_type="olmo3", vocab_size=100278, hidden_size=4096, intermediate_size=11008, num_layers=layers,
-        num_heads=32, num_kv_heads=32, head_dim=128,
-        rope=RopeConfig(theta=500_000.0, type="yarn", factor=8.0, original_max_position_embeddings=8192,
-                        beta_fast=32.0, beta_slow=1.0, attention_factor=1.2079441541679836),
+        model_type="olmo3",
+        vocab_size=100278,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_layers=layers,
+        num_heads=32,
+        num_kv_heads=32,
+        head_dim=128,
+        rope=RopeConfig(
+            theta=500_000.0,
+            type="yarn",
+            factor=8.0,
+            original_max_position_embeddings=8192,
+            beta_fast=32.0,
+            beta_slow=1.0,
+            attention_factor=1.2079441541679836,
+        ),
         sliding_rope=RopeConfig(theta=500_000.0),
-        rms_norm_eps=1e-6, qk_norm="full", norm_placement="post", layer_types=layer_types, sliding_window=4096,
-        tie_word_embeddings=False, max_position_embeddings=65536, eos_token_id=100257, pad_token_id=100277,
+        rms_norm_eps=1e-6,
+        qk_norm="full",
+        norm_placement="post",
+        layer_types=layer_types,
+        sliding_window=4096,
+        tie_word_embeddings=False,
+        max_position_embeddings=65536,
+        eos_token_id=100257,
+        pad_token_id=100277,
     )
 
 
@@ -61,30 +94,63 @@ PRESETS: dict[str, ModelConfig] = {
     # Qwen/Qwen2.5-7B config.json: qkv bias, 28 heads / 4 KV heads (head_dim 128), rope_theta 1e6,
     # max_position_embeddings 131072 (use_sliding_window false), bos = eos = 151643 (base model).
     "Qwen2.5-7B": ModelConfig(
-        model_type="qwen2", vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28,
-        num_heads=28, num_kv_heads=4, head_dim=128, rope=RopeConfig(theta=1_000_000.0), rms_norm_eps=1e-6,
-        qkv_bias=True, tie_word_embeddings=False, max_position_embeddings=131072,
-        bos_token_id=151643, eos_token_id=151643,
+        model_type="qwen2",
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_layers=28,
+        num_heads=28,
+        num_kv_heads=4,
+        head_dim=128,
+        rope=RopeConfig(theta=1_000_000.0),
+        rms_norm_eps=1e-6,
+        qkv_bias=True,
+        tie_word_embeddings=False,
+        max_position_embeddings=131072,
+        bos_token_id=151643,
+        eos_token_id=151643,
     ),
     "OLMo-3-7B": _olmo3_7b(),
     # meta-llama/Llama-3.1-8B config.json: llama3 rope scaling (factor 8, low 1, high 4, original
     # 8192) on theta 5e5, rms_norm_eps 1e-5, max_position_embeddings 131072, bos 128000, eos 128001.
     "Llama-3.1-8B": ModelConfig(
-        model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32,
-        num_heads=32, num_kv_heads=8, head_dim=128,
-        rope=RopeConfig(theta=500_000.0, type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                        original_max_position_embeddings=8192),
-        rms_norm_eps=1e-5, tie_word_embeddings=False, max_position_embeddings=131072,
-        bos_token_id=128000, eos_token_id=128001,
+        model_type="llama",
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_layers=32,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        rope=RopeConfig(
+            theta=500_000.0,
+            type="llama3",
+            factor=8.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=8192,
+        ),
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        max_position_embeddings=131072,
+        bos_token_id=128000,
+        eos_token_id=128001,
     ),
 }
 
 # Case-insensitive aliases: HF repo ids and the spellings people type.
 _ALIASES = {
-    "qwen/qwen3-0.6b": "Qwen3-0.6B", "qwen/qwen3-1.7b": "Qwen3-1.7B", "qwen/qwen3-4b": "Qwen3-4B",
-    "qwen/qwen3-8b": "Qwen3-8B", "qwen/qwen3-14b": "Qwen3-14B", "qwen/qwen2.5-7b": "Qwen2.5-7B",
-    "allenai/olmo-3-1025-7b": "OLMo-3-7B", "allenai/olmo-3-7b": "OLMo-3-7B", "olmo3-7b": "OLMo-3-7B",
-    "meta-llama/llama-3.1-8b": "Llama-3.1-8B", "meta-llama/meta-llama-3.1-8b": "Llama-3.1-8B",
+    "qwen/qwen3-0.6b": "Qwen3-0.6B",
+    "qwen/qwen3-1.7b": "Qwen3-1.7B",
+    "qwen/qwen3-4b": "Qwen3-4B",
+    "qwen/qwen3-8b": "Qwen3-8B",
+    "qwen/qwen3-14b": "Qwen3-14B",
+    "qwen/qwen2.5-7b": "Qwen2.5-7B",
+    "allenai/olmo-3-1025-7b": "OLMo-3-7B",
+    "allenai/olmo-3-7b": "OLMo-3-7B",
+    "olmo3-7b": "OLMo-3-7B",
+    "meta-llama/llama-3.1-8b": "Llama-3.1-8B",
+    "meta-llama/meta-llama-3.1-8b": "Llama-3.1-8B",
 }
 
 

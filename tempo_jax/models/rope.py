@@ -2,6 +2,7 @@
 
 Frequencies are computed in float32 the way transformers does, so logits match HF at 1e-4.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ def inv_freq_and_scale(rope: RopeConfig, head_dim: int) -> tuple[np.ndarray, flo
     dim = head_dim
     exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
     base = np.float32(rope.theta)
-    inv_freq = (np.float32(1.0) / (base ** exponent)).astype(np.float32)
+    inv_freq = (np.float32(1.0) / (base**exponent)).astype(np.float32)
     if rope.type == "default":
         return inv_freq, 1.0
     if rope.type == "linear":
@@ -37,7 +38,9 @@ def _llama3(inv_freq: np.ndarray, rope: RopeConfig) -> np.ndarray:
     high_wavelen = old_len / rope.high_freq_factor
     wavelen = (2 * math.pi / inv_freq).astype(np.float32)
     scaled = np.where(wavelen > low_wavelen, inv_freq / np.float32(rope.factor), inv_freq).astype(np.float32)
-    smooth = ((old_len / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)).astype(np.float32)
+    smooth = ((old_len / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)).astype(
+        np.float32
+    )
     smoothed = ((1 - smooth) * scaled / np.float32(rope.factor) + smooth * scaled).astype(np.float32)
     medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
     return np.where(medium, smoothed, scaled).astype(np.float32)

@@ -4,13 +4,14 @@ Why our own: numpy has no bfloat16, so the reference library's numpy backend can
 checkpoints, and its flax backend materialises every tensor on the default device. Reading
 the header ourselves lets each tensor (or only a shard's slice of it) be mapped lazily.
 """
+
 from __future__ import annotations
 
 import json
 import mmap
 import os
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 import ml_dtypes
 import numpy as np
@@ -18,8 +19,16 @@ import numpy as np
 from tempo_jax.errors import UserError
 
 _DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
@@ -40,8 +49,10 @@ class SafetensorsFile:
                 raise SafetensorsError(f"{self.path}: file is {size} bytes, too short for a safetensors header")
             (header_len,) = struct.unpack("<Q", self._fh.read(8))
             if header_len > size - 8:
-                raise SafetensorsError(f"{self.path}: header length {header_len} exceeds the file size {size}; "
-                                       "the file is truncated or not safetensors")
+                raise SafetensorsError(
+                    f"{self.path}: header length {header_len} exceeds the file size {size}; "
+                    "the file is truncated or not safetensors"
+                )
             header = json.loads(self._fh.read(header_len))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise SafetensorsError(f"{self.path}: cannot read safetensors header ({err})") from err
@@ -66,12 +77,17 @@ class SafetensorsFile:
             raise SafetensorsError(f"{self.path}: tensor {key!r} has unsupported dtype {entry['dtype']}")
         begin, end = entry["data_offsets"]
         if self._data_start + end > self._size:
-            raise SafetensorsError(f"{self.path}: tensor {key!r} extends past the end of the file "
-                                   f"({self._data_start + end} > {self._size} bytes); the file is truncated")
+            raise SafetensorsError(
+                f"{self.path}: tensor {key!r} extends past the end of the file "
+                f"({self._data_start + end} > {self._size} bytes); the file is truncated"
+            )
         dtype = np.dtype(_DTYPES[entry["dtype"]])
         count = (end - begin) // dtype.itemsize if dtype.itemsize else 0
-        arr = np.frombuffer(self._mm, dtype=dtype, count=count, offset=self._data_start + begin) if count else \
-            np.zeros((0,), dtype)
+        arr = (
+            np.frombuffer(self._mm, dtype=dtype, count=count, offset=self._data_start + begin)
+            if count
+            else np.zeros((0,), dtype)
+        )
         return arr.reshape(entry["shape"])
 
     def close(self) -> None:
@@ -88,7 +104,11 @@ def save_file(tensors: dict[str, np.ndarray], path: str | os.PathLike, metadata:
         arr = np.ascontiguousarray(tensors[key])
         if arr.dtype not in _NAMES:
             raise SafetensorsError(f"cannot save tensor {key!r} of dtype {arr.dtype}")
-        header[key] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        header[key] = {
+            "dtype": _NAMES[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + arr.nbytes],
+        }
         offset += arr.nbytes
     if metadata:
         header["__metadata__"] = metadata

@@ -4,12 +4,14 @@ Declared here next to the model so that loading, training and the TPU planner al
 same way. Stacked (scan) layers get a leading unsharded layer axis. Meshes themselves are built
 by :func:`tempo_jax.parallel.mesh.make_mesh`.
 """
+
 from __future__ import annotations
 
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -37,7 +39,7 @@ def spec_for(path: tuple, ndim: int, stacked: bool) -> P:
     """PartitionSpec of the parameter at ``path`` (a tuple of names/indices)."""
     names = tuple(str(p) for p in path)
     for suffix, spec in _RULES:
-        if names[-len(suffix):] == suffix:
+        if names[-len(suffix) :] == suffix:
             base = tuple(spec)
             if stacked and "layers" in names:
                 base = (None,) + base
@@ -72,4 +74,3 @@ def state_shardings(state: nnx.State, mesh: Mesh | None, stacked: bool) -> nnx.S
         return NamedSharding(mesh, _fit(spec_for(names, len(leaf.shape), stacked), leaf.shape, mesh))
 
     return jax.tree_util.tree_map_with_path(one, state)
-

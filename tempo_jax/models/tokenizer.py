@@ -5,12 +5,14 @@ with ``vocab.json``/``merges.txt`` or ``tokenizer.json``, e.g. Qwen3) and a bare
 ``tokenizer.json`` (e.g. the OLMo dolma2 tokenizer), which carries no eos/pad declaration; for
 those the conventional special tokens are filled in when the vocabulary has them.
 """
+
 from __future__ import annotations
 
 import os
 
-from tempo_jax.errors import UserError
 import transformers
+
+from tempo_jax.errors import UserError
 
 # Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>")
@@ -35,8 +37,10 @@ def load_tokenizer(path: str | os.PathLike):
         has_json = os.path.isfile(os.path.join(path, "tokenizer.json"))
         has_bpe = os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt"))
         if not (has_config or has_json or has_bpe):
-            raise TokenizerError(f"{path}: no tokenizer files (expected tokenizer.json, or tokenizer_config.json "
-                                 "with vocab.json + merges.txt)")
+            raise TokenizerError(
+                f"{path}: no tokenizer files (expected tokenizer.json, or tokenizer_config.json "
+                "with vocab.json + merges.txt)"
+            )
         try:
             tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, TypeError) as err:
@@ -69,8 +73,10 @@ def stop_and_pad_ids(tokenizer, model_cfg) -> tuple[tuple[int, ...], int]:
     the vocabulary has it (order kept, no repeats). Pad id: the tokenizer's pad id, else the
     model config's, else the first stop id (0 when there is none)."""
     stop = list(model_cfg.eos_ids)
-    for tid in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(CHAT_END)
-                if CHAT_END in tokenizer.get_vocab() else None):
+    for tid in (
+        tokenizer.eos_token_id,
+        tokenizer.convert_tokens_to_ids(CHAT_END) if CHAT_END in tokenizer.get_vocab() else None,
+    ):
         if tid is not None and tid not in stop:
             stop.append(int(tid))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model_cfg.pad_token_id
@@ -82,5 +88,7 @@ def check_vocab(tokenizer, vocab_size: int) -> None:
     """The tokenizer must not produce ids the model cannot embed (they would index past the
     embedding table: NaN losses in training, garbage in sampling)."""
     if len(tokenizer) > vocab_size:
-        raise TokenizerError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {vocab_size}; "
-                             "use the tokenizer the checkpoint was trained with (model.tokenizer)")
+        raise TokenizerError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {vocab_size}; "
+            "use the tokenizer the checkpoint was trained with (model.tokenizer)"
+        )

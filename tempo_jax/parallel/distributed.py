@@ -13,6 +13,7 @@ process's id, as arguments or environment variables:
 
 With none of these, on a single host, it does nothing: one process sees all local devices.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,12 @@ def _on_tpu_pod() -> bool:
     return bool(hosts and "," in hosts)
 
 
-def init_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None, local_device_ids=None) -> bool:
+def init_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids=None,
+) -> bool:
     """Join the multi-process job; returns True if JAX runs distributed (already or now).
 
     Explicit arguments win over the environment. Idempotent: a second call is a no-op."""
@@ -56,22 +61,40 @@ def init_distributed(coordinator_address: str | None = None, num_processes: int 
         process_id = int(_env("TEMPO_JAX_PROCESS_ID", "JAX_PROCESS_ID"))
     explicit = coordinator_address is not None or num_processes is not None or process_id is not None
     if explicit:
-        missing = [name for name, v in (("coordinator_address", coordinator_address),
-                                        ("num_processes", num_processes), ("process_id", process_id)) if v is None]
+        missing = [
+            name
+            for name, v in (
+                ("coordinator_address", coordinator_address),
+                ("num_processes", num_processes),
+                ("process_id", process_id),
+            )
+            if v is None
+        ]
         if missing:
-            raise ValueError(f"multi-process start-up needs coordinator_address, num_processes and process_id; "
-                             f"missing {missing} (arguments or TEMPO_JAX_COORDINATOR / TEMPO_JAX_NUM_PROCESSES / "
-                             "TEMPO_JAX_PROCESS_ID)")
+            raise ValueError(
+                f"multi-process start-up needs coordinator_address, num_processes and process_id; "
+                f"missing {missing} (arguments or TEMPO_JAX_COORDINATOR / TEMPO_JAX_NUM_PROCESSES / "
+                "TEMPO_JAX_PROCESS_ID)"
+            )
         if not 0 <= int(process_id) < int(num_processes):
             raise ValueError(f"process_id={process_id} must be in [0, num_processes={num_processes})")
-        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=int(num_processes),
-                                   process_id=int(process_id), local_device_ids=local_device_ids)
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=int(num_processes),
+            process_id=int(process_id),
+            local_device_ids=local_device_ids,
+        )
     elif mode == "auto" or _on_tpu_pod():
         jax.distributed.initialize()
     else:
         return False
-    log.info("distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
-             jax.process_count(), jax.local_device_count(), jax.device_count())
+    log.info(
+        "distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
     return True
 
 
@@ -85,7 +108,6 @@ def barrier(name: str) -> None:
     Used around files one process writes and the others read or rename (checkpoint quarantine,
     the final export), so nobody races ahead. Every process must call it with the same name."""
     if jax.process_count() > 1:
-
         multihost_utils.sync_global_devices(name)
 
 

@@ -10,17 +10,20 @@ and on a multi-host TPU slice: there each process holds only its devices' rows, 
 becomes a global array with :func:`host_to_global` (``jax.make_array_from_process_local_data``)
 and comes back with :func:`to_host` (an all-gather when rows live on other hosts).
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 from jax.experimental import mesh_utils, multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tempo_jax.errors import UserError
 from tempo_jax.models.sharding import MESH_AXES, state_shardings
@@ -49,9 +52,11 @@ def resolve_shape(shape: Sequence[int], num_devices: int, what: str = "mesh.shap
         shape = tuple(num_devices // known if s == -1 else s for s in shape)
     if math.prod(shape) != num_devices:
         hint = ", ".join(str(s) for s in suggest_shapes(num_devices)[:4])
-        raise MeshError(f"{what}={shape} uses {math.prod(shape)} devices but {num_devices} are available "
-                        f"(jax.device_count()); use a shape whose product is {num_devices}, e.g. {hint}, "
-                        "or put -1 on one axis")
+        raise MeshError(
+            f"{what}={shape} uses {math.prod(shape)} devices but {num_devices} are available "
+            f"(jax.device_count()); use a shape whose product is {num_devices}, e.g. {hint}, "
+            "or put -1 on one axis"
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -92,8 +97,11 @@ def mesh_from_config(cfg) -> Mesh | None:
     shape = tuple(cfg.mesh.shape)
     if shape == (1, 1, 1):
         if jax.device_count() > 1:
-            log.warning("mesh.shape=(1, 1, 1): training on one of %d devices; set mesh.shape (e.g. %s) to use them",
-                        jax.device_count(), suggest_shapes(jax.device_count())[0])
+            log.warning(
+                "mesh.shape=(1, 1, 1): training on one of %d devices; set mesh.shape (e.g. %s) to use them",
+                jax.device_count(),
+                suggest_shapes(jax.device_count())[0],
+            )
         return None
     return make_mesh(shape)
 
@@ -232,6 +240,7 @@ def shard_batch(batch: dict[str, Any], mesh: Mesh | None) -> dict[str, jax.Array
 
 def to_host(tree):
     """Device arrays -> NumPy, gathering rows held by other processes when there are any."""
+
     def one(x):
         if not isinstance(x, jax.Array):
             return x
@@ -272,8 +281,9 @@ def on_mesh(fn, mesh: Mesh | None, out_shardings=None, donate_argnums=(), block:
     on fake CPU devices back-to-back sharded programs can deadlock (ENV_NOTES)."""
     if mesh is None:
         return fn
-    jitted = jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate_argnums) \
-        if out_shardings is not None else fn
+    jitted = (
+        jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate_argnums) if out_shardings is not None else fn
+    )
 
     def call(*args, **kwargs):
         with jax.set_mesh(mesh):

@@ -4,11 +4,13 @@ Slice names follow Cloud TPU: ``v4-N`` and ``v5p-N`` count TensorCores (2 per ch
 is 32 chips), ``v5litepod-N`` / ``v5e-N`` and ``v6e-N`` count chips. A raw topology such as
 ``v5p:2x4x4`` is accepted too.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
+
 from jax.experimental import topologies
 
 
@@ -59,9 +61,13 @@ class Topology:
     def devices(self):
         """The TPU devices of this slice, for ahead-of-time compilation (needs ``libtpu``)."""
         bounds = tuple(min(2, s) for s in self.shape[:2]) + (1,)
-        desc = topologies.get_topology_desc(platform="tpu", topology_name=self.topology_name,
-                                            chip_config_name=self.chip.chip_config, chips_per_host_bounds=bounds,
-                                            num_slices=1)
+        desc = topologies.get_topology_desc(
+            platform="tpu",
+            topology_name=self.topology_name,
+            chip_config_name=self.chip.chip_config,
+            chips_per_host_bounds=bounds,
+            num_slices=1,
+        )
         return desc.devices
 
 
@@ -95,8 +101,9 @@ def parse_topology(name: str) -> Topology:
         raise ValueError(f"cannot read TPU topology {name!r}; write e.g. v5p-64, v6e-64, v5litepod-16 or v5p:2x4x4")
     gen = _ALIASES.get(m.group(1), m.group(1))
     if gen not in CHIPS:
-        raise ValueError(f"unknown TPU generation {m.group(1)!r} in {name!r}; known: {', '.join(CHIPS)} "
-                         "(and v5litepod)")
+        raise ValueError(
+            f"unknown TPU generation {m.group(1)!r} in {name!r}; known: {', '.join(CHIPS)} (and v5litepod)"
+        )
     chip = CHIPS[gen]
     count = int(m.group(2))
     if count % chip.cores_in_name:

@@ -17,6 +17,7 @@ says what to change.
 
     tempo-jax plan --config=configs/paper.py:qwen3_14b,tempo --topology v5p-128 [--out plan.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ from tempo_jax.train.config import load_config, model_overrides, uses_critic
 from tempo_jax.train.state import create_train_state
 from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS
 
-GiB = 2 ** 30
+GiB = 2**30
 HEADROOM = 0.95  # plan to at most 95% of HBM (XLA and the runtime keep some for themselves)
 
 
@@ -125,19 +126,31 @@ def _compile(name: str, lowered_fn) -> dict[str, Any]:
         if "RESOURCE_EXHAUSTED" not in text:
             raise
         m = re.search(r"required for HLO temporaries \(([\d.]+)([TGMK])\)", text)
-        unit = {"T": 2 ** 40, "G": GiB, "M": 2 ** 20, "K": 2 ** 10}
+        unit = {"T": 2**40, "G": GiB, "M": 2**20, "K": 2**10}
         line = next((ln for ln in text.splitlines() if "RESOURCE_EXHAUSTED" in ln), text.splitlines()[0])
-        return {"name": name, "compiled": False, "temp_bytes": float(m.group(1)) * unit[m.group(2)] if m else 0.0,
-                "xla_error": line[:400], "compile_s": round(time.perf_counter() - t0, 1)}
+        return {
+            "name": name,
+            "compiled": False,
+            "temp_bytes": float(m.group(1)) * unit[m.group(2)] if m else 0.0,
+            "xla_error": line[:400],
+            "compile_s": round(time.perf_counter() - t0, 1),
+        }
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    out = {"name": name, "compiled": True, "compile_s": round(time.perf_counter() - t0, 1),
-           "argument_bytes": mem.argument_size_in_bytes, "output_bytes": mem.output_size_in_bytes,
-           "alias_bytes": mem.alias_size_in_bytes, "temp_bytes": mem.temp_size_in_bytes,
-           "code_bytes": mem.generated_code_size_in_bytes,
-           "xla_flops": float(cost.get("flops", 0.0)), "xla_bytes_accessed": float(cost.get("bytes accessed", 0.0)),
-           "xla_optimal_seconds": float(cost.get("optimal_seconds", 0.0))}
+    out = {
+        "name": name,
+        "compiled": True,
+        "compile_s": round(time.perf_counter() - t0, 1),
+        "argument_bytes": mem.argument_size_in_bytes,
+        "output_bytes": mem.output_size_in_bytes,
+        "alias_bytes": mem.alias_size_in_bytes,
+        "temp_bytes": mem.temp_size_in_bytes,
+        "code_bytes": mem.generated_code_size_in_bytes,
+        "xla_flops": float(cost.get("flops", 0.0)),
+        "xla_bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+        "xla_optimal_seconds": float(cost.get("optimal_seconds", 0.0)),
+    }
     return out
 
 
@@ -175,18 +188,32 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
         want.discard("e_step")
     actor = _abstract_role(cfg, mc, mesh, CausalLM, "actor")
     critic = _abstract_role(cfg, mc, mesh, Critic, "critic") if critic_on else None
-    sizes = {"actor_params": shard_bytes(actor[2].params), "actor_opt_state": shard_bytes(actor[2].opt_state),
-             "critic_params": shard_bytes(critic[2].params) if critic else 0,
-             "critic_opt_state": shard_bytes(critic[2].opt_state) if critic else 0}
+    sizes = {
+        "actor_params": shard_bytes(actor[2].params),
+        "actor_opt_state": shard_bytes(actor[2].opt_state),
+        "critic_params": shard_bytes(critic[2].params) if critic else 0,
+        "critic_opt_state": shard_bytes(critic[2].opt_state) if critic else 0,
+    }
     programs, windows, rows_gen = _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes, want)
     # The sampler's resharded copy of the actor (rollout_shape) is freed before the updates (Trainer.step).
     programs.update(_update_programs(cfg, mc, mesh, actor, critic, sizes, want))
-    return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
-            "hosts": topo.hosts, "chip": dataclasses.asdict(topo.chip), "mesh": dict(mesh.shape),
-            "rollout_mesh": dict(rollout_mesh.shape), "windows": windows,
-            "rows": cfg.train.train_batch_size * cfg.rollout.n, "rows_per_generate": rows_gen,
-            "micro_rows": spec.micro_rows, "mini_batch_rows": spec.mini_batch_rows, "sizes": sizes,
-            "programs": programs, "device_kind": devices[0].device_kind}
+    return {
+        "topology": topo.slice_name,
+        "topology_name": topo.topology_name,
+        "chips": topo.chips,
+        "hosts": topo.hosts,
+        "chip": dataclasses.asdict(topo.chip),
+        "mesh": dict(mesh.shape),
+        "rollout_mesh": dict(rollout_mesh.shape),
+        "windows": windows,
+        "rows": cfg.train.train_batch_size * cfg.rollout.n,
+        "rows_per_generate": rows_gen,
+        "micro_rows": spec.micro_rows,
+        "mini_batch_rows": spec.mini_batch_rows,
+        "sizes": sizes,
+        "programs": programs,
+        "device_kind": devices[0].device_kind,
+    }
 
 
 def _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes: dict, want: set) -> tuple[dict, list[int], int]:
@@ -219,8 +246,22 @@ def _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes: dict, want: set) -> tu
         return int(cache_bytes(mc, rows_gen, slots, kv_dtype) / (row_split * kv_heads_split))
 
     s_rng = _replicated_key(rollout_mesh)
-    prefill_args = (s_graphdef, s_state, tokens, valid, windows[0], kv_dtype, rollout_mesh, n, tlen, method, stop,
-                    pad, False, s_rng)
+    prefill_args = (
+        s_graphdef,
+        s_state,
+        tokens,
+        valid,
+        windows[0],
+        kv_dtype,
+        rollout_mesh,
+        n,
+        tlen,
+        method,
+        stop,
+        pad,
+        False,
+        s_rng,
+    )
     carry0 = _sharded_carry(jax.eval_shape(gen.prefill, *prefill_args), rollout_mesh)
     if "prefill" in want:
         programs["prefill"] = _compile("prefill", lambda: gen.prefill.lower(*prefill_args))
@@ -232,8 +273,9 @@ def _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes: dict, want: set) -> tu
     if "decode" in want:
         full = _carry_at(carry0, windows[-1])
         end = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(rollout_mesh, P()))
-        programs["decode"] = _compile("decode", lambda: gen.decode.lower(s_graphdef, s_state, full, end, s_rng,
-                                                                          method, stop, pad))
+        programs["decode"] = _compile(
+            "decode", lambda: gen.decode.lower(s_graphdef, s_state, full, end, s_rng, method, stop, pad)
+        )
         programs["decode"]["kv_cache_bytes"] = cache_dev(windows[-1])
     for p in programs.values():
         p["params_bytes"] = sizes["rollout_params"]
@@ -242,14 +284,19 @@ def _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes: dict, want: set) -> tu
         # no scan), plus the resharded stacked copy the unrolled one is sliced from.
         in_place = rollout_mesh is mesh and not mc.scan_layers
         p["resident_bytes"] = (
-            (0 if in_place else sizes["actor_params"]) + sizes["actor_opt_state"] + sizes["critic_params"]
-            + sizes["critic_opt_state"] + (sizes["rollout_params_copy"] if mc.scan_layers else 0))
+            (0 if in_place else sizes["actor_params"])
+            + sizes["actor_opt_state"]
+            + sizes["critic_params"]
+            + sizes["critic_opt_state"]
+            + (sizes["rollout_params_copy"] if mc.scan_layers else 0)
+        )
     return programs, windows, rows_gen
 
 
 def _sharded_carry(carry, rollout_mesh):
     """The sampler's loop state with the layout ``generate`` gives it: rows over data x fsdp, the
     KV cache by its own rule, scalars replicated."""
+
     def carry_sharding(path, leaf):
         if leaf.ndim == 0:
             return NamedSharding(rollout_mesh, P())
@@ -262,27 +309,38 @@ def _sharded_carry(carry, rollout_mesh):
 
 def _carry_at(carry, slots: int):
     """``carry`` with its KV cache (and cache validity) resized to ``slots`` positions."""
+
     def resize(path, leaf):
         names = jax.tree_util.keystr(path)
         if "cache" in names and ("'valid'" in names or ".valid" in names):
             return jax.ShapeDtypeStruct(leaf.shape[:1] + (slots,), leaf.dtype, sharding=leaf.sharding)
         if "cache" in names and leaf.ndim == 4:
-            return jax.ShapeDtypeStruct(leaf.shape[:2] + (slots,) + leaf.shape[3:], leaf.dtype,
-                                        sharding=leaf.sharding)
+            return jax.ShapeDtypeStruct(leaf.shape[:2] + (slots,) + leaf.shape[3:], leaf.dtype, sharding=leaf.sharding)
         return leaf
+
     return jax.tree_util.tree_map_with_path(resize, carry)
 
 
 def _update_programs(cfg, mc, mesh, actor, critic, sizes: dict, want: set) -> dict[str, Any]:
     """The M-step and E-step over the whole rollout batch: the trainer's own programs
     (``train.programs``), jitted on the mesh with the state donated."""
-    rows, plen, tlen = cfg.train.train_batch_size * cfg.rollout.n, cfg.data.max_prompt_tokens, cfg.rollout.max_new_tokens
+    rows, plen, tlen = (
+        cfg.train.train_batch_size * cfg.rollout.n,
+        cfg.data.max_prompt_tokens,
+        cfg.rollout.max_new_tokens,
+    )
     bsh = NamedSharding(mesh, batch_spec(mesh, rows))
-    shapes = {"prompt_tokens": ((rows, plen), jnp.int32), "prompt_valid": ((rows, plen), jnp.bool_),
-              "response_tokens": ((rows, tlen), jnp.int32), "response_mask": ((rows, tlen), jnp.bool_),
-              "old_logprobs": ((rows, tlen), jnp.float32), "advantages": ((rows, tlen), jnp.float32),
-              "values": ((rows, tlen), jnp.float32), "returns": ((rows, tlen), jnp.float32),
-              "is_labeled": ((rows,), jnp.bool_)}
+    shapes = {
+        "prompt_tokens": ((rows, plen), jnp.int32),
+        "prompt_valid": ((rows, plen), jnp.bool_),
+        "response_tokens": ((rows, tlen), jnp.int32),
+        "response_mask": ((rows, tlen), jnp.bool_),
+        "old_logprobs": ((rows, tlen), jnp.float32),
+        "advantages": ((rows, tlen), jnp.float32),
+        "values": ((rows, tlen), jnp.float32),
+        "returns": ((rows, tlen), jnp.float32),
+        "is_labeled": ((rows,), jnp.bool_),
+    }
     batch = {k: jax.ShapeDtypeStruct(s, d, sharding=bsh) for k, (s, d) in shapes.items()}
     rng = _replicated_key(mesh)
     programs: dict[str, Any] = {}
@@ -306,8 +364,14 @@ def _update_programs(cfg, mc, mesh, actor, critic, sizes: dict, want: set) -> di
 # ============================================================================== report
 def _peak(p: dict) -> float:
     if not p.get("compiled"):
-        return p["temp_bytes"] + p.get("params_bytes", 0) + p.get("opt_state_bytes", 0) + p.get("kv_cache_bytes", 0) \
-            + p.get("batch_bytes", 0) + p.get("resident_bytes", 0)
+        return (
+            p["temp_bytes"]
+            + p.get("params_bytes", 0)
+            + p.get("opt_state_bytes", 0)
+            + p.get("kv_cache_bytes", 0)
+            + p.get("batch_bytes", 0)
+            + p.get("resident_bytes", 0)
+        )
     own = p["argument_bytes"] + p["output_bytes"] - p["alias_bytes"] + p["temp_bytes"]
     return own + p.get("resident_bytes", 0)
 
@@ -321,35 +385,47 @@ def suggestions(report: dict, cfg) -> list[str]:
     states = sizes["actor_params"] + sizes["actor_opt_state"] + sizes["critic_params"] + sizes["critic_opt_state"]
     bigger = _bigger_slice(report)
     if states > 0.6 * cap:
-        out.append(f"the train states alone take {states / GiB:.1f} GiB per chip: shard them over more chips "
-                   f"(mesh.shape with a larger fsdp axis on a bigger slice, e.g. --topology {bigger})")
+        out.append(
+            f"the train states alone take {states / GiB:.1f} GiB per chip: shard them over more chips "
+            f"(mesh.shape with a larger fsdp axis on a bigger slice, e.g. --topology {bigger})"
+        )
     for name, p in report["programs"].items():
         if p["fits"] or name == "train_states":
             continue
         if name in ("decode", "grow", "prefill"):
             ppg = builders.prompts_per_generate(cfg)
             if ppg > 1:
-                out.append(f"{name}: the KV cache takes {p.get('kv_cache_bytes', 0) / GiB:.1f} GiB per chip: sample "
-                           f"fewer prompts at a time, --config.rollout.prompts_per_generate={max(1, ppg // 2)}")
+                out.append(
+                    f"{name}: the KV cache takes {p.get('kv_cache_bytes', 0) / GiB:.1f} GiB per chip: sample "
+                    f"fewer prompts at a time, --config.rollout.prompts_per_generate={max(1, ppg // 2)}"
+                )
             f32_cache = (cfg.rollout.kv_cache_dtype or cfg.model.dtype) == "float32"
-            out.append(f"{name}: or a shorter cache (--config.rollout.max_new_tokens)"
-                       + (", --config.rollout.kv_cache_dtype=bfloat16" if f32_cache else "")
-                       + ", or mesh.rollout_shape with a larger tensor axis")
+            out.append(
+                f"{name}: or a shorter cache (--config.rollout.max_new_tokens)"
+                + (", --config.rollout.kv_cache_dtype=bfloat16" if f32_cache else "")
+                + ", or mesh.rollout_shape with a larger tensor axis"
+            )
         else:
             spec_rows = report["micro_rows"]
             shards = mesh["data"] * mesh["fsdp"]
             if not cfg.model.remat:
                 out.append(f"{name}: activations {p['temp_bytes'] / GiB:.1f} GiB per chip: --config.model.remat=True")
             if not cfg.model.attention_chunk:
-                out.append(f"{name}: attention scores of whole sequences: compute them in query blocks, "
-                           "--config.model.attention_chunk=1024")
+                out.append(
+                    f"{name}: attention scores of whole sequences: compute them in query blocks, "
+                    "--config.model.attention_chunk=1024"
+                )
             if spec_rows > shards:
                 seq = cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
-                out.append(f"{name}: smaller micro-batches: --config.train.micro_batch_tokens="
-                           f"{max(shards, spec_rows // 2) * seq} (now {spec_rows} rows of {seq} tokens per "
-                           "micro-batch)")
-            out.append(f"{name}: more tensor parallelism (mesh.shape tensor axis x2: activations split over heads "
-                       f"and MLP), or a bigger slice (--topology {bigger})")
+                out.append(
+                    f"{name}: smaller micro-batches: --config.train.micro_batch_tokens="
+                    f"{max(shards, spec_rows // 2) * seq} (now {spec_rows} rows of {seq} tokens per "
+                    "micro-batch)"
+                )
+            out.append(
+                f"{name}: more tensor parallelism (mesh.shape tensor axis x2: activations split over heads "
+                f"and MLP), or a bigger slice (--topology {bigger})"
+            )
     return list(dict.fromkeys(out))
 
 
@@ -380,22 +456,32 @@ def finish_report(report: dict, cfg, config_path: str, command: str) -> dict:
             read = p.get("params_bytes", 0) + p.get("kv_cache_bytes", 0)
             p["hbm_bound_step_seconds"] = read / (chip["hbm_tbps"] * 1e12)
             p["rollout_upper_bound_seconds"] = cfg.rollout.max_new_tokens * max(
-                p["hbm_bound_step_seconds"], p["ideal_seconds"])
+                p["hbm_bound_step_seconds"], p["ideal_seconds"]
+            )
     report["analytic_flops"] = flops
-    report["model"] = {"preset": cfg.model.get("preset", "") or cfg.model.actor_hf, "params": mc.num_params(),
-                       "param_dtype": mc.param_dtype, "dtype": mc.dtype, "remat": mc.remat,
-                       "scan_layers": mc.scan_layers}
+    report["model"] = {
+        "preset": cfg.model.get("preset", "") or cfg.model.actor_hf,
+        "params": mc.num_params(),
+        "param_dtype": mc.param_dtype,
+        "dtype": mc.dtype,
+        "remat": mc.remat,
+        "scan_layers": mc.scan_layers,
+    }
     report["capacity_bytes"] = cap
     report["peak_bytes"] = max((p["peak_bytes"] for p in report["programs"].values()), default=0)
     report["fits"] = all(p["fits"] for p in report["programs"].values())
     report["suggestions"] = [] if report["fits"] else suggestions(report, cfg)
     report["config"] = config_path
     report["command"] = command
-    report["shapes"] = {"train_batch_size": cfg.train.train_batch_size, "n": cfg.rollout.n,
-                        "ppo_mini_batch_size": cfg.train.ppo_mini_batch_size,
-                        "max_prompt_tokens": cfg.data.max_prompt_tokens, "max_new_tokens": cfg.rollout.max_new_tokens,
-                        "prompts_per_generate": builders.prompts_per_generate(cfg),
-                        "micro_batch_tokens": cfg.train.micro_batch_tokens}
+    report["shapes"] = {
+        "train_batch_size": cfg.train.train_batch_size,
+        "n": cfg.rollout.n,
+        "ppo_mini_batch_size": cfg.train.ppo_mini_batch_size,
+        "max_prompt_tokens": cfg.data.max_prompt_tokens,
+        "max_new_tokens": cfg.rollout.max_new_tokens,
+        "prompts_per_generate": builders.prompts_per_generate(cfg),
+        "micro_batch_tokens": cfg.train.micro_batch_tokens,
+    }
     return report
 
 
@@ -406,34 +492,43 @@ def _opt(seconds: float) -> str:
 def format_report(report: dict) -> str:
     g = lambda b: f"{b / GiB:7.2f}"  # noqa: E731
     cap = report["capacity_bytes"]
-    lines = [f"plan: {report['model']['preset']} ({report['model']['params'] / 1e9:.2f}B params, "
-             f"{report['model']['param_dtype']} params, {report['model']['dtype']} compute, remat="
-             f"{report['model']['remat']}, scan_layers={report['model']['scan_layers']})",
-             f"on {report['topology']} ({report['topology_name']}, {report['chips']} chips x "
-             f"{report['chip']['hbm_gib']:.0f} GiB HBM, {report['hosts']} hosts); mesh {report['mesh']}, "
-             f"rollout mesh {report['rollout_mesh']}",
-             f"batch {report['rows']} rollouts (mini {report['mini_batch_rows']}, micro {report['micro_rows']} rows); "
-             f"sampler {report['rows_per_generate']} rows per call, cache windows {report['windows']}",
-             "",
-             "per-device HBM (GiB)  params  opt-state  kv-cache  batch   temps  resident   peak  / capacity  fits",
-             ]
+    lines = [
+        f"plan: {report['model']['preset']} ({report['model']['params'] / 1e9:.2f}B params, "
+        f"{report['model']['param_dtype']} params, {report['model']['dtype']} compute, remat="
+        f"{report['model']['remat']}, scan_layers={report['model']['scan_layers']})",
+        f"on {report['topology']} ({report['topology_name']}, {report['chips']} chips x "
+        f"{report['chip']['hbm_gib']:.0f} GiB HBM, {report['hosts']} hosts); mesh {report['mesh']}, "
+        f"rollout mesh {report['rollout_mesh']}",
+        f"batch {report['rows']} rollouts (mini {report['mini_batch_rows']}, micro {report['micro_rows']} rows); "
+        f"sampler {report['rows_per_generate']} rows per call, cache windows {report['windows']}",
+        "",
+        "per-device HBM (GiB)  params  opt-state  kv-cache  batch   temps  resident   peak  / capacity  fits",
+    ]
     for name, p in report["programs"].items():
-        lines.append(f"{name:<20} {g(p.get('params_bytes', 0))} {g(p.get('opt_state_bytes', 0)):>10} "
-                     f"{g(p.get('kv_cache_bytes', 0)):>9} {g(p.get('batch_bytes', 0))} {g(p['temp_bytes'])} "
-                     f"{g(p.get('resident_bytes', 0)):>9} {g(p['peak_bytes'])}  / {cap / GiB:6.1f}    "
-                     f"{'yes' if p['fits'] else 'NO'}" + ("" if p.get("compiled") else "  (XLA: out of HBM)"))
+        lines.append(
+            f"{name:<20} {g(p.get('params_bytes', 0))} {g(p.get('opt_state_bytes', 0)):>10} "
+            f"{g(p.get('kv_cache_bytes', 0)):>9} {g(p.get('batch_bytes', 0))} {g(p['temp_bytes'])} "
+            f"{g(p.get('resident_bytes', 0)):>9} {g(p['peak_bytes'])}  / {cap / GiB:6.1f}    "
+            f"{'yes' if p['fits'] else 'NO'}" + ("" if p.get("compiled") else "  (XLA: out of HBM)")
+        )
     lines += ["", "time estimates       analytic TFLOP   ideal s (peak)   XLA optimal s   XLA TFLOP (scan body once)"]
     for name, p in report["programs"].items():
-        lines.append(f"{name:<20} {p['analytic_flops'] / 1e12:14.1f} {p['ideal_seconds']:16.3f} "
-                     f"{_opt(p.get('xla_optimal_seconds', 0)):>15} {p.get('xla_flops', 0) / 1e12:12.2f}")
+        lines.append(
+            f"{name:<20} {p['analytic_flops'] / 1e12:14.1f} {p['ideal_seconds']:16.3f} "
+            f"{_opt(p.get('xla_optimal_seconds', 0)):>15} {p.get('xla_flops', 0) / 1e12:12.2f}"
+        )
         if "hbm_bound_step_seconds" in p:
-            lines.append(f"{'':<20} decode step (HBM-bound) {p['hbm_bound_step_seconds'] * 1e3:.1f} ms; "
-                         f"{report['shapes']['max_new_tokens']} tokens <= {p['rollout_upper_bound_seconds']:.0f} s "
-                         "per sampler call")
+            lines.append(
+                f"{'':<20} decode step (HBM-bound) {p['hbm_bound_step_seconds'] * 1e3:.1f} ms; "
+                f"{report['shapes']['max_new_tokens']} tokens <= {p['rollout_upper_bound_seconds']:.0f} s "
+                "per sampler call"
+            )
     lines.append("")
     if report["fits"]:
-        lines.append(f"FITS: peak {report['peak_bytes'] / GiB:.1f} GiB of {cap / GiB:.0f} GiB per chip "
-                     f"({100 * report['peak_bytes'] / cap:.0f}%)")
+        lines.append(
+            f"FITS: peak {report['peak_bytes'] / GiB:.1f} GiB of {cap / GiB:.0f} GiB per chip "
+            f"({100 * report['peak_bytes'] / cap:.0f}%)"
+        )
     else:
         lines.append(f"DOES NOT FIT on {report['topology']}. Try:")
         lines += [f"  - {s}" for s in report["suggestions"]]
@@ -455,11 +550,23 @@ def precheck(cfg, topology_name: str) -> dict | None:
     sizes["critic_params"] = sizes["actor_params"] if roles == 2 else 0
     sizes["critic_opt_state"] = sizes["actor_opt_state"] if roles == 2 else 0
     program = {"name": "train_states", "compiled": False, "temp_bytes": 0.0, "resident_bytes": states, "fits": False}
-    return {"topology": topo.slice_name, "topology_name": topo.topology_name, "chips": topo.chips,
-            "hosts": topo.hosts, "chip": dataclasses.asdict(topo.chip), "mesh": {"data": 1, "fsdp": topo.chips,
-                                                                                  "tensor": 1},
-            "rollout_mesh": {}, "windows": [], "rows": 0, "rows_per_generate": 0, "micro_rows": 0,
-            "mini_batch_rows": 0, "sizes": sizes, "programs": {"train_states": program}, "precheck": True}
+    return {
+        "topology": topo.slice_name,
+        "topology_name": topo.topology_name,
+        "chips": topo.chips,
+        "hosts": topo.hosts,
+        "chip": dataclasses.asdict(topo.chip),
+        "mesh": {"data": 1, "fsdp": topo.chips, "tensor": 1},
+        "rollout_mesh": {},
+        "windows": [],
+        "rows": 0,
+        "rows_per_generate": 0,
+        "micro_rows": 0,
+        "mini_batch_rows": 0,
+        "sizes": sizes,
+        "programs": {"train_states": program},
+        "precheck": True,
+    }
 
 
 # ============================================================================== CLI
@@ -484,8 +591,9 @@ def _worker(argv: list[str]) -> int:
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
-                                if "xla_force_host_platform_device_count" not in f)
+    env["XLA_FLAGS"] = " ".join(
+        f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f
+    )
     env["JAX_PLATFORMS"] = "cpu"  # the topology is compiled for; nothing runs on a TPU here
     env.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # several planners (or tests) at once
     env.setdefault("TPU_SKIP_MDS_QUERY", "1")
@@ -493,8 +601,14 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def plan(config_path: str, topology: str, overrides: list[str] = (), only: tuple[str, ...] = (),
-         command: str = "", timeout_s: float = 3600) -> dict:
+def plan(
+    config_path: str,
+    topology: str,
+    overrides: list[str] = (),
+    only: tuple[str, ...] = (),
+    command: str = "",
+    timeout_s: float = 3600,
+) -> dict:
     """Plan ``config_path`` on ``topology``: the finished report (dict). Compiles in a subprocess."""
     cfg = _load(config_path, list(overrides))
     command = command or " ".join(["tempo-jax plan", "--config", config_path, "--topology", topology, *overrides])
@@ -502,12 +616,27 @@ def plan(config_path: str, topology: str, overrides: list[str] = (), only: tuple
     if early is not None:
         return finish_report(early, cfg, config_path, command)
     if importlib.util.find_spec("libtpu") is None:  # importing it here would start a TPU runtime
-        raise RuntimeError("tempo-jax plan compiles for TPU with libtpu: pip install libtpu (the version jax[tpu] "
-                           "pins), or pip install -e .[tpu]")
+        raise RuntimeError(
+            "tempo-jax plan compiles for TPU with libtpu: pip install libtpu (the version jax[tpu] "
+            "pins), or pip install -e .[tpu]"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "tempo_jax.plan.planner", "--worker", "--config", config_path,
-               "--topology", topology, "--result", result, "--only", ",".join(only), *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tempo_jax.plan.planner",
+            "--worker",
+            "--config",
+            config_path,
+            "--topology",
+            topology,
+            "--result",
+            result,
+            "--only",
+            ",".join(only),
+            *overrides,
+        ]
         proc = subprocess.run(cmd, env=_worker_env(), capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0 or not os.path.isfile(result):
             noise = ("WARNING", "E0000", "I0000", "W0000", "===", "learning/", "[Gloo]")
@@ -523,8 +652,9 @@ def plan_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--worker":
         return _worker(argv[1:])
-    parser = argparse.ArgumentParser(prog="tempo-jax plan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tempo-jax plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="a recipe, e.g. configs/paper.py:qwen3_14b,tempo")
     parser.add_argument("--topology", default="", help="TPU slice, e.g. v5p-128, v6e-64 (default: mesh.topology)")
     parser.add_argument("--out", default="", help="write the report as JSON here")
@@ -536,8 +666,17 @@ def plan_main(argv: list[str] | None = None) -> int:
     topology = args.topology or _load(args.config, rest).mesh.get("topology", "")
     if not topology:
         parser.error("give --topology (the recipe names none in mesh.topology)")
-    command = " ".join(["tempo-jax plan", "--config", args.config, "--topology", topology,
-                        *(["--out", args.out] if args.out else []), *rest])
+    command = " ".join(
+        [
+            "tempo-jax plan",
+            "--config",
+            args.config,
+            "--topology",
+            topology,
+            *(["--out", args.out] if args.out else []),
+            *rest,
+        ]
+    )
     report = plan(args.config, topology, rest, tuple(s for s in args.only.split(",") if s), command)
     print(format_report(report))
     if args.out:

@@ -13,13 +13,15 @@ With ``--run`` every process instead runs the whole ``Trainer.run()`` (rollouts,
 the last step, checkpoints, final export) into one shared ``--run-dir``; ``--resume`` continues it,
 and ``--preempt STEP:PROCESS`` sends SIGTERM to one process only after STEP (all must stop there).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -36,14 +38,21 @@ TOL = 1e-5  # sharded / multi-process parameters must equal the one-device ones 
 
 def tiny_config(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, **changes: Any):
     """The tiny TEMPO recipe for these checks: ``steps`` steps on mesh ``shape``, synchronous saves."""
-    base = dict(run_dir=run_dir, mesh__shape=tuple(shape), checkpoint__async_save=False, log__tensorboard=False,
-                grader__workers=1, train__total_steps=steps)
+    base = dict(
+        run_dir=run_dir,
+        mesh__shape=tuple(shape),
+        checkpoint__async_save=False,
+        log__tensorboard=False,
+        grader__workers=1,
+        train__total_steps=steps,
+    )
     base.update(changes)
     return tiny_recipe("tempo", assets, **base)
 
 
-def run_tiny_steps(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str,
-                   **changes: Any) -> list[dict[str, np.ndarray]]:
+def run_tiny_steps(
+    shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, **changes: Any
+) -> list[dict[str, np.ndarray]]:
     """Parameters (flattened ``{path: array}``, actor/ and critic/) after each of ``steps`` TEMPO steps."""
     cfg = tiny_config(shape, steps, assets, run_dir, **changes)
     out = []
@@ -56,8 +65,16 @@ def run_tiny_steps(shape: Sequence[int], steps: int, assets: dict[str, str], run
     return out
 
 
-def run_tiny_training(shape: Sequence[int], steps: int, assets: dict[str, str], run_dir: str, *,
-                      resume: bool = False, preempt: tuple[int, int] | None = None, **changes: Any) -> dict[str, Any]:
+def run_tiny_training(
+    shape: Sequence[int],
+    steps: int,
+    assets: dict[str, str],
+    run_dir: str,
+    *,
+    resume: bool = False,
+    preempt: tuple[int, int] | None = None,
+    **changes: Any,
+) -> dict[str, Any]:
     """``Trainer.run()`` of the tiny recipe into ``run_dir`` (shared by all processes), with a 2-question,
     2-sample evaluation at the last step. ``preempt=(step, process)``: that process alone gets SIGTERM
     after ``step``. Returns what ``run()`` returns."""
@@ -84,23 +101,34 @@ def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tempo_jax.plan.selfcheck", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tempo_jax.plan.selfcheck",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--mesh", default="1,1,1", help="data,fsdp,tensor (product = global device count)")
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--out", default=None, help=".npz with the parameters after the last step (process 0); "
-                        "required without --run")
+    parser.add_argument(
+        "--out", default=None, help=".npz with the parameters after the last step (process 0); required without --run"
+    )
     parser.add_argument("--assets", default="runs/tiny_assets", help="tiny model + data (created if missing)")
     parser.add_argument("--run-dir", default="runs/selfcheck")
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
     parser.add_argument("--lr", type=float, default=LR)
-    parser.add_argument("--run", action="store_true",
-                        help="run the whole training loop into the shared --run-dir instead of comparing steps")
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help="run the whole training loop into the shared --run-dir instead of comparing steps",
+    )
     parser.add_argument("--resume", action="store_true", help="with --run: continue from the latest checkpoint")
-    parser.add_argument("--preempt", default=None, metavar="STEP:PROCESS",
-                        help="with --run: SIGTERM to process PROCESS only, after step STEP")
+    parser.add_argument(
+        "--preempt",
+        default=None,
+        metavar="STEP:PROCESS",
+        help="with --run: SIGTERM to process PROCESS only, after step STEP",
+    )
     args = parser.parse_args(argv)
     if not args.run and not args.out:
         parser.error("--out is required (unless --run)")
@@ -110,17 +138,31 @@ def main(argv: list[str] | None = None) -> int:
     shape = tuple(int(s) for s in args.mesh.split(","))
     if args.run:
         preempt = tuple(int(x) for x in args.preempt.split(":")) if args.preempt else None
-        result = run_tiny_training(shape, args.steps, assets, args.run_dir, resume=args.resume, preempt=preempt,
-                                   train__actor_lr=args.lr, train__critic_lr=args.lr)
-        print(f"process {jax.process_index()}/{jax.process_count()}: run on mesh {shape} over {jax.device_count()} "
-              f"devices in {result['run_dir']}; stopped_by={result['stopped_by']}", flush=True)
+        result = run_tiny_training(
+            shape,
+            args.steps,
+            assets,
+            args.run_dir,
+            resume=args.resume,
+            preempt=preempt,
+            train__actor_lr=args.lr,
+            train__critic_lr=args.lr,
+        )
+        print(
+            f"process {jax.process_index()}/{jax.process_count()}: run on mesh {shape} over {jax.device_count()} "
+            f"devices in {result['run_dir']}; stopped_by={result['stopped_by']}",
+            flush=True,
+        )
         return 0
     run_dir = os.path.join(args.run_dir, f"process_{jax.process_index()}")
     params = run_tiny_steps(shape, args.steps, assets, run_dir, train__actor_lr=args.lr, train__critic_lr=args.lr)
     if jax.process_index() == 0:
         np.savez(args.out, **params[-1])
-    print(f"process {jax.process_index()}/{jax.process_count()}: {args.steps} steps on mesh {shape} over "
-          f"{jax.device_count()} devices; parameters in {args.out}", flush=True)
+    print(
+        f"process {jax.process_index()}/{jax.process_count()}: {args.steps} steps on mesh {shape} over "
+        f"{jax.device_count()} devices; parameters in {args.out}",
+        flush=True,
+    )
     return 0
 
 

@@ -3,19 +3,30 @@
 Pure: never imports a model or JAX. Attributes load lazily so grading workers, which import
 this package, only pay for what they use (no numpy there; sympy/math-verify only in workers).
 """
+
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "extract_boxed": "extract", "strip_boxed": "extract", "extract_answers": "extract",
-    "normalize_answer": "normalize", "is_degenerate": "normalize",
-    "EquivalenceConfig": "equivalence", "is_equivalent": "equivalence", "quick_verdict": "equivalence",
+    "extract_boxed": "extract",
+    "strip_boxed": "extract",
+    "extract_answers": "extract",
+    "normalize_answer": "normalize",
+    "is_degenerate": "normalize",
+    "EquivalenceConfig": "equivalence",
+    "is_equivalent": "equivalence",
+    "quick_verdict": "equivalence",
     "GradingPool": "pool",
     "Grader": "grader",
-    "ttrl_rewards": "voting", "cluster_answers": "voting", "majority_correct": "voting",
-    "VoteResult": "voting", "Clustering": "voting",
-    "empo_rewards": "entropy", "EntropyResult": "entropy", "semantic_entropy": "entropy",
+    "ttrl_rewards": "voting",
+    "cluster_answers": "voting",
+    "majority_correct": "voting",
+    "VoteResult": "voting",
+    "Clustering": "voting",
+    "empo_rewards": "entropy",
+    "EntropyResult": "entropy",
+    "semantic_entropy": "entropy",
 }
 
 __all__ = sorted(_EXPORTS)

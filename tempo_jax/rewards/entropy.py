@@ -7,10 +7,11 @@ optional knobs zero a prompt's rewards: ``max_entropy`` (semantic entropy, natur
 which a prompt is too uncertain; the original EMPO paper's filter) and ``min_max_frequency``
 (the reference's commented-out ``entropy_thresholding``: 0.25 there).
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,16 +39,22 @@ def semantic_entropy(sizes: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def empo_rewards(answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader, *,
-                 max_entropy: float | None = None, min_max_frequency: float | None = None) -> list[EntropyResult]:
+def empo_rewards(
+    answers_per_prompt: Sequence[Sequence[str | None]],
+    grader: PairGrader,
+    *,
+    max_entropy: float | None = None,
+    min_max_frequency: float | None = None,
+) -> list[EntropyResult]:
     """Semantic-cluster frequency rewards for each prompt (one grader call for the batch)."""
     out = []
     for c in cluster_answers(answers_per_prompt, grader):
         freqs = c.frequencies
         h = semantic_entropy(c.sizes)
         top = float(c.sizes.max() / c.n) if c.n else 0.0
-        filtered = bool((max_entropy is not None and h > max_entropy)
-                        or (min_max_frequency is not None and top < min_max_frequency))
+        filtered = bool(
+            (max_entropy is not None and h > max_entropy) or (min_max_frequency is not None and top < min_max_frequency)
+        )
         rewards = np.zeros_like(freqs) if filtered else freqs.copy()
         out.append(EntropyResult(rewards, c.cluster_ids, freqs, h, top, filtered))
     return out

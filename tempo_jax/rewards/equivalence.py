@@ -23,6 +23,7 @@ are rejected before anything evaluates them.
 Heavy imports (sympy, math-verify) happen lazily, so the parent process can import this module
 for :func:`quick_verdict` and :class:`EquivalenceConfig` without loading them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,8 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from tempo_jax.rewards.extract import match_braces
 from tempo_jax.rewards import normalize as _norm
+from tempo_jax.rewards.extract import match_braces
 
 # ---------------------------------------------------------------------------------- the config
 
@@ -105,8 +106,12 @@ def soft_deadline(seconds: float | None):
     C-level loops (e.g. a huge integer power) are not interruptible: the pool's hard
     wall-clock timeout is the backstop for those.
     """
-    if (seconds is None or seconds <= 0 or threading.current_thread() is not threading.main_thread()
-            or not hasattr(signal, "setitimer")):
+    if (
+        seconds is None
+        or seconds <= 0
+        or threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "setitimer")
+    ):
         yield
         return
     old = signal.signal(signal.SIGALRM, _on_alarm)
@@ -140,8 +145,13 @@ def _math_verify():
 
 def _mv_parse_uncached(s: str):
     mv, cfg = _math_verify()
-    return mv.parse("\\boxed{" + s + "}", extraction_config=cfg, fallback_mode="no_fallback",
-                    extraction_mode="first_match", parsing_timeout=None)
+    return mv.parse(
+        "\\boxed{" + s + "}",
+        extraction_config=cfg,
+        fallback_mode="no_fallback",
+        extraction_mode="first_match",
+        parsing_timeout=None,
+    )
 
 
 @functools.lru_cache(maxsize=2048)
@@ -172,8 +182,13 @@ def _sympy_env():
     transformations = (sp.auto_symbol, sp.auto_number, sp.implicit_multiplication, sp.convert_xor)
     global_dict = {
         "__builtins__": {},
-        "Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational,
-        "Symbol": sympy.Symbol, "Add": sympy.Add, "Mul": sympy.Mul, "Pow": sympy.Pow,
+        "Integer": sympy.Integer,
+        "Float": sympy.Float,
+        "Rational": sympy.Rational,
+        "Symbol": sympy.Symbol,
+        "Add": sympy.Add,
+        "Mul": sympy.Mul,
+        "Pow": sympy.Pow,
     }
     local_dict = {"sqrt": sympy.sqrt, "pi": sympy.pi, "oo": sympy.oo}
     return sympy, sp, transformations, global_dict, local_dict
@@ -186,8 +201,14 @@ _SAFE_CHARS_RE = re.compile(r"^[0-9A-Za-z+\-*/().]*$")
 _BAD_DOT_RE = re.compile(r"(?<![0-9])\.|\.(?![0-9])|\.[0-9]+\.")
 _NAME_RE = re.compile(r"[A-Za-z]+")
 _SIMPLE_REPLACEMENTS = (
-    ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\pi", "pi"), ("\\infty", "oo"),
-    ("^", "**"), ("{", "("), ("}", ")"),
+    ("\\cdot", "*"),
+    ("\\times", "*"),
+    ("\\div", "/"),
+    ("\\pi", "pi"),
+    ("\\infty", "oo"),
+    ("^", "**"),
+    ("{", "("),
+    ("}", ")"),
 )
 
 
@@ -223,8 +244,7 @@ def latex_to_python(s: str) -> str | None:
     s = _replace_command_groups(s, "\\frac", 2, lambda a, b, opt: f"(({a})/({b}))")
     if s is None:
         return None
-    s = _replace_command_groups(
-        s, "\\sqrt", 1, lambda a, opt: f"sqrt({a})" if not opt else f"(({a})**(1/({opt})))")
+    s = _replace_command_groups(s, "\\sqrt", 1, lambda a, opt: f"sqrt({a})" if not opt else f"(({a})**(1/({opt})))")
     if s is None:
         return None
     for old, new in _SIMPLE_REPLACEMENTS:
@@ -247,8 +267,13 @@ def safe_parse(s: str):
         return None
     sympy, sp, transformations, global_dict, local_dict = _sympy_env()
     try:
-        return sp.parse_expr(s, local_dict=dict(local_dict), global_dict=dict(global_dict),
-                             transformations=transformations, evaluate=False)
+        return sp.parse_expr(
+            s,
+            local_dict=dict(local_dict),
+            global_dict=dict(global_dict),
+            transformations=transformations,
+            evaluate=False,
+        )
     except (Exception, RecursionError):
         return None
 
@@ -267,21 +292,40 @@ def _log10_bound(expr) -> float:
         exp = _log10_bound(expr.exp)
         if exp > 300:
             return math.inf if base > 0 else 0.0
-        return base * (10.0 ** exp) + 1.0
+        return base * (10.0**exp) + 1.0
     if isinstance(expr, (sympy.Add, sympy.Mul)):
         return sum(_log10_bound(a) for a in expr.args) + 1.0
     if expr.args and getattr(expr.func, "__name__", "") in _FAST_GROWING:
         arg = max(_log10_bound(a) for a in expr.args)
         if arg > 300:
             return math.inf
-        n = 10.0 ** arg  # n! ~ n^n
+        n = 10.0**arg  # n! ~ n^n
         return n * max(1.0, math.log10(n + 1.0)) + 1.0
     return sum((_log10_bound(a) for a in expr.args), 1.0)
 
 
-_FAST_GROWING = frozenset({"factorial", "factorial2", "subfactorial", "gamma", "loggamma", "binomial",
-                           "RisingFactorial", "FallingFactorial", "fibonacci", "lucas", "tribonacci",
-                           "catalan", "bell", "bernoulli", "euler", "harmonic", "primorial", "prime"})
+_FAST_GROWING = frozenset(
+    {
+        "factorial",
+        "factorial2",
+        "subfactorial",
+        "gamma",
+        "loggamma",
+        "binomial",
+        "RisingFactorial",
+        "FallingFactorial",
+        "fibonacci",
+        "lucas",
+        "tribonacci",
+        "catalan",
+        "bell",
+        "bernoulli",
+        "euler",
+        "harmonic",
+        "primorial",
+        "prime",
+    }
+)
 
 
 MAX_LOG10 = 1e5  # numbers beyond 10**100000 are not answers; evaluating them can hang in C

@@ -4,9 +4,10 @@ Linear time, iterative (no recursion), safe on arbitrarily long or unbalanced in
 box command decides, and an unclosed brace means "no answer" (``None``), as in the reference
 (`rm_physics.py`, spec §3.3).
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 _COMMANDS = ("\\boxed", "\\fbox")
 

@@ -9,10 +9,11 @@ made in the calling process; everything else goes to the pool, once per distinct
 pair of the call. ``mode="inprocess"`` runs the cascade in this process (soft signal timeouts
 only, main thread only): for tiny unit tests and debugging, not for training.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -37,10 +38,18 @@ class Grader:
       start_method: pool start method (default forkserver, else spawn).
     """
 
-    def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, *, mode: str = "pool",
-                 config: _eq.EquivalenceConfig | None = None, soft_timeout_frac: float = 0.8,
-                 keep_soft_timeout: bool = False, start_method: str | None = None,
-                 memory_limit_mb: int | None = 4096):
+    def __init__(
+        self,
+        num_workers: int = 2,
+        timeout_s: float = 5.0,
+        *,
+        mode: str = "pool",
+        config: _eq.EquivalenceConfig | None = None,
+        soft_timeout_frac: float = 0.8,
+        keep_soft_timeout: bool = False,
+        start_method: str | None = None,
+        memory_limit_mb: int | None = 4096,
+    ):
         if mode not in ("pool", "inprocess"):
             raise ValueError(f"mode must be 'pool' or 'inprocess', got {mode!r}")
         config = config or _eq.EquivalenceConfig()
@@ -52,8 +61,9 @@ class Grader:
         self.last_call_stats: dict[str, int] = {}
         self._pool: GradingPool | None = None
         if mode == "pool":
-            self._pool = GradingPool(num_workers=num_workers, timeout_s=timeout_s,
-                                     start_method=start_method, memory_limit_mb=memory_limit_mb)
+            self._pool = GradingPool(
+                num_workers=num_workers, timeout_s=timeout_s, start_method=start_method, memory_limit_mb=memory_limit_mb
+            )
 
     # ------------------------------------------------------------------------------ the API
     def equivalent_pairs(self, pairs: Iterable[Pair]) -> list[bool]:
@@ -97,7 +107,7 @@ class Grader:
         if self._pool is not None:
             self._pool.close()
 
-    def __enter__(self) -> "Grader":
+    def __enter__(self) -> Grader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -41,6 +41,7 @@ interpreter exit (``weakref.finalize``).
 Caveat (standard for spawn/forkserver): the parent's ``__main__`` module is imported by the
 children, so scripts must guard their entry point with ``if __name__ == "__main__":``.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -54,16 +55,19 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pebble
 
 DEFAULT_TASK = "tempo_jax.rewards.equivalence:is_equivalent"
 DEFAULT_WARMUP = "tempo_jax.rewards.equivalence:warmup"
-_SLOW_START = ("workers import the parent's __main__ module: a script that starts training at import time must "
-               "guard it with `if __name__ == \"__main__\":`; otherwise the machine is overloaded")
+_SLOW_START = (
+    "workers import the parent's __main__ module: a script that starts training at import time must "
+    'guard it with `if __name__ == "__main__":`; otherwise the machine is overloaded'
+)
 _POLL_S = 0.2  # how often a waiting map checks that the pool is alive and workers are starting
 _MAX_REBUILDS = 3  # per map call
 _PLAIN = (bool, int, float, str, bytes, type(None))
@@ -187,9 +191,16 @@ class GradingPool:
       memory_limit_mb: per-worker address-space limit (``RLIMIT_AS``, Linux), None for none.
     """
 
-    def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, *, start_method: str | None = None,
-                 startup_timeout_s: float = 120.0, warmup: str | None = DEFAULT_WARMUP,
-                 memory_limit_mb: int | None = 4096):
+    def __init__(
+        self,
+        num_workers: int = 2,
+        timeout_s: float = 5.0,
+        *,
+        start_method: str | None = None,
+        startup_timeout_s: float = 120.0,
+        warmup: str | None = DEFAULT_WARMUP,
+        memory_limit_mb: int | None = 4096,
+    ):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if timeout_s <= 0:
@@ -214,9 +225,12 @@ class GradingPool:
 
     # ------------------------------------------------------------------------ pool lifecycle
     def _new_pool(self) -> None:
-        pool = pebble.ProcessPool(max_workers=self.num_workers, initializer=_worker_init,
-                                  initargs=(self._warmup, self._memory_limit_mb, self._events),
-                                  context=self._ctx)
+        pool = pebble.ProcessPool(
+            max_workers=self.num_workers,
+            initializer=_worker_init,
+            initargs=(self._warmup, self._memory_limit_mb, self._events),
+            context=self._ctx,
+        )
         self._holder.append(pool)
         pool.active  # noqa: B018 - reading it starts pebble's threads and workers now, not at the first task
         self._last_progress = time.monotonic()
@@ -258,8 +272,9 @@ class GradingPool:
             return True
         if time.monotonic() - self._last_progress > self.startup_timeout_s:
             self.close()
-            raise RuntimeError(f"grading workers did not start: no ready message within "
-                               f"{self.startup_timeout_s:.0f} s ({_SLOW_START})")
+            raise RuntimeError(
+                f"grading workers did not start: no ready message within {self.startup_timeout_s:.0f} s ({_SLOW_START})"
+            )
         return False
 
     @property
@@ -289,8 +304,13 @@ class GradingPool:
             raise RuntimeError("GradingPool is closed")
 
     # ------------------------------------------------------------------------------ the map
-    def map(self, items: Sequence[Sequence[Any]], fn: str | Callable | None = None,
-            kwargs: dict | None = None, on_failure: Any = False) -> list[Any]:
+    def map(
+        self,
+        items: Sequence[Sequence[Any]],
+        fn: str | Callable | None = None,
+        kwargs: dict | None = None,
+        on_failure: Any = False,
+    ) -> list[Any]:
         """``[fn(*item, **kwargs) for item in items]`` in the workers, in order.
 
         ``fn`` is a picklable module-level callable or a ``"module:function"`` string (default:
@@ -316,8 +336,7 @@ class GradingPool:
                 try:
                     for i in todo:
                         try:
-                            futures[i] = pool.schedule(_run_task, args=(fn, items[i], kwargs),
-                                                       timeout=self.timeout_s)
+                            futures[i] = pool.schedule(_run_task, args=(fn, items[i], kwargs), timeout=self.timeout_s)
                         except RuntimeError:
                             if pool.active:
                                 raise
@@ -378,12 +397,14 @@ class GradingPool:
         self._closed = True
         self._finalizer()  # runs _shutdown once; also detaches the exit hook
 
-    def __enter__(self) -> "GradingPool":
+    def __enter__(self) -> GradingPool:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"GradingPool(num_workers={self.num_workers}, timeout_s={self.timeout_s}, "
-                f"start_method={self.start_method!r}, closed={self._closed})")
+        return (
+            f"GradingPool(num_workers={self.num_workers}, timeout_s={self.timeout_s}, "
+            f"start_method={self.start_method!r}, closed={self._closed})"
+        )

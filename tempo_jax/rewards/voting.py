@@ -6,11 +6,13 @@ existing cluster whose representative (its first member) it matches under the gr
 All pairwise comparisons of a whole batch of prompts go to the grader in one call (the greedy
 pass then only looks results up), so the pool sees one large, deduplicated batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Iterable, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -97,8 +99,9 @@ class VoteResult:
     cluster_sizes: tuple[int, ...]
 
 
-def ttrl_rewards(answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader,
-                 mode: str = "semantic") -> list[VoteResult]:
+def ttrl_rewards(
+    answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader, mode: str = "semantic"
+) -> list[VoteResult]:
     """TTRL majority-vote rewards for each prompt's extracted answers.
 
     ``mode="semantic"`` (TEMPO repo, default): reward 1 for every member of every maximal
@@ -163,8 +166,9 @@ def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult
         ids, sizes, count = partial[p]
         n = len(answers)
         freqs = (sizes[ids] / n).astype(np.float32) if n else np.zeros((0,), np.float32)
-        out.append(VoteResult(rewards[p], majorities[p], count / n if n else 0.0, ids, freqs,
-                              tuple(int(s) for s in sizes)))
+        out.append(
+            VoteResult(rewards[p], majorities[p], count / n if n else 0.0, ids, freqs, tuple(int(s) for s in sizes))
+        )
     return out
 
 
@@ -172,5 +176,4 @@ def majority_correct(results: Sequence[VoteResult], golds: Sequence[str], grader
     """bool [num_prompts]: is each prompt's majority answer right (TTRL label accuracy)."""
     if len(results) != len(golds):
         raise ValueError(f"{len(results)} results but {len(golds)} golds")
-    return np.asarray(grader.equivalent_pairs([(r.majority_answer, g) for r, g in zip(results, golds)]),
-                      dtype=bool)
+    return np.asarray(grader.equivalent_pairs([(r.majority_answer, g) for r, g in zip(results, golds)]), dtype=bool)

@@ -4,7 +4,7 @@ Functions are registered by name (``ADVANTAGES``, ``POLICY_LOSSES``, ``VALUE_LOS
 configs select them with a string; ``REGISTRY.get(name)`` raises ``ValueError`` listing the
 known names. This package never imports a model.
 """
-from tempo_jax.rl.registry import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES, Registry
+
 from tempo_jax.rl.advantages import (
     AdvantageOutput,
     em,
@@ -17,6 +17,7 @@ from tempo_jax.rl.advantages import (
     masked_whiten,
     value_at_last_token,
 )
+from tempo_jax.rl.filters import GroupAccumulator, confidence_filter, constant_labeled_groups
 from tempo_jax.rl.losses import (
     AGG_MODES,
     LossOutput,
@@ -27,8 +28,8 @@ from tempo_jax.rl.losses import (
     reduce_metrics,
     sum_outputs,
 )
+from tempo_jax.rl.registry import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES, Registry
 from tempo_jax.rl.value_losses import explained_variance, explained_variance_from_moments, seq_clip, token_clip
-from tempo_jax.rl.filters import GroupAccumulator, confidence_filter, constant_labeled_groups
 
 __all__ = [
     "ADVANTAGES",

@@ -16,6 +16,7 @@ Both outputs are exactly zero where ``response_mask == 0``. Outputs are ``stop_g
 Reference: TEMPO_SPEC.md §1.4 (``em_token``, ``em``) and verl's ``compute_gae_advantage_return``
 / ``compute_grpo_outcome_advantage``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -89,9 +90,7 @@ def value_at_last_token(values: jax.Array, response_mask: jax.Array) -> jax.Arra
     return jnp.where(has_any, v_t, 0.0)
 
 
-def group_mean_std(
-    x: jax.Array, group_ids: jax.Array, *, singleton_mean: str = "zero"
-) -> tuple[jax.Array, jax.Array]:
+def group_mean_std(x: jax.Array, group_ids: jax.Array, *, singleton_mean: str = "zero") -> tuple[jax.Array, jax.Array]:
     """Per-row mean and unbiased std of ``x`` over the row's group (rows with equal
     ``group_ids``). Jittable for arbitrary int ids (a B×B equality mask; elementwise sums, no
     matmul, so it stays exact on TPU's reduced-precision matmul default).

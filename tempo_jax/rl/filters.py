@@ -5,9 +5,11 @@ its n rewards are all equal; keep every unlabeled prompt; accumulate kept prompt
 generation batches until a training batch is full (at most ``max_gen_batches`` generation
 batches, then a hard error); truncate to the first ``target_groups`` groups.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +55,7 @@ def constant_labeled_groups(
     return ~drop_group[gidx]
 
 
-def confidence_filter(
-    max_frequency_per_group: np.ndarray, lower: float = 0.3, upper: float = 1.0
-) -> np.ndarray:
+def confidence_filter(max_frequency_per_group: np.ndarray, lower: float = 0.3, upper: float = 1.0) -> np.ndarray:
     """Keep-mask: ``lower <= max_frequency <= upper`` elementwise (TTRL/EMPO prompt filter:
     keep a prompt iff its majority-cluster frequency is in [lower, upper]). Pass one value per
     row (each row carrying its group's max frequency) to get a row mask. Off by default at the

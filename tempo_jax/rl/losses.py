@@ -20,9 +20,11 @@ Departure from verl: verl averages inside each micro-batch and rescales by micro
 which is exact only for equal-sized micro-batches and (for seq-mean) counts empty rows; ours
 is exact for any split and ignores rows with no valid token.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

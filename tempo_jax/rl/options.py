@@ -5,6 +5,7 @@ options=...)``); a config section holds exactly the chosen function's fields, so
 function does not take cannot be set and silently ignored. Defaults are the reference's
 (TEMPO_SPEC §2). Data arguments (per-token entropy, reference log-probs) are not options.
 """
+
 from __future__ import annotations
 
 import dataclasses

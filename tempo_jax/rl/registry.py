@@ -4,11 +4,13 @@ Configs pick a function by name (``algorithm.adv_estimator="em_token"``); an unk
 fails with the list of known ones, so a typo is caught when the config is loaded, not at
 step 1000.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
@@ -44,8 +46,9 @@ class Registry(Generic[F]):
             keywords = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
             missing = {f.name for f in dataclasses.fields(options)} - keywords
             if missing:
-                raise TypeError(f"{self.kind} {name!r}: options {sorted(missing)} are not keyword parameters of "
-                                f"{_qualname(fn)}")
+                raise TypeError(
+                    f"{self.kind} {name!r}: options {sorted(missing)} are not keyword parameters of {_qualname(fn)}"
+                )
             self._fns[name] = fn
             self._options[name] = options
             return fn
@@ -64,8 +67,10 @@ class Registry(Generic[F]):
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values or {}) - fields)
         if unknown:
-            raise ValueError(f"{self.kind} {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
-                           f"{', '.join(sorted(fields)) or '(none)'}")
+            raise ValueError(
+                f"{self.kind} {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                f"{', '.join(sorted(fields)) or '(none)'}"
+            )
         return cls(**dict(values or {}))
 
     def get(self, name: str) -> F:
@@ -73,9 +78,7 @@ class Registry(Generic[F]):
         try:
             return self._fns[name]
         except (KeyError, TypeError):
-            raise ValueError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or '(none)'}"
-            ) from None
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or '(none)'}") from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._fns))

@@ -22,9 +22,10 @@ micro-batch scaled by (rows in micro-batch)/(rows in mini-batch), which weights 
 unevenly across micro-batches; ours is the exact seq-mean over the labeled rows of the whole
 mini-batch, whatever the split.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp

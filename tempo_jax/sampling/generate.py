@@ -15,17 +15,19 @@ Performance notes (CPU numbers in ``benchmarks/sampler.py``):
 * a step samples with one uniform per row (:func:`tempo_jax.sampling.methods.draw`) and gets the
   log-prob from the same pass; no full log_softmax is materialised.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.cache import LayerKVCache, init_layer_cache, resize
 from tempo_jax.models.config import ModelConfig
@@ -58,8 +60,9 @@ class SampleOutput:
 SLOT_TILE = 16  # TPU tiles bf16 (and f32) rows in groups of 16 (8): window lengths are multiples of it
 
 
-def cache_windows(prompt_len: int, max_new_tokens: int, min_window: int = 64, growth: float = 1.5,
-                  align: int = 32) -> list[int]:
+def cache_windows(
+    prompt_len: int, max_new_tokens: int, min_window: int = 64, growth: float = 1.5, align: int = 32
+) -> list[int]:
     """Cache lengths the decode segments run with.
 
     Attention reads every slot of the buffer, so a decode step costs in proportion to the window,
@@ -79,7 +82,7 @@ def cache_windows(prompt_len: int, max_new_tokens: int, min_window: int = 64, gr
     w = max(int(min_window), prompt_len + 1)
     w = -(-w // align) * align
     sizes = []
-    while w * growth ** 0.5 < total:
+    while w * growth**0.5 < total:
         sizes.append(w)
         w = max(-(-int(w * growth) // align) * align, w + align)
     return sizes + [-(-total // SLOT_TILE) * SLOT_TILE]
@@ -92,8 +95,9 @@ def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> LayerKVCache:
     heads = "tensor" if cache.k[0].shape[1] % mesh.shape["tensor"] == 0 else None
     kv = NamedSharding(mesh, P(b, heads, None, None))
     layers = len(cache.k)
-    return LayerKVCache(k=(kv,) * layers, v=(kv,) * layers, valid=NamedSharding(mesh, P(b, None)),
-                        index=NamedSharding(mesh, P()))
+    return LayerKVCache(
+        k=(kv,) * layers, v=(kv,) * layers, valid=NamedSharding(mesh, P(b, None)), index=NamedSharding(mesh, P())
+    )
 
 
 def _constrain_cache(cache: LayerKVCache, mesh: Mesh | None) -> LayerKVCache:
@@ -112,7 +116,8 @@ def _record(c: dict, tok, lp, slp, stop: jax.Array, pad_id: int) -> dict:
     out["logprobs"] = jax.lax.dynamic_update_slice(c["logprobs"], jnp.where(live, lp, 0.0)[:, None], col)
     if "sampling_logprobs" in c:
         out["sampling_logprobs"] = jax.lax.dynamic_update_slice(
-            c["sampling_logprobs"], jnp.where(live, slp, 0.0)[:, None], col)
+            c["sampling_logprobs"], jnp.where(live, slp, 0.0)[:, None], col
+        )
     out["lengths"] = c["lengths"] + live.astype(jnp.int32)
     out["eos"] = c["eos"] | hit
     out["done"] = c["done"] | hit
@@ -125,8 +130,22 @@ def _stop_array(stop_ids: tuple) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8, 9, 10, 11, 12))
-def prefill(graphdef, state, tokens, valid, cache_len: int, cache_dtype: str | None, mesh: Mesh | None, n: int,
-            max_new_tokens: int, method, stop_ids: tuple, pad_id: int, with_sampling_logprobs: bool, rng):
+def prefill(
+    graphdef,
+    state,
+    tokens,
+    valid,
+    cache_len: int,
+    cache_dtype: str | None,
+    mesh: Mesh | None,
+    n: int,
+    max_new_tokens: int,
+    method,
+    stop_ids: tuple,
+    pad_id: int,
+    with_sampling_logprobs: bool,
+    rng,
+):
     """Run each prompt once into a ``cache_len``-slot cache, fan out to n samples (row i*n+j =
     sample j of prompt i) and sample the first token: the decode loop state."""
     model: CausalLM = nnx.merge(graphdef, state)
@@ -138,13 +157,18 @@ def prefill(graphdef, state, tokens, valid, cache_len: int, cache_dtype: str | N
     if n > 1:
         rep = functools.partial(jnp.repeat, repeats=n, axis=0)
         logits, next_pos = rep(logits), rep(next_pos)
-        cache = LayerKVCache(k=tuple(map(rep, cache.k)), v=tuple(map(rep, cache.v)), valid=rep(cache.valid),
-                             index=cache.index)
+        cache = LayerKVCache(
+            k=tuple(map(rep, cache.k)), v=tuple(map(rep, cache.v)), valid=rep(cache.valid), index=cache.index
+        )
     cache = _constrain_cache(cache, mesh)
     rows = logits.shape[0]
     carry = dict(
-        step=jnp.zeros((), jnp.int32), tok=jnp.zeros((rows,), jnp.int32), pos=next_pos, cache=cache,
-        done=jnp.zeros((rows,), jnp.bool_), eos=jnp.zeros((rows,), jnp.bool_),
+        step=jnp.zeros((), jnp.int32),
+        tok=jnp.zeros((rows,), jnp.int32),
+        pos=next_pos,
+        cache=cache,
+        done=jnp.zeros((rows,), jnp.bool_),
+        eos=jnp.zeros((rows,), jnp.bool_),
         tokens=jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
         logprobs=jnp.zeros((rows, max_new_tokens), jnp.float32),
         lengths=jnp.zeros((rows,), jnp.int32),
@@ -201,7 +225,7 @@ def _layers_unrolled(graphdef, state):
         if "layers" not in names:
             return source[names]
         at = names.index("layers") + 1
-        return source[names[:at] + names[at + 1:]][int(names[at])]
+        return source[names[:at] + names[at + 1 :]][int(names[at])]
 
     return target_graphdef, jax.tree_util.tree_map_with_path(take, target)
 
@@ -211,12 +235,23 @@ def _names(path) -> tuple:
     return names[:-1] if names and names[-1] == "value" else names
 
 
-def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray], *,
-             n: int = 1, max_new_tokens: int = 128, method: Greedy | Sampling = Sampling(),
-             stop_ids: Sequence[int] | None = None, pad_id: int | None = None, rng: jax.Array | None = None,
-             kv_cache_dtype: str | None = None, mesh: Mesh | None = None, min_bucket: int = 16,
-             memory_budget_bytes: int | None = None, return_sampling_logprobs: bool = False,
-             min_window: int = 64) -> SampleOutput:
+def generate(
+    model: CausalLM | tuple,
+    prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
+    *,
+    n: int = 1,
+    max_new_tokens: int = 128,
+    method: Greedy | Sampling = Sampling(),
+    stop_ids: Sequence[int] | None = None,
+    pad_id: int | None = None,
+    rng: jax.Array | None = None,
+    kv_cache_dtype: str | None = None,
+    mesh: Mesh | None = None,
+    min_bucket: int = 16,
+    memory_budget_bytes: int | None = None,
+    return_sampling_logprobs: bool = False,
+    min_window: int = 64,
+) -> SampleOutput:
     """Sample ``n`` responses for each prompt.
 
     ``model`` is a CausalLM or its ``(graphdef, state)`` split. ``prompts`` are token-id lists
@@ -242,8 +277,9 @@ def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[n
     peaks = [windows[0] / total * ((1 + 1 / n) if n > 1 else 1)]
     peaks += [(a + b) / total for a, b in zip(windows, windows[1:])]
     devices = 1 if mesh is None else mesh.size
-    check_cache_fits(cfg, batch * n, total, kv_cache_dtype, memory_budget_bytes, devices, copies=max(peaks),
-                     samples_per_prompt=n)
+    check_cache_fits(
+        cfg, batch * n, total, kv_cache_dtype, memory_budget_bytes, devices, copies=max(peaks), samples_per_prompt=n
+    )
     rng = jax.random.key(0) if rng is None else rng
     graphdef, state = _layers_unrolled(graphdef, state)
     sharding = None if mesh is None else batch_sharding(mesh, tokens.shape)
@@ -252,8 +288,24 @@ def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[n
     # On fake CPU devices, sharded programs queued back to back can deadlock in XLA's collectives:
     # with a mesh, wait for each one.
     sync = jax.block_until_ready if mesh is not None else (lambda x: x)
-    carry = sync(prefill(graphdef, state, tokens_j, valid_j, windows[0], kv_cache_dtype, mesh, n, max_new_tokens,
-                         method, stop, pad, return_sampling_logprobs, rng))
+    carry = sync(
+        prefill(
+            graphdef,
+            state,
+            tokens_j,
+            valid_j,
+            windows[0],
+            kv_cache_dtype,
+            mesh,
+            n,
+            max_new_tokens,
+            method,
+            stop,
+            pad,
+            return_sampling_logprobs,
+            rng,
+        )
+    )
     start = 1  # the first token was sampled from the prefill logits
     for i, window in enumerate(windows):
         end = min(window - plen + 1, max_new_tokens)
@@ -270,11 +322,16 @@ def generate(model: CausalLM | tuple, prompts: Sequence[Sequence[int]] | tuple[n
     lengths = np.asarray(out["lengths"])
     mask = np.arange(max_new_tokens)[None, :] < lengths[:, None]
     return SampleOutput(
-        prompt_tokens=np.repeat(tokens, n, axis=0), prompt_valid=np.repeat(valid, n, axis=0),
-        tokens=np.asarray(out["tokens"]), mask=mask, lengths=lengths, eos=np.asarray(out["eos"]),
+        prompt_tokens=np.repeat(tokens, n, axis=0),
+        prompt_valid=np.repeat(valid, n, axis=0),
+        tokens=np.asarray(out["tokens"]),
+        mask=mask,
+        lengths=lengths,
+        eos=np.asarray(out["eos"]),
         logprobs=np.asarray(out["logprobs"]),
         sampling_logprobs=np.asarray(out["sampling_logprobs"]) if return_sampling_logprobs else None,
-        prompt_index=np.repeat(np.arange(batch), n))
+        prompt_index=np.repeat(np.arange(batch), n),
+    )
 
 
 def graphdef_cfg(graphdef, state):

@@ -1,4 +1,5 @@
 """KV-cache budgeting: compute bytes before allocating, fail with the largest batch that fits."""
+
 from __future__ import annotations
 
 import math
@@ -26,11 +27,19 @@ def default_budget_bytes(num_devices: int = 1) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
 
 
-def check_cache_fits(cfg: ModelConfig, rows: int, max_len: int, dtype: str | None,
-                     budget_bytes: int | None = None, num_devices: int = 1, copies: float = 1.0,
-                     samples_per_prompt: int = 1) -> int:
+def check_cache_fits(
+    cfg: ModelConfig,
+    rows: int,
+    max_len: int,
+    dtype: str | None,
+    budget_bytes: int | None = None,
+    num_devices: int = 1,
+    copies: float = 1.0,
+    samples_per_prompt: int = 1,
+) -> int:
     """Return the peak cache bytes (``copies`` caches of ``rows`` sequences x ``max_len`` slots
     alive at once), or raise naming the largest number of sequences that fits."""
+
     def peak(r: int) -> int:
         return int(math.ceil(copies * cache_bytes(cfg, r, max_len, dtype)))
 
@@ -48,5 +57,6 @@ def check_cache_fits(cfg: ModelConfig, rows: int, max_len: int, dtype: str | Non
         raise CacheTooLargeError(
             f"KV cache for {rows} sequences x {max_len} slots ({dtype or cfg.dtype}) needs {need / 2**30:.2f} GiB "
             f"at its peak, over the budget of {budget / 2**30:.2f} GiB. The largest batch that fits is {fits} "
-            f"sequences{prompts}; or shorten max_new_tokens, use kv_cache_dtype='bfloat16', or shard over more devices.")
+            f"sequences{prompts}; or shorten max_new_tokens, use kv_cache_dtype='bfloat16', or shard over more devices."
+        )
     return need

@@ -9,6 +9,7 @@ Drawing uses one uniform number per row and a two-level inverse CDF over the voc
 (:func:`draw`): two passes over the logits (max, then exp + block sums) instead of a Gumbel
 noise draw per vocabulary entry, which on a CPU costs more than the LM head itself.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,8 +73,10 @@ def draw(rng: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array, jax.A
     inner_mass = jnp.exp(inner - m[:, None])
     before = jnp.concatenate([jnp.zeros_like(cum[:, :1]), cum[:, :-1]], axis=-1)  # exact: before[blk] <= target
     rest = target - _take(before, blk)
-    j = jnp.minimum(jnp.sum(jnp.cumsum(inner_mass, axis=-1) <= rest[:, None], axis=-1).astype(jnp.int32),
-                    _last_index(inner_mass > 0))
+    j = jnp.minimum(
+        jnp.sum(jnp.cumsum(inner_mass, axis=-1) <= rest[:, None], axis=-1).astype(jnp.int32),
+        _last_index(inner_mass > 0),
+    )
     return blk * c + j, m, total
 
 

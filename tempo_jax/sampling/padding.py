@@ -1,7 +1,8 @@
 """Left padding of token prompts to power-of-two length buckets (bounded recompiles)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,8 +15,9 @@ def bucket_length(n: int, minimum: int = 16) -> int:
     return size
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, minimum: int = 16,
-             length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def left_pad(
+    prompts: Sequence[Sequence[int]], pad_id: int, minimum: int = 16, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """tokens [B, P] int32 and valid [B, P] bool with every prompt right-aligned."""
     if not prompts:
         raise ValueError("no prompts given")
@@ -28,6 +30,6 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, minimum: int = 16,
     tokens = np.full((len(prompts), width), pad_id, np.int32)
     valid = np.zeros((len(prompts), width), bool)
     for i, p in enumerate(prompts):
-        tokens[i, width - len(p):] = np.asarray(p, np.int32)
-        valid[i, width - len(p):] = True
+        tokens[i, width - len(p) :] = np.asarray(p, np.int32)
+        valid[i, width - len(p) :] = True
     return tokens, valid

@@ -6,6 +6,7 @@ the test session's 8, is replaced) and ``--coordinator / --num-processes / --pro
 arguments (the convention of :mod:`tempo_jax.plan.selfcheck`). Output goes to
 ``<log_dir>/process_<i>.log``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 @dataclasses.dataclass
@@ -45,9 +46,18 @@ def job_env(devices_per_process: int, extra: Mapping[str, str] | None = None) ->
     return env
 
 
-def run_local_job(module: str, args: Sequence[str], log_dir: str | os.PathLike, *, num_processes: int = 2,
-                  devices_per_process: int = 2, timeout_s: float = 420.0, grace_s: float = 30.0,
-                  env: Mapping[str, str] | None = None, log_name: str = "process") -> list[ProcessResult]:
+def run_local_job(
+    module: str,
+    args: Sequence[str],
+    log_dir: str | os.PathLike,
+    *,
+    num_processes: int = 2,
+    devices_per_process: int = 2,
+    timeout_s: float = 420.0,
+    grace_s: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    log_name: str = "process",
+) -> list[ProcessResult]:
     """Start ``num_processes`` copies of ``python -m module *args`` as one job and wait for all of them.
 
     If a process fails, the others get ``grace_s`` seconds to finish (they are usually stuck in a
@@ -63,10 +73,25 @@ def run_local_job(module: str, args: Sequence[str], log_dir: str | os.PathLike, 
         path = log_dir / f"{log_name}_{pid}.log"
         paths.append(path)
         with open(path, "w") as log:  # the child keeps its own handle
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", module, *args, "--coordinator", f"127.0.0.1:{port}",
-                 "--num-processes", str(num_processes), "--process-id", str(pid)],
-                env=full_env, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        module,
+                        *args,
+                        "--coordinator",
+                        f"127.0.0.1:{port}",
+                        "--num-processes",
+                        str(num_processes),
+                        "--process-id",
+                        str(pid),
+                    ],
+                    env=full_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.time() + timeout_s
     killed: set[int] = set()
     try:
@@ -80,8 +105,10 @@ def run_local_job(module: str, args: Sequence[str], log_dir: str | os.PathLike, 
                 p.kill()
                 p.wait()
                 killed.add(pid)
-    return [ProcessResult(pid, None if pid in killed else p.returncode, path)
-            for pid, (p, path) in enumerate(zip(procs, paths))]
+    return [
+        ProcessResult(pid, None if pid in killed else p.returncode, path)
+        for pid, (p, path) in enumerate(zip(procs, paths))
+    ]
 
 
 def describe(results: Sequence[ProcessResult], tail: int = 3000) -> str:

@@ -1,9 +1,11 @@
 """Helpers for parity tests against transformers (imports torch lazily: only tests need it)."""
+
 from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def randomize(model, seed: int) -> None:

@@ -7,6 +7,7 @@ Choosing another function rebuilds its section (fields both functions have keep 
 so an override of an option the chosen function does not take is an unknown-key error that
 lists the function's options.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -33,13 +33,15 @@ same numbers. Whether a step could be read is agreed over all processes before a
 collective runs (a shard only one process reads may be the broken one), and only process 0 moves a
 corrupt step aside, between barriers.
 """
+
 from __future__ import annotations
 
 import errno
 import json
 import logging
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,8 +76,10 @@ def _leaf_layout(tree: Any, checksums: list[int] | None = None) -> dict[str, lis
     for i, (path, leaf) in enumerate(jax.tree_util.tree_leaves_with_path(tree)):
         shape = getattr(leaf, "shape", None)
         dtype = getattr(leaf, "dtype", None)
-        entry = [list(shape) if shape is not None else None,
-                 str(np.dtype(dtype)) if dtype is not None else type(leaf).__name__]
+        entry = [
+            list(shape) if shape is not None else None,
+            str(np.dtype(dtype)) if dtype is not None else type(leaf).__name__,
+        ]
         if checksums is not None:
             entry.append(checksums[i])
         out[jax.tree_util.keystr(path)] = entry
@@ -132,11 +136,17 @@ def _as_target(leaf: Any) -> Any:
 def _describe_mismatch(saved: Mapping[str, list], wanted: Mapping[str, list], limit: int = 5) -> str:
     missing = [k for k in wanted if k not in saved]
     extra = [k for k in saved if k not in wanted]
-    shapes = [f"{k}: checkpoint {saved[k][0]} vs requested {wanted[k][0]}"
-              for k in wanted if k in saved and saved[k][0] != wanted[k][0]]
+    shapes = [
+        f"{k}: checkpoint {saved[k][0]} vs requested {wanted[k][0]}"
+        for k in wanted
+        if k in saved and saved[k][0] != wanted[k][0]
+    ]
     parts = []
-    for label, items in (("not in the checkpoint", missing), ("only in the checkpoint", extra),
-                         ("different shapes", shapes)):
+    for label, items in (
+        ("not in the checkpoint", missing),
+        ("only in the checkpoint", extra),
+        ("different shapes", shapes),
+    ):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             parts.append(f"{label}: {', '.join(items[:limit])}{more}")
@@ -160,8 +170,16 @@ class Checkpointer:
         files but not bytes changed in place; with ``verify`` those are caught too.
     """
 
-    def __init__(self, directory: str | epath.PathLike, *, keep: int | None = 3, save_every: int = 1,
-                 async_save: bool = True, verify: bool = True, read_only: bool = False):
+    def __init__(
+        self,
+        directory: str | epath.PathLike,
+        *,
+        keep: int | None = 3,
+        save_every: int = 1,
+        async_save: bool = True,
+        verify: bool = True,
+        read_only: bool = False,
+    ):
         if keep is not None and keep < 1:
             raise ValueError(f"keep must be >= 1 (or None to keep every checkpoint), got {keep}")
         if save_every < 1:
@@ -180,8 +198,9 @@ class Checkpointer:
             # received a preemption notice through jax.distributed's preemption sync manager
             # (never in a process without jax.distributed: reached_preemption is then False).
             # Orbax's default policy would also save the first step of a run (InitialSavePolicy).
-            save_decision_policy=policies.AnySavePolicy([policies.FixedIntervalPolicy(save_every),
-                                                         policies.PreemptionCheckpointingPolicy()]),
+            save_decision_policy=policies.AnySavePolicy(
+                [policies.FixedIntervalPolicy(save_every), policies.PreemptionCheckpointingPolicy()]
+            ),
             save_interval_steps=0 if read_only else 1,  # unused with a policy; 0 spares a read-only warning
             create=not read_only,
             cleanup_tmp_directories=not read_only,  # half-written saves of a killed process
@@ -212,8 +231,9 @@ class Checkpointer:
         decided = self._mngr.should_save(int(step))
         return bool(force) or bool(decided)
 
-    def save(self, step: int, arrays: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
-             force: bool = False) -> bool:
+    def save(
+        self, step: int, arrays: Mapping[str, Any], meta: Mapping[str, Any] | None = None, force: bool = False
+    ) -> bool:
         """Save ``arrays`` (``{role: pytree or None}``) and ``meta`` (JSON-serialisable) as ``step``.
 
         Returns True if a save was started: when :meth:`should_save` (``step % save_every == 0``,
@@ -230,25 +250,37 @@ class Checkpointer:
         names = list(arrays)
         for name in names:
             if not isinstance(name, str) or not _NAME_RE.match(name) or name in _RESERVED:
-                raise ValueError(f"checkpoint item name {name!r} is not allowed: use letters, digits, '_' or '-', "
-                                 f"and not one of {_RESERVED}")
+                raise ValueError(
+                    f"checkpoint item name {name!r} is not allowed: use letters, digits, '_' or '-', "
+                    f"and not one of {_RESERVED}"
+                )
         meta = dict(meta or {})
         try:
             json.dumps(meta, allow_nan=True)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"checkpoint meta must be JSON-serialisable (convert arrays with .tolist() / "
-                            f"int(...)): {e}") from e
+            raise TypeError(
+                f"checkpoint meta must be JSON-serialisable (convert arrays with .tolist() / int(...)): {e}"
+            ) from e
         existing = self.all_steps()
         if step in existing:
             log.info("checkpoint for step %d already exists in %s; not saving it again", step, self.directory)
             return False
         if existing and step < existing[-1]:
-            log.warning("not saving step %d to %s: it is older than the latest checkpoint (step %d)",
-                        step, self.directory, existing[-1])
+            log.warning(
+                "not saving step %d to %s: it is older than the latest checkpoint (step %d)",
+                step,
+                self.directory,
+                existing[-1],
+            )
             return False
-        layout = {"format": _LAYOUT_FORMAT, "step": step,
-                  "items": {k: (None if v is None else _leaf_layout(v, _checksums(v) if self.verify else None))
-                            for k, v in arrays.items()}}
+        layout = {
+            "format": _LAYOUT_FORMAT,
+            "step": step,
+            "items": {
+                k: (None if v is None else _leaf_layout(v, _checksums(v) if self.verify else None))
+                for k, v in arrays.items()
+            },
+        }
         items = {k: ocp.args.StandardSave(v) for k, v in arrays.items() if v is not None}
         items[META_ITEM] = ocp.args.JsonSave(meta)
         items[LAYOUT_ITEM] = ocp.args.JsonSave(layout)
@@ -265,7 +297,7 @@ class Checkpointer:
         """Wait for pending saves and release Orbax's resources."""
         self._mngr.close()
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -290,8 +322,9 @@ class Checkpointer:
         if step is not None:
             step = int(step)
             if step not in steps:
-                raise CheckpointRestoreError(f"no checkpoint for step {step} in {self.directory} "
-                                             f"(available steps: {steps or 'none'})")
+                raise CheckpointRestoreError(
+                    f"no checkpoint for step {step} in {self.directory} (available steps: {steps or 'none'})"
+                )
             try:
                 return self._restore_step(step, abstract)
             except CheckpointMismatchError:
@@ -299,7 +332,8 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
                 raise CheckpointRestoreError(
                     f"checkpoint {self._step_path(step)} could not be restored ({type(e).__name__}: {_first_line(e)}); "
-                    "restore with step=None to fall back to the newest readable checkpoint") from e
+                    "restore with step=None to fall back to the newest readable checkpoint"
+                ) from e
         if not steps:
             raise CheckpointRestoreError(f"no checkpoints in {self.directory}")
         tried = []
@@ -316,17 +350,27 @@ class Checkpointer:
                     raise CheckpointRestoreError(
                         f"checkpoint {path} could not be read ({type(e).__name__}: {_first_line(e)}): the storage "
                         "failed, not necessarily the checkpoint, so nothing was moved or changed; fix access "
-                        "(permissions, mount, network) and run again") from e
+                        "(permissions, mount, network) and run again"
+                    ) from e
                 if self.read_only:
                     tried.append(f"step {s} ({type(e).__name__}: {_first_line(e)})")
-                    log.error("checkpoint %s cannot be restored (%s: %s); trying the previous one (left in place)",
-                              path, type(e).__name__, _first_line(e))
+                    log.error(
+                        "checkpoint %s cannot be restored (%s: %s); trying the previous one (left in place)",
+                        path,
+                        type(e).__name__,
+                        _first_line(e),
+                    )
                     continue
                 moved = self._move_aside(s)
                 tried.append(f"step {s} ({type(e).__name__}: {_first_line(e)}; moved to {moved.name})")
-                log.error("checkpoint %s is corrupt or incomplete and cannot be restored (%s: %s); moved it aside "
-                          "to %s and falling back to the previous checkpoint", path, type(e).__name__,
-                          _first_line(e), moved)
+                log.error(
+                    "checkpoint %s is corrupt or incomplete and cannot be restored (%s: %s); moved it aside "
+                    "to %s and falling back to the previous checkpoint",
+                    path,
+                    type(e).__name__,
+                    _first_line(e),
+                    moved,
+                )
         self._mngr.reload()
         raise CheckpointRestoreError(f"no usable checkpoint in {self.directory}: tried " + "; ".join(tried))
 
@@ -359,8 +403,9 @@ class Checkpointer:
         # Several processes: a read can fail on one only (a shard only it reads); agree before the
         # checksum pass (a collective) or the decision to move the step aside. No-op on one process.
         if any_process(error is not None) and error is None:
-            error = CheckpointRestoreError(f"checkpoint {self._step_path(step)} could not be read on another "
-                                           "process (see its log)")
+            error = CheckpointRestoreError(
+                f"checkpoint {self._step_path(step)} could not be read on another process (see its log)"
+            )
         if error is not None:
             raise error
         if self.verify:
@@ -381,7 +426,8 @@ class Checkpointer:
             if name not in saved:
                 raise CheckpointMismatchError(
                     f"checkpoint {path} has no '{name}' (it holds: {', '.join(sorted(saved)) or 'nothing'}); "
-                    f"pass {{'{name}': None}} to skip it, or start '{name}' from elsewhere")
+                    f"pass {{'{name}': None}} to skip it, or start '{name}' from elsewhere"
+                )
             if template is None:
                 if saved[name] is not None:
                     log.info("checkpoint %s holds '%s' but it was not requested; skipping it", path, name)
@@ -390,12 +436,14 @@ class Checkpointer:
             if saved[name] is None:
                 raise CheckpointMismatchError(
                     f"checkpoint {path} was saved without '{name}' (it was None), but a '{name}' state was "
-                    f"requested; pass {{'{name}': None}} to skip it, or start '{name}' from elsewhere")
+                    f"requested; pass {{'{name}': None}} to skip it, or start '{name}' from elsewhere"
+                )
             target = jax.tree.map(_as_target, template)
             wanted = _leaf_layout(target)
             if diff := _describe_mismatch(saved[name], wanted):
-                raise CheckpointMismatchError(f"checkpoint {path}: '{name}' does not match the requested structure "
-                                              f"({diff})")
+                raise CheckpointMismatchError(
+                    f"checkpoint {path}: '{name}' does not match the requested structure ({diff})"
+                )
             restore_args[name] = ocp.args.StandardRestore(target)
         restore_args[META_ITEM] = ocp.args.JsonRestore()
         restored = self._mngr.restore(step, args=ocp.args.Composite(**restore_args))
@@ -410,24 +458,44 @@ class Checkpointer:
     @staticmethod
     def _check_sums(name: str, saved: Mapping[str, list], tree: Any) -> None:
         got = _leaf_layout(tree, _checksums(tree))
-        bad = [k for k, (shape, dtype, *sums) in got.items()
-               if sums and len(saved[k]) > 2 and saved[k][1] == dtype and saved[k][2] != sums[0]]
+        bad = [
+            k
+            for k, (shape, dtype, *sums) in got.items()
+            if sums and len(saved[k]) > 2 and saved[k][1] == dtype and saved[k][2] != sums[0]
+        ]
         if bad:
             more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
-            raise ValueError(f"'{name}': restored data does not match the checksums recorded at save time for "
-                             f"{', '.join(bad[:5])}{more}")
+            raise ValueError(
+                f"'{name}': restored data does not match the checksums recorded at save time for "
+                f"{', '.join(bad[:5])}{more}"
+            )
 
 
 def _is_resource_error(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)[:2000]
 
 
-_STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EIO, errno.ETIMEDOUT, errno.EROFS, errno.ENOTCONN,
-                   errno.ESTALE, errno.EAGAIN}
+_STORAGE_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EIO,
+    errno.ETIMEDOUT,
+    errno.EROFS,
+    errno.ENOTCONN,
+    errno.ESTALE,
+    errno.EAGAIN,
+}
 # how TensorStore and network filesystems spell the same failures inside a message
-_STORAGE_MARKERS = ("PERMISSION_DENIED", "Permission denied", "Input/output error", "DEADLINE_EXCEEDED",
-                    "UNAVAILABLE", "Read-only file system", "Transport endpoint is not connected",
-                    "Stale file handle")
+_STORAGE_MARKERS = (
+    "PERMISSION_DENIED",
+    "Permission denied",
+    "Input/output error",
+    "DEADLINE_EXCEEDED",
+    "UNAVAILABLE",
+    "Read-only file system",
+    "Transport endpoint is not connected",
+    "Stale file handle",
+)
 
 
 def _is_storage_error(e: BaseException) -> bool:
@@ -435,8 +503,7 @@ def _is_storage_error(e: BaseException) -> bool:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, (PermissionError, TimeoutError)) or \
-                (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS):
+        if isinstance(e, (PermissionError, TimeoutError)) or (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS):
             return True
         if any(m in str(e)[:4000] for m in _STORAGE_MARKERS):
             return True

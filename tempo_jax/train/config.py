@@ -6,6 +6,7 @@ to ``get_config(config_string)``. Overrides ``--config.train.actor_lr=1e-6`` are
 the field they replace; unknown keys name their neighbours. Everything is validated once at start,
 with messages that say what to change; no field is silently ignored.
 """
+
 from __future__ import annotations
 
 import ast
@@ -13,7 +14,8 @@ import difflib
 import importlib.util
 import inspect
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ml_collections
 from absl import flags
@@ -57,7 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.remat = False
     c.model.scan_layers = False
     c.model.attention_chunk = 0  # queries per attention block (0: all at once); bounds long-sequence memory
-    c.model.preset = ""  # architecture preset (models/presets.py) or HF dir for `tempo-jax plan`; training reads actor_hf
+    c.model.preset = (
+        ""  # architecture preset (models/presets.py) or HF dir for `tempo-jax plan`; training reads actor_hf
+    )
 
     c.data = ml_collections.ConfigDict()
     c.data.data_dir = ""  # default: $TEMPO_JAX_DATA_DIR or ../shared/data
@@ -155,15 +159,27 @@ def method_defaults(method: str) -> dict[str, Any]:
         raise RecipeError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method in ("stage1", "zero_rl_ppo"):
         # verl's PPO path (TEMPO_SPEC §4.3): the critic's cliprange_value default is 0.5
-        return {"algo.adv_estimator": "gae", "algo.reward": "outcome", "algo.filter_groups": True,
-                "algo.value_options.labeled_only": False, "algo.value_options.cliprange_value": 0.5}
+        return {
+            "algo.adv_estimator": "gae",
+            "algo.reward": "outcome",
+            "algo.filter_groups": True,
+            "algo.value_options.labeled_only": False,
+            "algo.value_options.cliprange_value": 0.5,
+        }
     if method == "tempo":
         return {"algo.adv_estimator": "em_token", "algo.reward": "outcome", "algo.filter_groups": True}
     if method == "tempo_frozen_critic":  # TEMPO_SPEC §5.1 ablation: no E-step (critic never recalibrated)
-        return {"algo.adv_estimator": "em_token", "algo.reward": "outcome", "algo.filter_groups": True,
-                "train.critic_lr": 0.0}
-    return {"algo.adv_estimator": "grpo", "algo.filter_groups": False,
-            "algo.reward": "ttrl_voting" if method == "ttrl" else "empo_entropy"}
+        return {
+            "algo.adv_estimator": "em_token",
+            "algo.reward": "outcome",
+            "algo.filter_groups": True,
+            "train.critic_lr": 0.0,
+        }
+    return {
+        "algo.adv_estimator": "grpo",
+        "algo.filter_groups": False,
+        "algo.reward": "ttrl_voting" if method == "ttrl" else "empo_entropy",
+    }
 
 
 def apply_method_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -223,8 +239,9 @@ def _parse_typed(key: str, text: str, current: Any) -> Any:
         return text.strip().lower() in _TRUE
     if isinstance(current, str):
         return text
-    parser = {int: flags.IntegerParser(), float: flags.FloatParser(),
-              tuple: tuple_parser.TupleParser()}.get(type(current))
+    parser = {int: flags.IntegerParser(), float: flags.FloatParser(), tuple: tuple_parser.TupleParser()}.get(
+        type(current)
+    )
     if parser is None:  # None or another type: any Python literal
         return _literal(text)
     if isinstance(current, tuple) and not text.strip():
@@ -232,8 +249,9 @@ def _parse_typed(key: str, text: str, current: Any) -> Any:
     try:
         return parser.parse(text)
     except (ValueError, TypeError):
-        raise RecipeError(f"{key}={text!r} is not {_TYPE_NAMES[type(current)]} "
-                          f"(the recipe has {key}={current!r})") from None
+        raise RecipeError(
+            f"{key}={text!r} is not {_TYPE_NAMES[type(current)]} (the recipe has {key}={current!r})"
+        ) from None
 
 
 def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
@@ -244,12 +262,15 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
     for i, p in enumerate(parents):
         if p not in node:
             known = ", ".join(sorted(node.keys()))
-            raise UnknownKeyError(f"unknown config section {'.'.join(parents[:i + 1])!r} in {key!r}; "
-                                  f"known here: {known}{_did_you_mean(cfg, key)}")
+            raise UnknownKeyError(
+                f"unknown config section {'.'.join(parents[: i + 1])!r} in {key!r}; "
+                f"known here: {known}{_did_you_mean(cfg, key)}"
+            )
         node = node[p]
         if not isinstance(node, ml_collections.ConfigDict):
-            raise UnknownKeyError(f"{'.'.join(parents[:i + 1])} is a value, not a section, in {key!r}"
-                                  f"{_did_you_mean(cfg, key)}")
+            raise UnknownKeyError(
+                f"{'.'.join(parents[: i + 1])} is a value, not a section, in {key!r}{_did_you_mean(cfg, key)}"
+            )
     if leaf not in node:
         known = ", ".join(sorted(node.keys()))
         raise UnknownKeyError(f"unknown config key {key!r}; known keys here: {known}{_did_you_mean(cfg, key)}")
@@ -262,8 +283,10 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
     try:
         node[leaf] = value
     except TypeError:
-        raise RecipeError(f"{key}={value!r} is {_a(type(value))}, but {key} holds {_a(type(current))} "
-                          f"(the recipe has {key}={current!r})") from None
+        raise RecipeError(
+            f"{key}={value!r} is {_a(type(value))}, but {key} holds {_a(type(current))} "
+            f"(the recipe has {key}={current!r})"
+        ) from None
     if parents == ["algo"] and leaf in SECTIONS:  # another function: its own options section
         rebuild_section(node, leaf)
 
@@ -274,7 +297,7 @@ def parse_override(text: str) -> tuple[str, str]:
     "1" for a string."""
     if not text.startswith("--config.") or "=" not in text:
         raise RecipeError(f"cannot read override {text!r}; write it as --config.section.key=value")
-    key, raw = text[len("--config."):].split("=", 1)
+    key, raw = text[len("--config.") :].split("=", 1)
     return key, raw
 
 
@@ -310,8 +333,9 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     receives the text after the colon, as with ``ml_collections.config_flags``)."""
     path, arg = split_config_spec(spec)
     if not os.path.isfile(path):
-        raise RecipeError(f"config file {path} not found (recipes: configs/paper.py:<model>,<method>, "
-                          "configs/tiny.py:<method>)")
+        raise RecipeError(
+            f"config file {path} not found (recipes: configs/paper.py:<model>,<method>, configs/tiny.py:<method>)"
+        )
     module_spec = importlib.util.spec_from_file_location("tempo_jax_user_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)  # the user's own config file
@@ -322,8 +346,7 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
         raise RecipeError(f"{path}'s get_config() takes no config string; drop ':{arg}' from --config")
     if arg is None and _required_args(get_config):
         doc = (module.__doc__ or "").strip().splitlines()
-        raise RecipeError(f"{path} needs a config string: --config={path}:<...>"
-                          + (f" ({doc[0]})" if doc else ""))
+        raise RecipeError(f"{path} needs a config string: --config={path}:<...>" + (f" ({doc[0]})" if doc else ""))
     cfg = get_config() if arg is None else get_config(arg)
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise RecipeError(f"{spec}: get_config() returned {type(cfg).__name__}, not an ml_collections.ConfigDict")
@@ -351,8 +374,13 @@ def model_overrides(cfg: ml_collections.ConfigDict) -> dict:
     """The ``ModelConfig`` fields a recipe sets on top of the checkpoint's architecture (numerics,
     remat, layer scan, attention blocks); the trainer and the planner build the same model from them."""
     m = cfg.model
-    return dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers,
-                attention_chunk=m.attention_chunk)
+    return dict(
+        param_dtype=m.param_dtype,
+        dtype=m.dtype,
+        remat=m.remat,
+        scan_layers=m.scan_layers,
+        attention_chunk=m.attention_chunk,
+    )
 
 
 def uses_critic(cfg: ml_collections.ConfigDict) -> bool:
@@ -365,10 +393,14 @@ def option_errors(options: AlgoOptions) -> list[str]:
     policy = options.policy
     for key in ("clip_low", "clip_high"):
         if not getattr(policy, key) > 0:
-            errors.append(f"algo.policy_options.{key}={getattr(policy, key)} must be > 0 (the PPO/GSPO ratio clip range)")
+            errors.append(
+                f"algo.policy_options.{key}={getattr(policy, key)} must be > 0 (the PPO/GSPO ratio clip range)"
+            )
     if policy.kl_coef:
-        errors.append("algo.policy_options.kl_coef needs a reference policy, which tempo_jax does not keep (the "
-                      "reference trains without a KL loss, TEMPO_SPEC §1.2); set it to 0")
+        errors.append(
+            "algo.policy_options.kl_coef needs a reference policy, which tempo_jax does not keep (the "
+            "reference trains without a KL loss, TEMPO_SPEC §1.2); set it to 0"
+        )
     if policy.agg not in AGG_MODES or options.value.agg not in AGG_MODES:
         errors.append(f"algo.policy_options.agg / algo.value_options.agg must be one of {', '.join(AGG_MODES)}")
     whiten = getattr(options.adv, "whiten", "global")
@@ -392,8 +424,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append(f"algo.reward={cfg.algo.reward!r} is not one of {REWARDS}")
     t = cfg.train
     if t.total_steps < 1:
-        errors.append(f"train.total_steps={t.total_steps} must be >= 1 (export an untrained model with "
-                      "`tempo-jax convert` instead)")
+        errors.append(
+            f"train.total_steps={t.total_steps} must be >= 1 (export an untrained model with "
+            "`tempo-jax convert` instead)"
+        )
     if t.ppo_epochs < 1:
         errors.append(f"train.ppo_epochs={t.ppo_epochs} must be >= 1")
     if all(cfg.algo[key] in reg for key, (_, reg) in SECTIONS.items()):
@@ -404,8 +438,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if t.train_batch_size <= 0 or t.ppo_mini_batch_size <= 0:
         errors.append("train.train_batch_size and train.ppo_mini_batch_size must be positive")
     elif t.train_batch_size % t.ppo_mini_batch_size:
-        errors.append(f"train.train_batch_size={t.train_batch_size} must be a multiple of "
-                      f"train.ppo_mini_batch_size={t.ppo_mini_batch_size}")
+        errors.append(
+            f"train.train_batch_size={t.train_batch_size} must be a multiple of "
+            f"train.ppo_mini_batch_size={t.ppo_mini_batch_size}"
+        )
     if cfg.rollout.n < 1:
         errors.append("rollout.n must be >= 1")
     if cfg.rollout.n < 2 and cfg.algo.adv_estimator in ("grpo", "em"):
@@ -415,14 +451,20 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if cfg.method in ("ttrl", "empo") and not (cfg.data.unlabeled or cfg.data.labeled):
         errors.append(f"method {cfg.method} trains on the unlabeled test questions: set data.unlabeled")
     if cfg.method in ("tempo", "tempo_frozen_critic") and not cfg.data.labeled:
-        errors.append(f"method {cfg.method} needs data.labeled (D_L; a mixed file whose is_labeled flags mark the "
-                      "test questions also gives D_U) and data.unlabeled (D_U)")
+        errors.append(
+            f"method {cfg.method} needs data.labeled (D_L; a mixed file whose is_labeled flags mark the "
+            "test questions also gives D_U) and data.unlabeled (D_U)"
+        )
     if cfg.method == "tempo" and cfg.train.critic_lr == 0:
-        errors.append("method tempo recalibrates the critic (E-step) but train.critic_lr=0 freezes it; use "
-                      "method=tempo_frozen_critic for that ablation, or set train.critic_lr > 0")
+        errors.append(
+            "method tempo recalibrates the critic (E-step) but train.critic_lr=0 freezes it; use "
+            "method=tempo_frozen_critic for that ablation, or set train.critic_lr > 0"
+        )
     if cfg.method == "tempo_frozen_critic" and cfg.train.critic_lr != 0:
-        errors.append(f"method tempo_frozen_critic keeps the critic frozen: train.critic_lr must be 0, not "
-                      f"{cfg.train.critic_lr} (use method=tempo for E-steps)")
+        errors.append(
+            f"method tempo_frozen_critic keeps the critic frozen: train.critic_lr must be 0, not "
+            f"{cfg.train.critic_lr} (use method=tempo for E-steps)"
+        )
     if not (cfg.model.actor_hf or cfg.model.init_from):
         errors.append("set model.actor_hf (a Hugging Face directory) or model.init_from (a run directory)")
     for key in ("actor_hf", "critic_hf", "init_from", "tokenizer"):
@@ -437,8 +479,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append("data.prompt_policy must be 'filter' or 'left_truncate'")
     ppg = cfg.rollout.get("prompts_per_generate", 0)
     if ppg < 0 or (ppg and t.train_batch_size % ppg):
-        errors.append(f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
-                      f"train.train_batch_size={t.train_batch_size}")
+        errors.append(
+            f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
+            f"train.train_batch_size={t.train_batch_size}"
+        )
     if "mesh" in cfg:
         errors.extend(validate_mesh_config(cfg))
     if errors:

@@ -4,6 +4,7 @@ The reference keeps one mixed train file whose ``reward_model.is_labeled`` flags
 rows are test questions. Membership in ``data.labeled`` alone must therefore never make a row
 labeled, or test answers would be trained on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,9 @@ log = logging.getLogger(__name__)
 def _records(name: str, cfg, labeled: bool) -> list[dict]:
     """One source's rows; ``labeled`` is the role it was given (rows without a flag take it)."""
     kwargs = {"data_dir": cfg.data.data_dir} if cfg.data.data_dir else {}
-    return load_records(name, on_error=cfg.data.on_error, coerce_numbers=cfg.data.coerce_numbers,
-                        default_is_labeled=labeled, **kwargs)
+    return load_records(
+        name, on_error=cfg.data.on_error, coerce_numbers=cfg.data.coerce_numbers, default_is_labeled=labeled, **kwargs
+    )
 
 
 def load_roles(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[dict]]:
@@ -44,18 +46,27 @@ def load_roles(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[dict]]:
             raise RecipeError(
                 f"data.unlabeled={cfg.data.unlabeled!r} has {len(contradicting)} row(s) flagged is_labeled=true "
                 f"(e.g. {contradicting[:3]}); test questions are unlabeled: drop the flag, or give a mixed file as "
-                "data.labeled, where each row's flag decides")
+                "data.labeled, where each row's flag decides"
+            )
         unlabeled += rows
     if flagged:
         where = "join D_U" if uses_unlabeled else f"are left out (method {cfg.method} trains on D_L only)"
-        log.warning("data.labeled=%s: %d row(s) flagged is_labeled=false %s; their answers are never used "
-                    "for training", cfg.data.labeled, len(flagged), where)
-    labeled = labeled[:cfg.data.labeled_limit or None] if uses_labeled else []
-    unlabeled = unlabeled[:cfg.data.unlabeled_limit or None] if uses_unlabeled else []
+        log.warning(
+            "data.labeled=%s: %d row(s) flagged is_labeled=false %s; their answers are never used for training",
+            cfg.data.labeled,
+            len(flagged),
+            where,
+        )
+    labeled = labeled[: cfg.data.labeled_limit or None] if uses_labeled else []
+    unlabeled = unlabeled[: cfg.data.unlabeled_limit or None] if uses_unlabeled else []
     if uses_unlabeled and not unlabeled:
-        raise RecipeError(f"method {cfg.method} needs unlabeled test questions (D_U) but none were found: set "
-                          "data.unlabeled, or give a mixed file with is_labeled=false rows as data.labeled")
+        raise RecipeError(
+            f"method {cfg.method} needs unlabeled test questions (D_U) but none were found: set "
+            "data.unlabeled, or give a mixed file with is_labeled=false rows as data.labeled"
+        )
     if uses_labeled and not labeled:
-        raise RecipeError(f"method {cfg.method} needs labeled questions (D_L) but data.labeled="
-                          f"{cfg.data.labeled!r} has no row flagged is_labeled=true")
+        raise RecipeError(
+            f"method {cfg.method} needs labeled questions (D_L) but data.labeled="
+            f"{cfg.data.labeled!r} has no row flagged is_labeled=true"
+        )
     return labeled, unlabeled

@@ -1,4 +1,5 @@
 """The trained models as Hugging Face checkpoints at the end of a run."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Sequences are laid out as [left-padded prompt (P) | response (T)]. The token at 
 position t is predicted by the logits at absolute position P + t - 1, and the critic's V_t is
 read at the same position (V(x, y_<t), TEMPO_SPEC §1.3).
 """
+
 from __future__ import annotations
 
 import jax
@@ -19,8 +20,9 @@ def sequence_inputs(prompt_tokens, prompt_valid, response_tokens):
     return constrain_rows(prompt_response_inputs(prompt_tokens, prompt_valid, response_tokens))
 
 
-def response_logprobs(actor: CausalLM, prompt_tokens, prompt_valid, response_tokens, response_mask,
-                      with_entropy: bool = False):
+def response_logprobs(
+    actor: CausalLM, prompt_tokens, prompt_valid, response_tokens, response_mask, with_entropy: bool = False
+):
     """log pi(y_t | x, y_<t) [R, T] (and the per-token entropy of pi when asked)."""
     plen, tlen = prompt_tokens.shape[1], response_tokens.shape[1]
     tokens, positions, valid = sequence_inputs(prompt_tokens, prompt_valid, response_tokens)

@@ -6,6 +6,7 @@ metrics -> checkpoint at the alternation boundary. Per-step randomness is a pure
 (seed, step) and the data stream position is checkpointed, so a resumed run continues
 bit-for-bit on CPU.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from flax import nnx
 
 from tempo_jax.errors import UserError
 from tempo_jax.models.tokenizer import stop_and_pad_ids
@@ -83,8 +82,12 @@ class Trainer:
         self.actor = self._make_role("actor", actor)
         self.critic = self._make_role("critic", critic) if critic is not None else None
         self.settings = programs.rollout_settings(cfg, *stop_and_pad_ids(self.tokenizer, self.model_cfg))
-        self.checkpointer = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=cfg.checkpoint.keep,
-                                         save_every=cfg.checkpoint.save_every, async_save=cfg.checkpoint.async_save)
+        self.checkpointer = Checkpointer(
+            os.path.join(self.run_dir, "checkpoints"),
+            keep=cfg.checkpoint.keep,
+            save_every=cfg.checkpoint.save_every,
+            async_save=cfg.checkpoint.async_save,
+        )
         self._grader: Grader | None = None
         self.start_step = 0
         self.consecutive_bad = 0
@@ -125,7 +128,7 @@ class Trainer:
             self._grader = None
         self.checkpointer.wait()
 
-    def __enter__(self) -> "Trainer":
+    def __enter__(self) -> Trainer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -149,8 +152,7 @@ class Trainer:
         if latest is None:
             log.warning("--resume: no checkpoint in %s; starting from step 0", self.checkpointer.directory)
             return
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                                self._arrays())
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), self._arrays())
         step, arrays, meta = self.checkpointer.restore(abstract)
         self.actor.state = arrays["actor"]
         if self.critic is not None:
@@ -165,11 +167,24 @@ class Trainer:
         cfg = self.cfg
         key = jax.random.fold_in(jax.random.key(cfg.seed), step)
         actor_split = (self.actor.graphdef, self._rollout_params())
-        batch, info = collect(actor_split, self.stream, self.tokenizer, self.grader, self.settings,
-                              jax.random.fold_in(key, 0), mesh=self.rollout_mesh)
+        batch, info = collect(
+            actor_split,
+            self.stream,
+            self.tokenizer,
+            self.grader,
+            self.settings,
+            jax.random.fold_in(key, 0),
+            mesh=self.rollout_mesh,
+        )
         del actor_split  # a resharded rollout copy of the actor must not stay alive through the updates
-        dev = pmesh.shard_batch({k: v for k, v in batch.items() if k in (set(ACTOR_KEYS) | set(CRITIC_KEYS) | {
-            "scores", "rewards", "group_ids", "sampler_logprobs"})}, self.mesh)
+        dev = pmesh.shard_batch(
+            {
+                k: v
+                for k, v in batch.items()
+                if k in (set(ACTOR_KEYS) | set(CRITIC_KEYS) | {"scores", "rewards", "group_ids", "sampler_logprobs"})
+            },
+            self.mesh,
+        )
         t0 = time.perf_counter()
         logp, entropy = self.actor.forward(self.actor.state.params, dev)
         dev["old_logprobs"] = logp if cfg.algo.recompute_old_logprobs else dev["sampler_logprobs"]
@@ -185,12 +200,14 @@ class Trainer:
         t0 = time.perf_counter()
         if self.critic is not None and self.critic.lr > 0 and step % cfg.algo.critic_update_every == 0:
             self.critic.state, summary, sums = self.critic.update(
-                self.critic.state, {k: dev[k] for k in CRITIC_KEYS}, jax.random.fold_in(key, 1))
+                self.critic.state, {k: dev[k] for k in CRITIC_KEYS}, jax.random.fold_in(key, 1)
+            )
             critic_out = pmesh.to_host((summary, sums))
         info["e_step"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.actor.state, summary, sums = self.actor.update(
-            self.actor.state, {k: dev[k] for k in ACTOR_KEYS}, jax.random.fold_in(key, 2))
+            self.actor.state, {k: dev[k] for k in ACTOR_KEYS}, jax.random.fold_in(key, 2)
+        )
         actor_out = pmesh.to_host((summary, sums))
         info["m_step"] = time.perf_counter() - t0
         return step_metrics(batch, pmesh.to_host(dev), pmesh.to_host(entropy), actor_out, critic_out, info)
@@ -202,18 +219,23 @@ class Trainer:
         score = dev["scores"] if cfg.algo.reward == "outcome" else dev["rewards"]
         if "advantages" not in self._mesh_fns:  # one compiled program (on the mesh: not a stream of eager ops)
             estimator = functools.partial(ADVANTAGES.get(cfg.algo.adv_estimator), **programs.advantage_kwargs(cfg))
-            self._mesh_fns["advantages"] = pmesh.on_mesh(jax.jit(estimator), self.mesh) if self.mesh is not None \
-                else estimator
-        out = self._mesh_fns["advantages"](score, dev["values"], dev["response_mask"], dev["is_labeled"],
-                                           dev["group_ids"])
+            self._mesh_fns["advantages"] = (
+                pmesh.on_mesh(jax.jit(estimator), self.mesh) if self.mesh is not None else estimator
+            )
+        out = self._mesh_fns["advantages"](
+            score, dev["values"], dev["response_mask"], dev["is_labeled"], dev["group_ids"]
+        )
         return out.advantages, out.returns
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         total = cfg.train.total_steps
-        writer = MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar) \
-            if is_primary() else NullMetricsWriter()
+        writer = (
+            MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar)
+            if is_primary()
+            else NullMetricsWriter()
+        )
         evaluator = make_evaluator(cfg, self)
         last: dict[str, float] = {}
         stopped_by = None
@@ -234,12 +256,12 @@ class Trainer:
                             f"{self.consecutive_bad} consecutive steps had non-finite losses or gradients (their "
                             f"updates were skipped); stopping at step {step}. The last good checkpoint "
                             f"(step {self.checkpointer.latest_step()}) in {self.checkpointer.directory} is intact. "
-                            "Lower the learning rates, check the data, or raise train.max_consecutive_bad_steps.")
+                            "Lower the learning rates, check the data, or raise train.max_consecutive_bad_steps."
+                        )
                     if guard.should_stop():  # multi-process: every process stops at the same step
                         stopped_by = guard.signal_name or "a stop request from another process"
                         self._save(step, force=True)
-                        log.warning("%s received: saved step %d and stopping; continue with --resume",
-                                    stopped_by, step)
+                        log.warning("%s received: saved step %d and stopping; continue with --resume", stopped_by, step)
                         break
                     self._save(step, force=(step == total))
         finally:
@@ -250,6 +272,10 @@ class Trainer:
         return {"last_metrics": last, "stopped_by": stopped_by, "run_dir": self.run_dir}
 
     def _save(self, step: int, force: bool = False) -> None:
-        meta = {"stream": self.stream.state(), "step": step, "consecutive_bad": self.consecutive_bad,
-                "config": json.loads(self.cfg.to_json_best_effort())}
+        meta = {
+            "stream": self.stream.state(),
+            "step": step,
+            "consecutive_bad": self.consecutive_bad,
+            "config": json.loads(self.cfg.to_json_best_effort()),
+        }
         self.checkpointer.save(step, self._arrays(), meta, force=force)

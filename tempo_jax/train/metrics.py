@@ -1,4 +1,5 @@
 """Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars and a tqdm bar."""
+
 from __future__ import annotations
 
 import io
@@ -9,10 +10,10 @@ import os
 from typing import Any
 
 import numpy as np
-
-from tempo_jax.errors import UserError
 from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
+
+from tempo_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -20,6 +21,7 @@ METRICS_FILE = "metrics.jsonl"
 
 class MetricsFileError(UserError, ValueError):
     """A ``metrics.jsonl`` line other than the last cannot be read (the file was edited or damaged)."""
+
 
 # Keys shown in the progress bar, in order, when present.
 BAR_KEYS = ("reward/mean", "acc/labeled", "acc/unlabeled", "actor/pg_loss", "critic/vf_loss", "critic/explained_var")
@@ -30,19 +32,18 @@ def to_float(value: Any) -> float:
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True,
-                 progress_bar: bool = True):
+    def __init__(
+        self, run_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True, progress_bar: bool = True
+    ):
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, METRICS_FILE)
         self._truncate_after(start_step)
         self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:
-
             self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
         self._bar = None
         if progress_bar:
-
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
 
     def _truncate_after(self, step: int) -> None:
@@ -69,8 +70,11 @@ class MetricsWriter:
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
         if self._bar is not None:
-            shown = {k.split("/")[-1] if k.startswith("acc/") else k.split("/")[-1]: f"{row[k]:.3g}"
-                     for k in BAR_KEYS if k in row}
+            shown = {
+                k.split("/")[-1] if k.startswith("acc/") else k.split("/")[-1]: f"{row[k]:.3g}"
+                for k in BAR_KEYS
+                if k in row
+            }
             self._bar.set_postfix(shown, refresh=False)
             if advance:
                 self._bar.update(1)
@@ -106,8 +110,10 @@ def _parse_lines(text: str, path: str) -> tuple[list[dict], list[str]]:
             if i == len(lines) - 1:
                 log.warning("%s: dropping its last line, cut short by an interrupted write", path)
                 return rows, lines[:-1]
-            raise MetricsFileError(f"{path}, line {i + 1}: not a JSON object ({err.msg}); repair or delete that "
-                                   "line (metrics are also in the run's TensorBoard events)") from None
+            raise MetricsFileError(
+                f"{path}, line {i + 1}: not a JSON object ({err.msg}); repair or delete that "
+                "line (metrics are also in the run's TensorBoard events)"
+            ) from None
     return rows, lines
 
 

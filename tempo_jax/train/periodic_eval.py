@@ -1,9 +1,10 @@
 """Evaluation during training: the current actor (and critic) on the eval datasets every
 ``eval.test_freq`` steps, with the run's template, grader and mesh."""
+
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import ml_collections
 from flax import nnx
@@ -29,13 +30,25 @@ def make_evaluator(cfg: ml_collections.ConfigDict, trainer) -> Callable[[int], d
         actor = nnx.merge(trainer.actor.graphdef, trainer.actor.state.params)
         critic = nnx.merge(trainer.critic.graphdef, trainer.critic.state.params) if trainer.critic else None
         out_dir = os.path.join(trainer.run_dir, "eval", f"step_{step:06d}")
-        results = evaluate_model(actor, trainer.tokenizer, names, out_dir=out_dir, n=cfg.eval.n,
-                                 max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
-                                 temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, critic=critic,
-                                 data_dir=cfg.data.data_dir or None, limit=cfg.eval.limit or None,
-                                 seed=cfg.seed + step, template=run_template(cfg),
-                                 max_prompt_tokens=cfg.data.max_prompt_tokens, grader=trainer.grader,
-                                 mesh=trainer.mesh, batch_prompts=cfg.eval.batch_prompts or None)
+        results = evaluate_model(
+            actor,
+            trainer.tokenizer,
+            names,
+            out_dir=out_dir,
+            n=cfg.eval.n,
+            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+            temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p,
+            critic=critic,
+            data_dir=cfg.data.data_dir or None,
+            limit=cfg.eval.limit or None,
+            seed=cfg.seed + step,
+            template=run_template(cfg),
+            max_prompt_tokens=cfg.data.max_prompt_tokens,
+            grader=trainer.grader,
+            mesh=trainer.mesh,
+            batch_prompts=cfg.eval.batch_prompts or None,
+        )
         out: dict[str, float] = {}
         for result in results.values():
             out.update(result.flat_metrics())

@@ -32,13 +32,15 @@ this step", not "stop". The library is used where it applies: the
 the coordination service, but no signal to this process, still gets a checkpoint at the step every
 process agreed on. See docs/library_choices.md.
 """
+
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any
 
 from tempo_jax.parallel.distributed import any_process
 
@@ -48,8 +50,7 @@ log = logging.getLogger(__name__)
 class PreemptionGuard:
     """Context manager: while active, SIGTERM/SIGINT set ``requested`` instead of ending the process."""
 
-    def __init__(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT), *,
-                 second_signal_forces: bool = True):
+    def __init__(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT), *, second_signal_forces: bool = True):
         self.signals = tuple(signals)
         self.second_signal_forces = second_signal_forces
         self.requested = False
@@ -58,12 +59,14 @@ class PreemptionGuard:
         self._active = False
 
     # ------------------------------------------------------------------ context manager
-    def __enter__(self) -> "PreemptionGuard":
+    def __enter__(self) -> PreemptionGuard:
         if self._active:
             raise RuntimeError("PreemptionGuard is not re-entrant")
         if threading.current_thread() is not threading.main_thread():
-            log.warning("PreemptionGuard: not in the main thread, so signal handlers cannot be installed; "
-                        "SIGTERM/SIGINT keep their usual effect")
+            log.warning(
+                "PreemptionGuard: not in the main thread, so signal handlers cannot be installed; "
+                "SIGTERM/SIGINT keep their usual effect"
+            )
             self._active = True
             return self
         try:
@@ -97,8 +100,11 @@ class PreemptionGuard:
                 signal.raise_signal(signum)  # default action (terminate) with the guard's handlers gone
             return  # SIG_IGN: ignore
         if not self.requested:
-            log.warning("received %s: finishing the current step, then saving a checkpoint and exiting "
-                        "(send it again to stop immediately)", name)
+            log.warning(
+                "received %s: finishing the current step, then saving a checkpoint and exiting "
+                "(send it again to stop immediately)",
+                name,
+            )
         self.requested = True
         self.signal_name = self.signal_name or name
 

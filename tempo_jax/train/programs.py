@@ -2,9 +2,11 @@
 build the rollout settings, the E-step and the M-step through these functions with the same
 arguments, so what the planner compiles for a TPU slice is what training runs (MaxText's
 ``train_compile.py`` reuses its train step the same way)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 import optax
@@ -31,8 +33,13 @@ def update_spec(cfg: ml_collections.ConfigDict) -> UpdateSpec:
     micro = max(1, min(mini_rows, t.micro_batch_tokens // seq))
     while mini_rows % micro:
         micro -= 1
-    return UpdateSpec(mini_batch_rows=mini_rows, micro_rows=micro, epochs=t.ppo_epochs,
-                      shuffle=t.shuffle_minibatches, loss_weighting=cfg.algo.loss_weighting)
+    return UpdateSpec(
+        mini_batch_rows=mini_rows,
+        micro_rows=micro,
+        epochs=t.ppo_epochs,
+        shuffle=t.shuffle_minibatches,
+        loss_weighting=cfg.algo.loss_weighting,
+    )
 
 
 def optimizer(cfg: ml_collections.ConfigDict, role: str) -> optax.GradientTransformation:
@@ -51,15 +58,27 @@ def _on_mesh(update: Callable, state: TrainState, mesh, stacked: bool) -> Callab
     return pmesh.on_mesh(update, mesh, out_shardings=out, donate_argnums=(0,))
 
 
-def m_step(cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-           state: TrainState, mesh=None, stacked: bool = False) -> Callable:
+def m_step(
+    cfg: ml_collections.ConfigDict,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    mesh=None,
+    stacked: bool = False,
+) -> Callable:
     """The M-step (actor update with ``algo.policy_loss`` and its options) for ``state``'s layout."""
     update = make_m_step(graphdef, tx, update_spec(cfg), cfg.algo.policy_loss, **as_kwargs(algo_options(cfg).policy))
     return _on_mesh(update, state, mesh, stacked)
 
 
-def e_step(cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-           state: TrainState, mesh=None, stacked: bool = False) -> Callable:
+def e_step(
+    cfg: ml_collections.ConfigDict,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    mesh=None,
+    stacked: bool = False,
+) -> Callable:
     """The E-step (critic update with ``algo.value_loss`` and its options) for ``state``'s layout."""
     update = make_e_step(graphdef, tx, update_spec(cfg), cfg.algo.value_loss, **as_kwargs(algo_options(cfg).value))
     return _on_mesh(update, state, mesh, stacked)
@@ -89,12 +108,22 @@ def rollout_settings(cfg: ml_collections.ConfigDict, stop_ids: tuple[int, ...], 
     """What one rollout samples, rewards and filters (``train.rollout.collect``)."""
     r, a = cfg.rollout, cfg.algo
     return RolloutSettings(
-        n=r.n, max_new_tokens=r.max_new_tokens, prompt_len=cfg.data.max_prompt_tokens,
-        batch_prompts=cfg.train.train_batch_size, method=sampling_method(cfg), stop_ids=tuple(stop_ids),
-        pad_id=int(pad_id), reward=a.reward, filter_groups=a.filter_groups, max_num_gen_batches=a.max_num_gen_batches,
-        confidence_filter=a.confidence_filter, confidence_lower=a.confidence_lower,
-        confidence_upper=a.confidence_upper, kv_cache_dtype=r.kv_cache_dtype or None,
-        prompts_per_generate=r.get("prompts_per_generate", 0))
+        n=r.n,
+        max_new_tokens=r.max_new_tokens,
+        prompt_len=cfg.data.max_prompt_tokens,
+        batch_prompts=cfg.train.train_batch_size,
+        method=sampling_method(cfg),
+        stop_ids=tuple(stop_ids),
+        pad_id=int(pad_id),
+        reward=a.reward,
+        filter_groups=a.filter_groups,
+        max_num_gen_batches=a.max_num_gen_batches,
+        confidence_filter=a.confidence_filter,
+        confidence_lower=a.confidence_lower,
+        confidence_upper=a.confidence_upper,
+        kv_cache_dtype=r.kv_cache_dtype or None,
+        prompts_per_generate=r.get("prompts_per_generate", 0),
+    )
 
 
 def advantage_kwargs(cfg: ml_collections.ConfigDict) -> dict[str, Any]:

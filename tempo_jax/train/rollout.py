@@ -6,6 +6,7 @@ for training only where the row is labeled), the method's reward is computed (ou
 voting or EMPO semantic entropy) and groups are filtered (constant labeled groups dropped,
 accumulating generation batches until the batch is full).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,8 @@ def pad_prompts(prompt_ids: list[list[int]], width: int, pad_id: int) -> tuple[n
     for i, ids in enumerate(prompt_ids):
         if len(ids) > width:
             raise ValueError(f"prompt of {len(ids)} tokens is longer than data.max_prompt_tokens={width}")
-        tokens[i, width - len(ids):] = ids
-        valid[i, width - len(ids):] = True
+        tokens[i, width - len(ids) :] = ids
+        valid[i, width - len(ids) :] = True
     return tokens, valid
 
 
@@ -59,17 +60,21 @@ def method_rewards(reward: str, scores: np.ndarray, texts: list[str], n: int, gr
     if reward == "outcome":
         return scores.astype(np.float32), {}
     answers = [extract_boxed(t) for t in texts]
-    per_prompt = [answers[g * n:(g + 1) * n] for g in range(groups)]
+    per_prompt = [answers[g * n : (g + 1) * n] for g in range(groups)]
     if reward in ("ttrl_voting", "ttrl_exact"):
         votes = ttrl_rewards(per_prompt, grader, mode="semantic" if reward == "ttrl_voting" else "exact")
         rewards = np.concatenate([v.rewards for v in votes]).astype(np.float32)
-        return rewards, {"max_frequency": np.array([v.majority_frequency for v in votes]),
-                         "majority_answer": [v.majority_answer for v in votes]}
+        return rewards, {
+            "max_frequency": np.array([v.majority_frequency for v in votes]),
+            "majority_answer": [v.majority_answer for v in votes],
+        }
     if reward == "empo_entropy":
         res = empo_rewards(per_prompt, grader)
         rewards = np.concatenate([r.rewards for r in res]).astype(np.float32)
-        return rewards, {"max_frequency": np.array([r.max_frequency for r in res]),
-                         "semantic_entropy": np.array([r.semantic_entropy for r in res])}
+        return rewards, {
+            "max_frequency": np.array([r.max_frequency for r in res]),
+            "semantic_entropy": np.array([r.semantic_entropy for r in res]),
+        }
     raise ValueError(f"unknown reward {reward!r}")
 
 
@@ -80,21 +85,32 @@ def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: Roll
     outs = []
     for i, start in enumerate(range(0, len(tokens), chunk)):
         key = rng if chunk >= len(tokens) else jax.random.fold_in(rng, i)
-        out = generate(actor_split, (tokens[start:start + chunk], valid[start:start + chunk]), n=s.n,
-                       max_new_tokens=s.max_new_tokens, method=s.method, stop_ids=s.stop_ids, pad_id=s.pad_id,
-                       rng=key, kv_cache_dtype=s.kv_cache_dtype, mesh=mesh)
+        out = generate(
+            actor_split,
+            (tokens[start : start + chunk], valid[start : start + chunk]),
+            n=s.n,
+            max_new_tokens=s.max_new_tokens,
+            method=s.method,
+            stop_ids=s.stop_ids,
+            pad_id=s.pad_id,
+            rng=key,
+            kv_cache_dtype=s.kv_cache_dtype,
+            mesh=mesh,
+        )
         out.prompt_index = out.prompt_index + start
         outs.append(out)
     if len(outs) == 1:
         return outs[0]
-    joined = {f.name: (None if getattr(outs[0], f.name) is None else
-                       np.concatenate([getattr(o, f.name) for o in outs]))
-              for f in dataclasses.fields(outs[0])}
+    joined = {
+        f.name: (None if getattr(outs[0], f.name) is None else np.concatenate([getattr(o, f.name) for o in outs]))
+        for f in dataclasses.fields(outs[0])
+    }
     return type(outs[0])(**joined)
 
 
-def collect(actor_split, stream, tokenizer, grader, settings: RolloutSettings, rng: jax.Array,
-            mesh=None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def collect(
+    actor_split, stream, tokenizer, grader, settings: RolloutSettings, rng: jax.Array, mesh=None
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Draw prompt batches until ``batch_prompts`` groups survive the filters; return them."""
     s = settings
     acc = GroupAccumulator(s.batch_prompts, s.max_num_gen_batches if s.filter_groups else 0)
@@ -130,9 +146,19 @@ def collect(actor_split, stream, tokenizer, grader, settings: RolloutSettings, r
             if pairs:
                 info["label_correct"].extend(grader.equivalent_pairs(pairs))
         batch = dict(
-            prompt_tokens=out.prompt_tokens, prompt_valid=out.prompt_valid, response_tokens=out.tokens,
-            response_mask=out.mask, sampler_logprobs=out.logprobs, scores=scores, rewards=rewards, correct=correct,
-            is_labeled=is_labeled, group_ids=group_ids, lengths=out.lengths, eos=out.eos, has_answer=known,
+            prompt_tokens=out.prompt_tokens,
+            prompt_valid=out.prompt_valid,
+            response_tokens=out.tokens,
+            response_mask=out.mask,
+            sampler_logprobs=out.logprobs,
+            scores=scores,
+            rewards=rewards,
+            correct=correct,
+            is_labeled=is_labeled,
+            group_ids=group_ids,
+            lengths=out.lengths,
+            eos=out.eos,
+            has_answer=known,
         )
         gen += 1
         if acc.add(batch, keep):

@@ -5,6 +5,7 @@ A fresh run (no ``--resume``) into a directory that has checkpoints or metrics w
 ``--resume`` to mix with new settings; ``--resume`` with no usable checkpoint but a recorded
 history would restart from step 0 over it. Both stop here, before anything is written.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,10 @@ class RunHistory:
     def describe(self) -> str:
         parts = []
         if self.checkpoint_steps:
-            parts.append(f"checkpoints at steps {', '.join(map(str, self.checkpoint_steps[-3:]))}"
-                         + (" (latest last)" if len(self.checkpoint_steps) > 1 else ""))
+            parts.append(
+                f"checkpoints at steps {', '.join(map(str, self.checkpoint_steps[-3:]))}"
+                + (" (latest last)" if len(self.checkpoint_steps) > 1 else "")
+            )
         if self.set_aside:
             parts.append(f"unreadable checkpoints set aside as {', '.join(self.set_aside[-3:])}")
         if self.metric_steps:
@@ -59,8 +62,10 @@ def ensure_fresh(run_dir: str) -> None:
         return
     history = run_history(run_dir)
     if not history.empty:
-        raise RunDirError(f"run directory {run_dir} already holds a run ({history.describe()}); continue it with "
-                          "--resume, or give a new --config.run_dir (nothing was changed)")
+        raise RunDirError(
+            f"run directory {run_dir} already holds a run ({history.describe()}); continue it with "
+            "--resume, or give a new --config.run_dir (nothing was changed)"
+        )
 
 
 def ensure_writable(run_dir: str) -> None:
@@ -77,8 +82,10 @@ def ensure_writable(run_dir: str) -> None:
                 fh.write("probe")
             os.remove(probe)
         except OSError as err:
-            raise RunDirError(f"cannot write to {d} ({err.strerror or err}); training needs a writable run "
-                              "directory: fix its permissions or mount, or give another --config.run_dir") from err
+            raise RunDirError(
+                f"cannot write to {d} ({err.strerror or err}); training needs a writable run "
+                "directory: fix its permissions or mount, or give another --config.run_dir"
+            ) from err
 
 
 def ensure_resumable(run_dir: str, latest_step: int | None) -> None:
@@ -91,6 +98,8 @@ def ensure_resumable(run_dir: str, latest_step: int | None) -> None:
         return
     history = run_history(run_dir)
     if history.checkpoint_steps or history.set_aside:
-        raise RunDirError(f"--resume: no usable checkpoint in {os.path.join(run_dir, CHECKPOINTS)}, but the run "
-                          f"has {history.describe()}; nothing was changed. Check that the checkpoints are "
-                          "readable, or start a new run in another --config.run_dir")
+        raise RunDirError(
+            f"--resume: no usable checkpoint in {os.path.join(run_dir, CHECKPOINTS)}, but the run "
+            f"has {history.describe()}; nothing was changed. Check that the checkpoints are "
+            "readable, or start a new run in another --config.run_dir"
+        )

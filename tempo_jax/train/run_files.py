@@ -1,5 +1,6 @@
 """The files a run directory holds besides checkpoints: the resolved recipe, the model
 architecture and the tokenizer, and reading a run's models back (e.g. a stage-1 run to start from)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.parallel.mesh import train_state_shardings
-from tempo_jax.train.checkpoint import CheckpointMismatchError, Checkpointer
+from tempo_jax.train.checkpoint import Checkpointer, CheckpointMismatchError
 from tempo_jax.train.config import RecipeError
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.state import create_train_state
@@ -86,8 +87,11 @@ def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing:
         if mesh is None:
             return state
         # restore straight onto the mesh: no device (or host) holds a whole model
-        return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), state,
-                            train_state_shardings(state, mesh, mc.scan_layers))
+        return jax.tree.map(
+            lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
+            state,
+            train_state_shardings(state, mesh, mc.scan_layers),
+        )
 
     abstract = {"actor": abstract_of(actor), "critic": abstract_of(critic) if need_critic else None}
     try:

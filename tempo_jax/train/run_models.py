@@ -1,4 +1,5 @@
 """The actor and critic a run starts from, and the checks that they fit the run's tokenizer and lengths."""
+
 from __future__ import annotations
 
 import ml_collections
@@ -34,4 +35,5 @@ def check_model_fits(cfg: ml_collections.ConfigDict, tokenizer, model_cfg: Model
     if longest > model_cfg.max_position_embeddings:
         raise RecipeError(
             f"data.max_prompt_tokens={cfg.data.max_prompt_tokens} + max_new_tokens={new_tokens} (rollout/eval) = "
-            f"{longest} exceeds the model's max_position_embeddings={model_cfg.max_position_embeddings}; lower them")
+            f"{longest} exceeds the model's max_position_embeddings={model_cfg.max_position_embeddings}; lower them"
+        )

@@ -3,6 +3,7 @@
 The NNX graph definition stays outside the pytree (it is static), so the state can be
 donated to a jitted update and saved by Orbax as plain arrays.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """The per-step metrics dictionary, from host copies of the batch and the update summaries."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,12 @@ def _masked_stats(x: np.ndarray, mask: np.ndarray, prefix: str) -> dict[str, flo
     vals = x[mask]
     if vals.size == 0:
         return {}
-    return {f"{prefix}/mean": float(vals.mean()), f"{prefix}/std": float(vals.std()),
-            f"{prefix}/max": float(vals.max()), f"{prefix}/min": float(vals.min())}
+    return {
+        f"{prefix}/mean": float(vals.mean()),
+        f"{prefix}/std": float(vals.std()),
+        f"{prefix}/max": float(vals.max()),
+        f"{prefix}/min": float(vals.min()),
+    }
 
 
 def _reduced(prefix: str, summary: dict, sums: dict) -> dict[str, float]:
@@ -23,8 +28,14 @@ def _reduced(prefix: str, summary: dict, sums: dict) -> dict[str, float]:
     return out
 
 
-def step_metrics(batch: dict[str, np.ndarray], dev: dict[str, Any], entropy: np.ndarray,
-                 actor_out: tuple | None, critic_out: tuple | None, info: dict[str, Any]) -> dict[str, float]:
+def step_metrics(
+    batch: dict[str, np.ndarray],
+    dev: dict[str, Any],
+    entropy: np.ndarray,
+    actor_out: tuple | None,
+    critic_out: tuple | None,
+    info: dict[str, Any],
+) -> dict[str, float]:
     mask = np.asarray(batch["response_mask"], bool)
     labeled = np.asarray(batch["is_labeled"], bool)
     correct = np.asarray(batch["correct"], bool)

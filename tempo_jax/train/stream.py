@@ -1,4 +1,5 @@
 """A run's prompts: its template, D_L / D_U encoded with the tokenizer, mixed into the step stream."""
+
 from __future__ import annotations
 
 import logging
@@ -24,11 +25,16 @@ def run_template(cfg: ml_collections.ConfigDict) -> PromptTemplate:
 
 def encode(records: list[dict], tokenizer, cfg: ml_collections.ConfigDict) -> list[dict]:
     """Records with ``prompt_ids`` (template + tokenizer + length policy); warns about dropped ones."""
-    kept, enc = encode_records(records, tokenizer, run_template(cfg), max_prompt_len=cfg.data.max_prompt_tokens,
-                               policy=cfg.data.prompt_policy)
+    kept, enc = encode_records(
+        records, tokenizer, run_template(cfg), max_prompt_len=cfg.data.max_prompt_tokens, policy=cfg.data.prompt_policy
+    )
     if enc.n_filtered:
-        log.warning("%d of %d prompts were longer than data.max_prompt_tokens=%d and were filtered out",
-                    enc.n_filtered, len(records), cfg.data.max_prompt_tokens)
+        log.warning(
+            "%d of %d prompts were longer than data.max_prompt_tokens=%d and were filtered out",
+            enc.n_filtered,
+            len(records),
+            cfg.data.max_prompt_tokens,
+        )
     return kept
 
 
@@ -38,6 +44,11 @@ def build_stream(cfg: ml_collections.ConfigDict, tokenizer) -> tuple[MixedStream
     unlabeled = encode(unlabeled, tokenizer, cfg) if unlabeled else []
     if not labeled and not unlabeled:
         raise RecipeError("no prompts left after loading and the prompt-length policy; check data.* settings")
-    stream = MixedStream(labeled, unlabeled, batch_size=cfg.train.train_batch_size, seed=cfg.seed,
-                         replicate_unlabeled_to=(cfg.data.replicate_unlabeled_to or None) if unlabeled else None)
+    stream = MixedStream(
+        labeled,
+        unlabeled,
+        batch_size=cfg.train.train_batch_size,
+        seed=cfg.seed,
+        replicate_unlabeled_to=(cfg.data.replicate_unlabeled_to or None) if unlabeled else None,
+    )
     return stream, {"labeled": len(labeled), "unlabeled": len(unlabeled)}

@@ -8,10 +8,12 @@ denominator) so the mini-batch gradient is exact for any micro-batch split
 (micro rows / mini rows) weighting. A mini-batch whose loss or gradient is not finite is
 skipped (parameters and optimizer state unchanged) and counted.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +40,15 @@ class UpdateSpec:
 
     def check(self, rows: int, role: str) -> None:
         if rows % self.mini_batch_rows:
-            raise ValueError(f"{role}: {rows} rollouts do not split into mini-batches of {self.mini_batch_rows} rows; "
-                             "make train_batch_size a multiple of ppo_mini_batch_size")
+            raise ValueError(
+                f"{role}: {rows} rollouts do not split into mini-batches of {self.mini_batch_rows} rows; "
+                "make train_batch_size a multiple of ppo_mini_batch_size"
+            )
         if self.mini_batch_rows % self.micro_rows:
-            raise ValueError(f"{role}: mini-batch of {self.mini_batch_rows} rows does not split into micro-batches of "
-                             f"{self.micro_rows}; adjust micro_batch_tokens")
+            raise ValueError(
+                f"{role}: mini-batch of {self.mini_batch_rows} rows does not split into micro-batches of "
+                f"{self.micro_rows}; adjust micro_batch_tokens"
+            )
         if self.loss_weighting not in ("exact", "verl"):
             raise ValueError(f"loss_weighting must be 'exact' or 'verl', got {self.loss_weighting!r}")
 
@@ -52,8 +58,12 @@ def _tree_all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def _make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec: UpdateSpec,
-                 micro_loss: Callable[[nnx.Module, dict], Any]):
+def _make_update(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    spec: UpdateSpec,
+    micro_loss: Callable[[nnx.Module, dict], Any],
+):
     n_micro = spec.mini_batch_rows // spec.micro_rows
 
     def loss_fn(params, micro):
@@ -74,8 +84,12 @@ def _make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec:
 
         first = jax.tree.map(lambda x: x[0], mb)
         metric_shape = jax.eval_shape(lambda p: loss_fn(p, first)[1][1], state.params)
-        zeros = (jax.tree.map(jnp.zeros_like, state.params), jnp.float32(0), jnp.float32(0),
-                 jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shape))
+        zeros = (
+            jax.tree.map(jnp.zeros_like, state.params),
+            jnp.float32(0),
+            jnp.float32(0),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shape),
+        )
         (grads, num, den, metrics), _ = jax.lax.scan(micro, zeros, mb)
         scale = 1.0 / jnp.maximum(den, 1e-12) if spec.loss_weighting == "verl" else 1.0 / jnp.maximum(den, 1.0)
         grads = jax.tree.map(lambda g: g * scale, grads)
@@ -85,8 +99,12 @@ def _make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec:
         new_params = optax.apply_updates(state.params, updates)
         updated = TrainState(params=new_params, opt_state=new_opt, step=state.step + 1)
         state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, state)
-        info = {"loss": loss, "grad_norm": optax.tree.norm(grads), "skipped": (~finite).astype(jnp.float32),
-                "metrics": metrics}
+        info = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "skipped": (~finite).astype(jnp.float32),
+            "metrics": metrics,
+        }
         return state, info
 
     def update(state: TrainState, batch: dict, rng: jax.Array):
@@ -96,7 +114,8 @@ def _make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec:
         for epoch in range(spec.epochs):
             perm = jax.random.permutation(jax.random.fold_in(rng, epoch), rows) if spec.shuffle else jnp.arange(rows)
             shaped = jax.tree.map(
-                lambda x: x[perm].reshape((n_mini, n_micro, spec.micro_rows) + x.shape[1:]), batch)
+                lambda x, perm=perm: x[perm].reshape((n_mini, n_micro, spec.micro_rows) + x.shape[1:]), batch
+            )
             state, info = jax.lax.scan(minibatch, state, shaped)
             infos.append(info)
         info = jax.tree.map(lambda *xs: jnp.concatenate(xs), *infos)
@@ -112,15 +131,26 @@ def _make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec:
     return jax.jit(update, donate_argnums=(0,))
 
 
-def make_m_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec: UpdateSpec, loss_name: str = "gspo",
-                **loss_kwargs: Any):
+def make_m_step(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    spec: UpdateSpec,
+    loss_name: str = "gspo",
+    **loss_kwargs: Any,
+):
     """The M-step: policy update on all rollouts with ``POLICY_LOSSES[loss_name]``."""
     loss = POLICY_LOSSES.get(loss_name)
     want_entropy = float(loss_kwargs.get("entropy_coef", 0.0)) != 0.0
 
     def micro_loss(actor, b):
-        logp, ent = response_logprobs(actor, b["prompt_tokens"], b["prompt_valid"], b["response_tokens"],
-                                      b["response_mask"], with_entropy=want_entropy)
+        logp, ent = response_logprobs(
+            actor,
+            b["prompt_tokens"],
+            b["prompt_valid"],
+            b["response_tokens"],
+            b["response_mask"],
+            with_entropy=want_entropy,
+        )
         kwargs = dict(loss_kwargs)
         if want_entropy:
             kwargs["entropy"] = ent
@@ -129,8 +159,13 @@ def make_m_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec: 
     return _make_update(graphdef, tx, spec, micro_loss)
 
 
-def make_e_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, spec: UpdateSpec,
-                loss_name: str = "seq_clip", **loss_kwargs: Any):
+def make_e_step(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    spec: UpdateSpec,
+    loss_name: str = "seq_clip",
+    **loss_kwargs: Any,
+):
     """The E-step: critic recalibration with ``VALUE_LOSSES[loss_name]`` (labeled rows by default)."""
     loss = VALUE_LOSSES.get(loss_name)
 
@@ -148,8 +183,14 @@ def make_logprob_fn(graphdef: nnx.GraphDef, micro_rows: int):
         actor = nnx.merge(graphdef, params)
 
         def one(b):
-            return response_logprobs(actor, b["prompt_tokens"], b["prompt_valid"], b["response_tokens"],
-                                     b["response_mask"], with_entropy=True)
+            return response_logprobs(
+                actor,
+                b["prompt_tokens"],
+                b["prompt_valid"],
+                b["response_tokens"],
+                b["response_mask"],
+                with_entropy=True,
+            )
 
         keys = ("prompt_tokens", "prompt_valid", "response_tokens", "response_mask")
         return micro_batched(one, {k: batch[k] for k in keys}, micro_rows)
@@ -164,8 +205,9 @@ def make_value_fn(graphdef: nnx.GraphDef, micro_rows: int):
         critic = nnx.merge(graphdef, params)
 
         def one(b):
-            return response_values(critic, b["prompt_tokens"], b["prompt_valid"], b["response_tokens"],
-                                   b["response_mask"])
+            return response_values(
+                critic, b["prompt_tokens"], b["prompt_valid"], b["response_tokens"], b["response_mask"]
+            )
 
         keys = ("prompt_tokens", "prompt_valid", "response_tokens", "response_mask")
         return micro_batched(one, {k: batch[k] for k in keys}, micro_rows)

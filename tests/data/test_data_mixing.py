@@ -1,4 +1,5 @@
 """MixedStream: flags, replication, seeded epochs, exact resume."""
+
 import collections
 import json
 
@@ -8,8 +9,10 @@ from tempo_jax.data.mixing import MixedStream
 
 
 def _recs(prefix, n, labeled=True):
-    return [{"id": f"{prefix}{i}", "problem": f"p{i}", "answer": str(i), "is_labeled": labeled,
-             "data_source": prefix} for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "problem": f"p{i}", "answer": str(i), "is_labeled": labeled, "data_source": prefix}
+        for i in range(n)
+    ]
 
 
 DL, DU = _recs("L", 23), _recs("U", 5, labeled=True)  # D_U flag is overridden by membership
@@ -23,9 +26,9 @@ def _ids(batch):
 def test_exact_resume(drop_last):
     kw = dict(batch_size=8, seed=3, replicate_unlabeled_to=12, drop_last=drop_last)
     a = MixedStream(DL, DU, **kw)
-    for _ in range(5):            # k batches, crossing an epoch boundary (pool = 23 + 15 = 38)
+    for _ in range(5):  # k batches, crossing an epoch boundary (pool = 23 + 15 = 38)
         a.next_batch()
-    state = json.loads(json.dumps(a.state()))   # survives JSON (it goes into checkpoints)
+    state = json.loads(json.dumps(a.state()))  # survives JSON (it goes into checkpoints)
     more = [_ids(a.next_batch()) for _ in range(9)]
     b = MixedStream(DL, DU, **kw)
     b.restore(state)
@@ -38,14 +41,14 @@ def test_exact_resume(drop_last):
 def test_flags_replication_and_epochs():
     s = MixedStream(DL, DU, batch_size=8, seed=0, replicate_unlabeled_to=12)
     assert s.unlabeled_copies == 3 and s.pool_size == 23 + 15 and s.mode == "mixed"
-    rows = [r for _ in range(4) for r in s.next_batch()]      # one epoch: 4 full batches of 38 rows
+    rows = [r for _ in range(4) for r in s.next_batch()]  # one epoch: 4 full batches of 38 rows
     assert s.epoch == 0
     for r in rows:
         assert r["is_labeled"] == r["id"].startswith("L")
     seen = collections.Counter((r["id"], r["replica"]) for r in rows)
     assert max(seen.values()) == 1 and len(seen) == 32
     s.next_batch()
-    assert s.epoch == 1                                       # tail of 6 dropped (drop_last=True)
+    assert s.epoch == 1  # tail of 6 dropped (drop_last=True)
     full = MixedStream(DL, DU, batch_size=8, seed=0, replicate_unlabeled_to=12, drop_last=False)
     rows = [r for _ in range(19) for r in full.next_batch()]  # 152 rows = 4 epochs of 38, nothing dropped
     per_q = collections.Counter(r["id"] for r in rows)
@@ -68,7 +71,7 @@ def test_single_set_modes_and_errors():
     u = MixedStream.unlabeled_only(DU, batch_size=16, replicate_unlabeled_to=16, seed=0)
     batch = u.next_batch()
     assert u.mode == "unlabeled" and not any(r["is_labeled"] for r in batch)
-    assert collections.Counter(r["id"] for r in batch).most_common(1)[0][1] <= 4   # 5 questions x 4 copies
+    assert collections.Counter(r["id"] for r in batch).most_common(1)[0][1] <= 4  # 5 questions x 4 copies
     lab = MixedStream.labeled_only(DL, batch_size=4)
     assert lab.mode == "labeled" and all(r["is_labeled"] for r in lab.next_batch())
     mixed = MixedStream.from_records(_recs("L", 4) + _recs("U", 4, labeled=False), batch_size=8)

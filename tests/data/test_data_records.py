@@ -1,4 +1,5 @@
 """Readers: every malformed input raises a DataError naming file and line/row, or is counted when skipping."""
+
 import json
 import logging
 
@@ -19,32 +20,44 @@ GOOD = {"id": "q1", "problem": "What is 1+1?", "answer": "2"}
 
 
 def _verl_row(i, gt="7", labeled=True, source="math"):
-    return {"data_source": source,
-            "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": f"Q{i}?"}],
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": gt, "is_labeled": labeled},
-            "extra_info": {"index": i}}
+    return {
+        "data_source": source,
+        "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": f"Q{i}?"}],
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": gt, "is_labeled": labeled},
+        "extra_info": {"index": i},
+    }
 
 
 def test_tempo_jsonl_reads_shared_file(data_dir):
     recs, rep = read_records(data_dir / "aime24.jsonl")
     assert len(recs) == 30 and rep.n_ok == 30 and rep.n_skipped == 0
-    assert recs[0] == {"id": "aime2024-I-01", "problem": recs[0]["problem"], "answer": "204",
-                       "is_labeled": True, "data_source": "aime24"}
+    assert recs[0] == {
+        "id": "aime2024-I-01",
+        "problem": recs[0]["problem"],
+        "answer": "204",
+        "is_labeled": True,
+        "data_source": "aime24",
+    }
 
 
-@pytest.mark.parametrize("row, needle", [
-    ({"id": "q2", "problem": "P?"}, "missing field 'answer'"),
-    ({"id": "q2", "problem": "   ", "answer": "3"}, "field 'problem' is empty"),
-    ({"id": "q2", "problem": "P?", "answer": None}, "field 'answer' is null"),
-    ({"id": "q2", "problem": "P?", "answer": 3}, "field 'answer' must be a string, got int 3 (set "
-                                                 "data.coerce_numbers=True to accept numbers)"),
-    ({"id": 5, "problem": "P?", "answer": "3"}, "field 'id' must be a string"),
-    ('{"id": "q2", "problem": "P?", "answer": "3"', "broken JSON"),
-    ('["a list"]', "expected a JSON object"),
-    ({"id": "q1", "problem": "again", "answer": "3"}, "duplicate id 'q1' (first at line 1)"),
-    ({"id": "q2", "problem": "P?", "answer": "3", "is_labeled": "yes"}, "'is_labeled' must be a boolean"),
-])
+@pytest.mark.parametrize(
+    "row, needle",
+    [
+        ({"id": "q2", "problem": "P?"}, "missing field 'answer'"),
+        ({"id": "q2", "problem": "   ", "answer": "3"}, "field 'problem' is empty"),
+        ({"id": "q2", "problem": "P?", "answer": None}, "field 'answer' is null"),
+        (
+            {"id": "q2", "problem": "P?", "answer": 3},
+            "field 'answer' must be a string, got int 3 (set data.coerce_numbers=True to accept numbers)",
+        ),
+        ({"id": 5, "problem": "P?", "answer": "3"}, "field 'id' must be a string"),
+        ('{"id": "q2", "problem": "P?", "answer": "3"', "broken JSON"),
+        ('["a list"]', "expected a JSON object"),
+        ({"id": "q1", "problem": "again", "answer": "3"}, "duplicate id 'q1' (first at line 1)"),
+        ({"id": "q2", "problem": "P?", "answer": "3", "is_labeled": "yes"}, "'is_labeled' must be a boolean"),
+    ],
+)
 def test_malformed_jsonl_raises_with_file_and_line(tmp_path, row, needle):
     path = _jsonl(tmp_path / "bad.jsonl", [GOOD, "", row])
     with pytest.raises(DataError) as e:
@@ -55,16 +68,27 @@ def test_malformed_jsonl_raises_with_file_and_line(tmp_path, row, needle):
 
 
 def test_skip_mode_counts_and_reports(tmp_path, caplog):
-    rows = [GOOD, {"id": "a", "problem": "P"}, {"id": "b", "problem": "", "answer": "1"},
-            {"id": "c", "problem": "P", "answer": 1}, "{oops", {"id": "d", "problem": "Q", "answer": "4"},
-            {"id": "d", "problem": "Q", "answer": "4"}]
+    rows = [
+        GOOD,
+        {"id": "a", "problem": "P"},
+        {"id": "b", "problem": "", "answer": "1"},
+        {"id": "c", "problem": "P", "answer": 1},
+        "{oops",
+        {"id": "d", "problem": "Q", "answer": "4"},
+        {"id": "d", "problem": "Q", "answer": "4"},
+    ]
     path = _jsonl(tmp_path / "mixed.jsonl", rows)
     with caplog.at_level(logging.WARNING):
         recs, rep = read_records(path, on_error="skip")
     assert [r["id"] for r in recs] == ["q1", "d"]
     assert rep.n_rows == 7 and rep.n_ok == 2 and rep.n_skipped == 5
-    assert dict(rep.reasons) == {"missing_answer": 1, "empty_problem": 1, "non_string_field": 1,
-                                 "broken_json": 1, "duplicate_id": 1}
+    assert dict(rep.reasons) == {
+        "missing_answer": 1,
+        "empty_problem": 1,
+        "non_string_field": 1,
+        "broken_json": 1,
+        "duplicate_id": 1,
+    }
     assert rep.examples[0].startswith("line 2: missing field 'answer'")
     assert len(rep.examples) == 5
     assert "5 skipped" in caplog.text and str(path) in caplog.text
@@ -86,7 +110,7 @@ def test_file_level_errors(tmp_path):
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"this is not parquet at all")
     with pytest.raises(DataError) as e:
-        read_records(bad, on_error="skip")   # file-level: raises even when skipping rows
+        read_records(bad, on_error="skip")  # file-level: raises even when skipping rows
     assert "unreadable Parquet" in str(e.value) and str(bad) in str(e.value)
     truncated = tmp_path / "trunc.parquet"
     pq.write_table(pa.Table.from_pylist([GOOD] * 50), tmp_path / "ok.parquet")
@@ -105,8 +129,10 @@ def test_unknown_dataset_name():
 
 
 def test_hf_jsonl_and_parquet(tmp_path):
-    rows = [{"question": "Q0", "meta": {"uid": "u0"}, "final": "1"},
-            {"question": "Q1", "meta": {"uid": "u1"}, "final": "2"}]
+    rows = [
+        {"question": "Q0", "meta": {"uid": "u0"}, "final": "1"},
+        {"question": "Q1", "meta": {"uid": "u1"}, "final": "2"},
+    ]
     recs, _ = read_hf(_jsonl(tmp_path / "hf.jsonl", rows), "question", "final", id_key="meta.uid")
     assert [(r["id"], r["problem"], r["answer"]) for r in recs] == [("u0", "Q0", "1"), ("u1", "Q1", "2")]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hf.parquet")
@@ -127,8 +153,10 @@ def test_verl_parquet_and_defaults(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mixed.parquet")
     recs, rep = read_verl(tmp_path / "mixed.parquet", default_is_labeled=False)
     assert [(r["id"], r["problem"], r["answer"], r["is_labeled"], r["data_source"]) for r in recs] == [
-        ("math-0", "Q0?", "7", True, "math"), ("aime24-1", "Q1?", "7", False, "aime24"),
-        ("math-2", "Q2?", "7", False, "math")]
+        ("math-0", "Q0?", "7", True, "math"),
+        ("aime24-1", "Q1?", "7", False, "aime24"),
+        ("math-2", "Q2?", "7", False, "math"),
+    ]
     assert rep.defaulted["is_labeled"] == 1  # a default was applied, and it is reported
 
 

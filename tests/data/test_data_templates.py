@@ -1,4 +1,5 @@
 """Prompt templates against the official Qwen3 jinja template; tokenizer loading; length policy."""
+
 import pytest
 
 from tempo_jax.data import templates as T
@@ -25,8 +26,9 @@ def test_qwen3_matches_official_template(qwen_tok, thinking, system):
     tpl = T.get_template("qwen3", enable_thinking=thinking, system=system)
     for problem in PROBLEMS:
         ours = tpl.render(problem)
-        theirs = qwen_tok.apply_chat_template(tpl.messages(problem), tokenize=False, add_generation_prompt=True,
-                                              enable_thinking=thinking)
+        theirs = qwen_tok.apply_chat_template(
+            tpl.messages(problem), tokenize=False, add_generation_prompt=True, enable_thinking=thinking
+        )
         assert ours == theirs
     assert T.render_prompt("hi", "qwen3_nothink") == T.render_prompt("hi", "qwen3", enable_thinking=False)
 
@@ -37,9 +39,12 @@ def test_user_content_and_other_templates():
     assert T.user_content(c) == c  # verl prompts that already carry the instruction
     assert T.render_prompt("Q", "plain") == "Q " + T.BOXED_INSTRUCTION
     assert T.render_prompt("Q", "plain", instruction=None, suffix="\nA:") == "Q\nA:"
-    assert T.render_prompt("Q", "olmo") == f"<|im_start|>user\nQ {T.BOXED_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        T.render_prompt("Q", "olmo") == f"<|im_start|>user\nQ {T.BOXED_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert T.render_prompt("Q", "olmo3_think", system=T.OLMO3_THINK_SYSTEM).startswith(
-        "<|im_start|>system\nYou are Olmo")
+        "<|im_start|>system\nYou are Olmo"
+    )
     assert T.render_prompt("Q", "olmo3_think").endswith("<|im_start|>assistant\n<think>")
     with pytest.raises(ValueError, match="unknown prompt template"):
         T.get_template("llama9")
@@ -52,7 +57,7 @@ def test_tokenizers_load(qwen_tok, olmo_tok):
     assert len(olmo_tok) == 100278
     assert olmo_tok.eos_token_id == 100257 and olmo_tok.pad_token_id == 100277
     ids = olmo_tok(T.render_prompt("Q", "olmo"), add_special_tokens=False)["input_ids"]
-    assert ids[0] == 100264 and 100265 in ids   # <|im_start|>, <|im_end|> are single tokens
+    assert ids[0] == 100264 and 100265 in ids  # <|im_start|>, <|im_end|> are single tokens
     ids = qwen_tok(T.render_prompt("Q", "qwen3_nothink"), add_special_tokens=False)["input_ids"]
     assert ids[0] == 151644 and qwen_tok.convert_tokens_to_ids("<think>") in ids
 
@@ -60,7 +65,8 @@ def test_tokenizers_load(qwen_tok, olmo_tok):
 def test_tokenizer_json_fallback(tmp_path, data_dir):
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "tokenizer.json").write_bytes(
-        (data_dir / "tokenizers" / "olmo_dolma2" / "tokenizer.json").read_bytes())
+        (data_dir / "tokenizers" / "olmo_dolma2" / "tokenizer.json").read_bytes()
+    )
     (tmp_path / "tok" / "tokenizer_config.json").write_text("{not json")  # AutoTokenizer fails on this
     tok = T.load_tokenizer(tmp_path / "tok")
     assert len(tok) == 100278 and tok.pad_token == "<|pad|>"

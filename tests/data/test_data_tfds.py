@@ -1,4 +1,5 @@
 """TFDS builders: array_record preparation and reading without TensorFlow."""
+
 import json
 import sys
 
@@ -14,7 +15,8 @@ def test_aime24_round_trip(data_dir, tmp_path):
     expected = [json.loads(line) for line in (data_dir / "aime24.jsonl").read_text().splitlines() if line.strip()]
     recs = tb.load_records("aime24", data_dir=data_dir, tfds_dir=tmp_path)
     assert [(r["id"], r["answer"], r["problem"]) for r in recs] == [
-        (e["id"], e["answer"], e["problem"]) for e in expected]
+        (e["id"], e["answer"], e["problem"]) for e in expected
+    ]
     assert len({r["id"] for r in recs}) == 30
     assert all(r["is_labeled"] and r["data_source"] == "aime24" for r in recs)
     files = list(tmp_path.rglob("*.array_record-*"))
@@ -25,6 +27,7 @@ def test_aime24_round_trip(data_dir, tmp_path):
     assert {src[i]["id"].decode() for i in range(30)} == {e["id"] for e in expected}
     # Reading it back needs no builder class at all, and TensorFlow is never imported.
     import tensorflow_datasets as tfds
+
     ro = tfds.builder_from_directory(str(files[0].parent))
     assert len(ro.as_data_source("test")) == 30
     assert "tensorflow" not in sys.modules
@@ -33,10 +36,14 @@ def test_aime24_round_trip(data_dir, tmp_path):
 def test_verl_parquet_builder(tmp_path):
     rows = []
     for i in range(6):
-        rows.append({"data_source": "math" if i % 2 else "aime24",
-                     "prompt": [{"role": "user", "content": f"Problem {i}. Let's think step by step."}],
-                     "reward_model": {"style": "rule", "ground_truth": str(10 + i), "is_labeled": bool(i % 2)},
-                     "extra_info": {"index": i, "question": f"Problem {i}."}})
+        rows.append(
+            {
+                "data_source": "math" if i % 2 else "aime24",
+                "prompt": [{"role": "user", "content": f"Problem {i}. Let's think step by step."}],
+                "reward_model": {"style": "rule", "ground_truth": str(10 + i), "is_labeled": bool(i % 2)},
+                "extra_info": {"index": i, "question": f"Problem {i}."},
+            }
+        )
     src = tmp_path / "train_mixed.parquet"
     pq.write_table(pa.Table.from_pylist(rows), src)
     recs, report = tb.load_records(src, tfds_dir=tmp_path / "tfds", return_report=True)
@@ -64,7 +71,7 @@ def test_dir_resolution(monkeypatch, tmp_path, data_dir):
     monkeypatch.setenv(tb.DATA_DIR_ENV, str(data_dir))
     monkeypatch.setenv(tb.TFDS_DIR_ENV, str(tmp_path / "env_cache"))
     assert tb.resolve_data_dir() == data_dir.resolve()
-    assert tb.resolve_data_dir(tmp_path) == tmp_path.resolve()          # argument wins
+    assert tb.resolve_data_dir(tmp_path) == tmp_path.resolve()  # argument wins
     assert tb.resolve_tfds_dir() == (tmp_path / "env_cache").resolve()
     path, split, label = tb.resolve_source("math500")
     assert path == (data_dir / "math500.jsonl").resolve() and split == "test" and label == "math500"

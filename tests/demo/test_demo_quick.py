@@ -1,4 +1,5 @@
 """`tempo-jax demo --quick` end to end: diagnosis, table, plots, exported TEMPO actor, levels in [0, 1]."""
+
 import json
 import math
 import os

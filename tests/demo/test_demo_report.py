@@ -1,4 +1,5 @@
 """The demo's report on hand-made evaluation files: paired changes, TEMPO-minus-method, seeds, plots."""
+
 import json
 import os
 
@@ -21,8 +22,16 @@ def _write_eval(run_dir, step, dataset, per_q, metrics, careful_share=0.5):
         for q in per_q:
             for j in range(4):
                 style = "careful" if j < 4 * careful_share else "hasty"
-                fh.write(json.dumps({"question_id": q, "response": styles.format_solution(EXPR, style),
-                                     "correct": style == "careful"}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "question_id": q,
+                            "response": styles.format_solution(EXPR, style),
+                            "correct": style == "careful",
+                        }
+                    )
+                    + "\n"
+                )
 
 
 def _levels(per_q):
@@ -46,8 +55,9 @@ def _fake_seed(root, seed, tempo_gain, other_gain, plan):
         for step in (2, 4):
             after = {q: (a + gain * step / 4 * (i % 2 + 0.5), p) for i, (q, (a, p)) in enumerate(before.items())}
             for ds in ("du_test", "dl_val"):
-                _write_eval(os.path.join(out, method), step, ds, after, _levels(after),
-                            careful_share=1.0 if gain > 0 else 0.25)
+                _write_eval(
+                    os.path.join(out, method), step, ds, after, _levels(after), careful_share=1.0 if gain > 0 else 0.25
+                )
     diagnosis = {"du": {}, "dl_heldout": {}, "gate": {"passed": True}}
     return report.seed_summary(out, plan.with_seed(seed), data, diagnosis)
 

@@ -1,4 +1,5 @@
 """Stage 0 (SFT): sequence encoding, a decreasing loss, early stopping, and a parseable greedy answer."""
+
 from __future__ import annotations
 
 import jax
@@ -6,13 +7,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tempo_jax.demo.sft import batch_indices, encode_sft, make_schedule, sft_train
+from tempo_jax.demo.tasks import arithmetic as A
+from tempo_jax.demo.tasks.tokenizer import build_tokenizer, load
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy
-from tempo_jax.demo.tasks import arithmetic as A
-from tempo_jax.demo.tasks.tokenizer import build_tokenizer, load
-from tempo_jax.demo.sft import batch_indices, encode_sft, make_schedule, sft_train
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,22 @@ def tok(tmp_path_factory):
 
 
 def tiny_model(tok, seed=0) -> CausalLM:
-    cfg = ModelConfig(model_type="qwen3", vocab_size=320, hidden_size=32, intermediate_size=96, num_layers=2,
-                      num_heads=2, num_kv_heads=1, head_dim=16, rope=RopeConfig(theta=10000.0), qk_norm="head",
-                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      max_position_embeddings=128)
+    cfg = ModelConfig(
+        model_type="qwen3",
+        vocab_size=320,
+        hidden_size=32,
+        intermediate_size=96,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=16,
+        rope=RopeConfig(theta=10000.0),
+        qk_norm="head",
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        max_position_embeddings=128,
+    )
     return CausalLM(cfg, nnx.Rngs(seed))
 
 
@@ -38,7 +51,7 @@ def test_encode_marks_only_solution_tokens(tok):
         n = len(prompt) + len(solution)
         assert list(data.tokens[i, :n]) == prompt + solution
         assert data.valid[i, :n].all() and not data.valid[i, n:].any()
-        assert not data.targets[i, :len(prompt)].any() and data.targets[i, len(prompt):n].all()
+        assert not data.targets[i, : len(prompt)].any() and data.targets[i, len(prompt) : n].all()
         assert not data.targets[i, n:].any() and (data.tokens[i, n:] == tok.pad_token_id).all()
     assert data.num_target_tokens == sum(len(tok(r["solution"])["input_ids"]) + 1 for r in recs)
     with pytest.raises(ValueError, match="max_len"):
@@ -63,8 +76,18 @@ def test_sft_learns_and_greedy_output_parses(tok):
     model = tiny_model(tok)
     before = jax.tree.map(np.array, nnx.state(model, nnx.Param))
     seen = []
-    model, metrics = sft_train(model, tok, records, steps=160, batch_size=16, lr=1e-2, seed=0,
-                               log_fn=lambda step, row: seen.append(step), eval_records=heldout, eval_every=80)
+    model, metrics = sft_train(
+        model,
+        tok,
+        records,
+        steps=160,
+        batch_size=16,
+        lr=1e-2,
+        seed=0,
+        log_fn=lambda step, row: seen.append(step),
+        eval_records=heldout,
+        eval_every=80,
+    )
     loss = metrics["loss"]
     assert len(loss) == 160 == metrics["steps_run"] and seen == list(range(160))
     assert np.isfinite(loss).all()
@@ -77,8 +100,9 @@ def test_sft_learns_and_greedy_output_parses(tok):
     # greedy decoding of the trained model: stops with EOS and ends in a parseable integer box
     problems = A.make_problems(1, 4, seed=1, split="test") + A.make_problems(2, 4, seed=1, split="test")
     prompts = [tok(A.format_prompt(p["problem"]), add_special_tokens=False)["input_ids"] for p in problems]
-    out = generate(model, prompts, n=1, max_new_tokens=24, method=Greedy(), stop_ids=[tok.eos_token_id],
-                   pad_id=tok.pad_token_id)
+    out = generate(
+        model, prompts, n=1, max_new_tokens=24, method=Greedy(), stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id
+    )
     texts = tok.batch_decode([t[:n] for t, n in zip(out.tokens, out.lengths)], skip_special_tokens=True)
     assert out.eos.all(), texts
     for text in texts:
@@ -90,8 +114,18 @@ def test_sft_learns_and_greedy_output_parses(tok):
 def test_early_stop_and_bad_arguments(tok):
     records = A.make_problems(2, 16, seed=0, split="sft")
     model = tiny_model(tok, seed=1)
-    model, metrics = sft_train(model, tok, records, steps=50, batch_size=8, lr=1e-3, seed=0,
-                               eval_records=records[:4], eval_every=2, stop_at_exact_match=0.0)
+    model, metrics = sft_train(
+        model,
+        tok,
+        records,
+        steps=50,
+        batch_size=8,
+        lr=1e-3,
+        seed=0,
+        eval_records=records[:4],
+        eval_every=2,
+        stop_at_exact_match=0.0,
+    )
     assert metrics["steps_run"] == 2 and len(metrics["loss"]) == 2 and len(metrics["eval"]) == 1
     with pytest.raises(ValueError, match="eval_records"):
         sft_train(model, tok, records, steps=2, batch_size=2, lr=1e-3, stop_at_exact_match=0.5)

@@ -1,4 +1,5 @@
 """Metrics against brute force, hand-computed examples and NumPy."""
+
 import itertools
 import math
 from collections import defaultdict
@@ -43,7 +44,8 @@ def test_maj_at_k_hand_example():
     assert M.maj_at_k(ans, ok, 3) == pytest.approx(20 / 27)
     # minority correct: answers 1, 2, 2, 2 with "1" right -> k=3 wins only with >= 2 ones (or 1-1 ties impossible).
     assert M.maj_at_k(["1", "2", "2", "2"], [True, False, False, False], 3) == pytest.approx(
-        3 * (1 / 4) ** 2 * (3 / 4) + (1 / 4) ** 3)
+        3 * (1 / 4) ** 2 * (3 / 4) + (1 / 4) ** 3
+    )
     # None (no answer) is a vote; its group is wrong.
     assert M.maj_at_k([None, None, "5"], [False, False, True], 1) == pytest.approx(1 / 3)
 
@@ -68,14 +70,18 @@ def test_maj_at_k_exact_vs_enumeration_and_bootstrap():
         n, k = int(rng.integers(1, 6)), int(rng.integers(1, 5))
         ans = [str(a) for a in rng.integers(0, 3, size=n)]
         ok = [a == "0" for a in ans]
-        brute = np.mean([M._maj_first_seen([ans[i] for i in seq], [ok[i] for i in seq])
-                         for seq in itertools.product(range(n), repeat=k)])
+        brute = np.mean(
+            [
+                M._maj_first_seen([ans[i] for i in seq], [ok[i] for i in seq])
+                for seq in itertools.product(range(n), repeat=k)
+            ]
+        )
         assert M.maj_at_k(ans, ok, k) == pytest.approx(brute, abs=1e-12)
     ans = [str(a) for a in rng.integers(0, 5, size=16)]
     ok = [a in ("0", "3") for a in ans]
     for k in (2, 8, 16):
         boot = M.maj_at_k(ans, ok, k, method="bootstrap")
-        assert boot == _verl_maj(ans, ok, k)                           # bit-for-bit the reference
+        assert boot == _verl_maj(ans, ok, k)  # bit-for-bit the reference
         assert boot == pytest.approx(M.maj_at_k(ans, ok, k), abs=0.05)  # MC noise around the exact value
 
 
@@ -107,13 +113,13 @@ def test_auroc_hand_examples():
 
 
 def test_brier_ece_hand_example():
-    values, labels = [-1.0, 0.0, 0.5, 1.0], [0, 1, 1, 1]    # p = 0, .5, .75, 1
+    values, labels = [-1.0, 0.0, 0.5, 1.0], [0, 1, 1, 1]  # p = 0, .5, .75, 1
     assert M.brier_score(values, labels) == pytest.approx((0 + 0.25 + 0.0625 + 0) / 4)
     # bins: p=0 -> |0-0|; p=.5 -> |1-.5| * 1/4; p=.75 -> |1-.75| * 1/4; p=1 (last bin) -> 0
     assert M.expected_calibration_error(values, labels) == pytest.approx(0.125 + 0.0625)
     # two in one bin: p=.62,.68 (bin 6) with labels 1,0 -> |0.5-0.65| * 2/2
     assert M.expected_calibration_error([0.24, 0.36], [1, 0]) == pytest.approx(0.15)
-    assert M.value_to_prob([-3.0, 3.0]).tolist() == [0.0, 1.0]      # clipped
+    assert M.value_to_prob([-3.0, 3.0]).tolist() == [0.0, 1.0]  # clipped
 
 
 def test_explained_variance_vs_numpy():
@@ -130,9 +136,14 @@ def test_explained_variance_vs_numpy():
 def test_summarize_keys():
     correct = np.array([[1, 0, 0, 1], [0, 0, 0, 0]], dtype=bool)
     answers = [["3", "4", "4", "3"], [None, "7", "8", "9"]]
-    out = M.summarize(correct, answers, lengths=[[10, 20, 30, 40], [5, 5, 5, 100]],
-                      finish_reasons=[["stop"] * 4, ["stop", "length", "stop", "stop"]],
-                      values=[[0.5, -0.5, -0.5, 0.5], [-1, -1, -1, 0]], ks=(1, 2, 4, 8))
+    out = M.summarize(
+        correct,
+        answers,
+        lengths=[[10, 20, 30, 40], [5, 5, 5, 100]],
+        finish_reasons=[["stop"] * 4, ["stop", "length", "stop", "stop"]],
+        values=[[0.5, -0.5, -0.5, 0.5], [-1, -1, -1, 0]],
+        ks=(1, 2, 4, 8),
+    )
     assert out["avg@4"] == pytest.approx(0.25) and "pass@8" not in out and out["pass@4"] == 0.5
     assert out["distinct_answers"] == pytest.approx(2.5) and out["no_answer_frac"] == pytest.approx(1 / 8)
     assert out["length/max"] == 100 and out["length/median"] == pytest.approx(15)

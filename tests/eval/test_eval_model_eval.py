@@ -1,5 +1,6 @@
 """End-to-end model evaluation: a tiny random Qwen3-architecture model with the real Qwen3 tokenizer
 on aime24 -> table, samples JSONL, PNG; critic V_T values and calibration; the HF-dir entry point."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,17 @@ from tempo_jax.sampling.methods import Sampling
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N, LIMIT, MAX_NEW = 4, 4, 16
-SAMPLE_KEYS = {"question_id", "sample", "answer", "response", "extracted", "correct", "length", "finish_reason",
-               "value"}
+SAMPLE_KEYS = {
+    "question_id",
+    "sample",
+    "answer",
+    "response",
+    "extracted",
+    "correct",
+    "length",
+    "finish_reason",
+    "value",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +56,22 @@ def tfds_dir(tmp_path_factory):
 def actor(tokenizer):
     # Qwen3 architecture (per-head q/k norm, tied embeddings) with the tokenizer's vocabulary but a
     # tiny body: the cost is the [rows, 151669] logits, not the layers.
-    cfg = ModelConfig(model_type="qwen3", vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                      num_layers=1, num_heads=2, num_kv_heads=1, head_dim=8, rope=RopeConfig(theta=1e6),
-                      qk_norm="head", tie_word_embeddings=True, max_position_embeddings=1024,
-                      bos_token_id=151643, eos_token_id=151645)
+    cfg = ModelConfig(
+        model_type="qwen3",
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=8,
+        rope=RopeConfig(theta=1e6),
+        qk_norm="head",
+        tie_word_embeddings=True,
+        max_position_embeddings=1024,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    )
     return CausalLM(cfg, nnx.Rngs(0))
 
 
@@ -70,8 +92,19 @@ def hash_grader(responses, answers):
 def test_evaluate_model_on_aime24(actor, tokenizer, data_dir, tfds_dir, tmp_path):
     t0 = time.perf_counter()
     out = tmp_path / "out"
-    results = evaluate_model(actor, tokenizer, ["aime24"], out_dir=out, n=N, max_new_tokens=MAX_NEW, limit=LIMIT,
-                             data_dir=data_dir, tfds_dir=tfds_dir, seed=0, template="qwen3")
+    results = evaluate_model(
+        actor,
+        tokenizer,
+        ["aime24"],
+        out_dir=out,
+        n=N,
+        max_new_tokens=MAX_NEW,
+        limit=LIMIT,
+        data_dir=data_dir,
+        tfds_dir=tfds_dir,
+        seed=0,
+        template="qwen3",
+    )
     elapsed = time.perf_counter() - t0
     res = results["aime24"]
     m = res.metrics
@@ -103,18 +136,40 @@ def test_evaluate_model_on_aime24(actor, tokenizer, data_dir, tfds_dir, tmp_path
     assert elapsed < 120, f"e2e evaluation took {elapsed:.1f}s"
 
     # Same seed -> same samples (sampling keys depend on seed, dataset and call index only).
-    again = evaluate_model(actor, tokenizer, "aime24", out_dir=tmp_path / "again", n=N, max_new_tokens=MAX_NEW,
-                           limit=LIMIT, data_dir=data_dir, tfds_dir=tfds_dir, seed=0,
-                           grader=hash_grader, plot=False)["aime24"]
+    again = evaluate_model(
+        actor,
+        tokenizer,
+        "aime24",
+        out_dir=tmp_path / "again",
+        n=N,
+        max_new_tokens=MAX_NEW,
+        limit=LIMIT,
+        data_dir=data_dir,
+        tfds_dir=tfds_dir,
+        seed=0,
+        grader=hash_grader,
+        plot=False,
+    )["aime24"]
     assert [s["response"] for s in again.samples] == [s["response"] for s in res.samples]
 
 
 def test_evaluate_model_with_critic(actor, tokenizer, data_dir, tfds_dir, tmp_path):
     critic = critic_from_actor(actor, seed=1)
     out = tmp_path / "out"
-    res = evaluate_model(actor, tokenizer, ["aime24"], out_dir=out, n=N, max_new_tokens=MAX_NEW, limit=LIMIT,
-                         data_dir=data_dir, tfds_dir=tfds_dir, critic=critic, grader=hash_grader,
-                         seed=3)["aime24"]
+    res = evaluate_model(
+        actor,
+        tokenizer,
+        ["aime24"],
+        out_dir=out,
+        n=N,
+        max_new_tokens=MAX_NEW,
+        limit=LIMIT,
+        data_dir=data_dir,
+        tfds_dir=tfds_dir,
+        critic=critic,
+        grader=hash_grader,
+        seed=3,
+    )["aime24"]
     m = res.metrics
     assert 0 < m["avg@4"] < 1  # the hash grader gives both classes
     for key in ("critic/auroc", "critic/brier", "critic/ece", "critic/explained_var", "critic/value_mean"):
@@ -131,9 +186,17 @@ def test_value_fn_reads_v_before_last_token(actor, tokenizer, data_dir, tfds_dir
     critic = critic_from_actor(actor, seed=2)
     probs = [r["problem"] for r in load_records("aime24", data_dir=data_dir, tfds_dir=tfds_dir)[:LIMIT]]
     # Same sampler shapes as the evaluations above (no new compile); values in blocks of 3 rows.
-    sample_fn = make_sample_fn(actor, tokenizer, max_new_tokens=MAX_NEW, method=Sampling(), batch_prompts=LIMIT,
-                               seed=5, template="qwen3", value_fn=make_value_fn(critic, rows_per_call=3),
-                               return_tokens=True)
+    sample_fn = make_sample_fn(
+        actor,
+        tokenizer,
+        max_new_tokens=MAX_NEW,
+        method=Sampling(),
+        batch_prompts=LIMIT,
+        seed=5,
+        template="qwen3",
+        value_fn=make_value_fn(critic, rows_per_call=3),
+        return_tokens=True,
+    )
     out = sample_fn(probs, N)
     assert [len(x) for x in out] == [N] * LIMIT
     first_prompt = tokenizer(render_prompt(probs[0], "qwen3"), add_special_tokens=False)["input_ids"]
@@ -154,15 +217,27 @@ def test_value_fn_reads_v_before_last_token(actor, tokenizer, data_dir, tfds_dir
 def test_eval_main_from_hf_dirs_with_length_filter(actor, tokenizer, data_dir, tfds_dir, tmp_path):
     actor_dir = to_hf(actor, tmp_path / "actor")
     critic_dir = to_hf(critic_from_actor(actor), tmp_path / "critic")
-    recs = load_records("aime24", data_dir=data_dir, tfds_dir=tfds_dir)[:LIMIT + 1]
-    lengths = [len(tokenizer(render_prompt(r["problem"], "qwen3"), add_special_tokens=False)["input_ids"])
-               for r in recs]
+    recs = load_records("aime24", data_dir=data_dir, tfds_dir=tfds_dir)[: LIMIT + 1]
+    lengths = [
+        len(tokenizer(render_prompt(r["problem"], "qwen3"), add_special_tokens=False)["input_ids"]) for r in recs
+    ]
     cap = sorted(lengths)[-2]  # exactly the longest prompt does not fit
     assert sorted(lengths)[-1] > cap
     out = tmp_path / "out"
-    results = eval_main(actor_dir, "aime24", out, critic_dir=critic_dir,
-                        tokenizer_path=data_dir / "tokenizers" / "qwen3", n=N, max_new_tokens=MAX_NEW, limit=LIMIT + 1, data_dir=data_dir,
-                        tfds_dir=tfds_dir, max_prompt_tokens=cap, grader=hash_grader)
+    results = eval_main(
+        actor_dir,
+        "aime24",
+        out,
+        critic_dir=critic_dir,
+        tokenizer_path=data_dir / "tokenizers" / "qwen3",
+        n=N,
+        max_new_tokens=MAX_NEW,
+        limit=LIMIT + 1,
+        data_dir=data_dir,
+        tfds_dir=tfds_dir,
+        max_prompt_tokens=cap,
+        grader=hash_grader,
+    )
     m = results["aime24"].metrics
     assert m["n_questions"] == LIMIT and m["prompts_filtered"] == 1 and "critic/auroc" in m
     table = (out / "results.md").read_text()

@@ -1,4 +1,5 @@
 """Paired changes and their standard errors, against hand computations."""
+
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_paired_change_by_hand():
 def test_combine_seeds_and_significance():
     parts = [Change(0.06, 0.02, 96, (0.06,)), Change(0.10, 0.02, 96, (0.10,)), Change(0.02, 0.02, 96, (0.02,))]
     c = combine_seeds(parts)
-    assert c.mean == pytest.approx(0.06) and c.se == pytest.approx(math.sqrt(3 * 0.02 ** 2) / 3)
+    assert c.mean == pytest.approx(0.06) and c.se == pytest.approx(math.sqrt(3 * 0.02**2) / 3)
     assert c.n == 288 and c.per_seed == (0.06, 0.10, 0.02) and c.seed_std == pytest.approx(0.04)
     assert c.significant and c.format() == "+0.060 ± 0.012*"
     assert not Change(-0.01, 0.02, 10).significant and Change(-0.01, 0.02, 10).format() == "-0.010 ± 0.020"

@@ -1,4 +1,5 @@
 """Runner with fake sampler/grader writes samples JSONL, markdown table, summary and PNGs; run plots."""
+
 import json
 import re
 
@@ -42,8 +43,16 @@ def test_runner_on_aime24_writes_outputs(data_dir, tmp_path):
         calls.append(len(prompts))
         return fake_sample_fn(prompts, n)
 
-    res = evaluate(questions, sample_fn, fake_grader, n=8, value_fn=fake_values, dataset_name="aime24",
-                   prompt_fn=lambda q: f"{q['problem']} ANS={q['answer']}", chunk_size=16)
+    res = evaluate(
+        questions,
+        sample_fn,
+        fake_grader,
+        n=8,
+        value_fn=fake_values,
+        dataset_name="aime24",
+        prompt_fn=lambda q: f"{q['problem']} ANS={q['answer']}",
+        chunk_size=16,
+    )
     assert calls == [16, 14]
     m = res.metrics
     assert m["n_questions"] == 30 and m["n_samples"] == 8 and set(res.pass_at_k) == {1, 2, 4, 8}
@@ -52,8 +61,17 @@ def test_runner_on_aime24_writes_outputs(data_dir, tmp_path):
     paths = res.write(tmp_path / "out", "aime24")
     lines = [json.loads(x) for x in paths["samples"].read_text().splitlines()]
     assert len(lines) == 240
-    assert set(lines[0]) == {"question_id", "sample", "answer", "response", "extracted", "correct", "length",
-                             "finish_reason", "value"}
+    assert set(lines[0]) == {
+        "question_id",
+        "sample",
+        "answer",
+        "response",
+        "extracted",
+        "correct",
+        "length",
+        "finish_reason",
+        "value",
+    }
     assert lines[0]["question_id"] == "aime2024-I-01" and lines[0]["correct"] is True
     assert lines[6]["extracted"] is None and lines[6]["value"] == pytest.approx(-0.9)
     table = paths["table"].read_text()
@@ -77,10 +95,15 @@ def test_runner_validates_callables():
     with pytest.raises(ValueError, match="string 'answer'"):
         evaluate([{"id": "q", "problem": "P"}], fake_sample_fn, fake_grader)
     # values can also come from the sampler; nan-safe output without a critic
-    res = evaluate(qs, lambda p, n: [[{"text": "\\boxed{1}", "length": 3, "finish_reason": "stop", "value": 0.1}] * n],
-                   fake_grader, n=2, prompt_fn=lambda q: q["problem"])
+    res = evaluate(
+        qs,
+        lambda p, n: [[{"text": "\\boxed{1}", "length": 3, "finish_reason": "stop", "value": 0.1}] * n],
+        fake_grader,
+        n=2,
+        prompt_fn=lambda q: q["problem"],
+    )
     assert res.metrics["critic/value_mean"] == pytest.approx(0.1)
-    assert res.metrics["critic/auroc"] != res.metrics["critic/auroc"]   # one class only -> nan
+    assert res.metrics["critic/auroc"] != res.metrics["critic/auroc"]  # one class only -> nan
 
 
 def test_step_plots(tmp_path):
@@ -90,9 +113,15 @@ def test_step_plots(tmp_path):
         for step in range(1, 13):
             row = {"step": step, "train/loss": 1.0 / step}
             if step % 4 == 0:
-                row.update({"eval/aime24/avg@16": 0.2 + 0.01 * step, "eval/aime25/avg@16": 0.1 + 0.01 * step,
-                            "eval/aime24/pass@8": 0.5, "eval/heldout/critic/auroc": 0.6 + 0.01 * step,
-                            "eval/aime24/critic/auroc": float("nan") if step == 4 else 0.55})
+                row.update(
+                    {
+                        "eval/aime24/avg@16": 0.2 + 0.01 * step,
+                        "eval/aime25/avg@16": 0.1 + 0.01 * step,
+                        "eval/aime24/pass@8": 0.5,
+                        "eval/heldout/critic/auroc": 0.6 + 0.01 * step,
+                        "eval/aime24/critic/auroc": float("nan") if step == 4 else 0.55,
+                    }
+                )
             f.write(json.dumps(row) + "\n")
     p = plots.plot_accuracy_vs_step(run)
     assert p == run / "accuracy_vs_step.png" and p.read_bytes().startswith(PNG_MAGIC)

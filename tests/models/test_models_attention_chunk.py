@@ -1,5 +1,6 @@
 """Query-chunked attention (``ModelConfig.attention_chunk``): same gradients as full attention,
 and the compiled training step keeps far less memory for long sequences."""
+
 from __future__ import annotations
 
 import jax
@@ -14,8 +15,18 @@ from tempo_jax.models.layers import MaskSpec, attend, attend_chunked
 
 
 def _cfg(**changes) -> ModelConfig:
-    base = dict(model_type="qwen3", vocab_size=97, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-                num_kv_heads=2, head_dim=8, rope=RopeConfig(theta=10000.0), qk_norm="head")
+    base = dict(
+        model_type="qwen3",
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=48,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+        rope=RopeConfig(theta=10000.0),
+        qk_norm="head",
+    )
     base.update(changes)
     return ModelConfig(**base)
 

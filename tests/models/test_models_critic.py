@@ -1,5 +1,6 @@
 """The value critic: parity with transformers' token classification (num_labels=1), export /
 import round trips, ``critic_from_actor`` independence and the V(x, y_<t) shift."""
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,8 @@ def test_critic_values_match_token_classification(case, hf_checkpoints, batch, t
     assert sorted(src) == sorted(dst) and "score.weight" in dst and "score.bias" in dst
     assert all(torch.equal(src[k], dst[k]) for k in src)
     reloaded, info = transformers.AutoModelForTokenClassification.from_pretrained(
-        out, output_loading_info=True, attn_implementation="eager")
+        out, output_loading_info=True, attn_implementation="eager"
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     assert reloaded.config.num_labels == 1 and type(reloaded) is type(hf_critic)
     assert batch.max_diff(batch.hf_logits(reloaded.eval())[..., 0], ref) == 0.0
@@ -115,7 +117,7 @@ def test_response_values_read_the_previous_position():
     prompt_len, response_len = 3, 4
     got = np.asarray(shift_to_response_tokens(values, prompt_len, response_len))
     # V_t of response token t (at index prompt_len + t) is the value at index prompt_len + t - 1.
-    np.testing.assert_array_equal(got, np.asarray(values)[:, prompt_len - 1:prompt_len + response_len - 1])
+    np.testing.assert_array_equal(got, np.asarray(values)[:, prompt_len - 1 : prompt_len + response_len - 1])
 
 
 def test_prompt_response_inputs_count_positions_from_the_first_valid_prompt_token():

@@ -1,5 +1,6 @@
 """HF safetensors import/export: exact round trips (single file and sharded, list and scanned
 layers), transformers loading our export, and bad checkpoints failing with useful messages."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ def test_hf_to_ours_to_hf_is_exact_and_transformers_loads_it(case, hf_checkpoint
     with open(os.path.join(out, "config.json"), encoding="utf-8") as fh:
         exported = json.load(fh)
     assert exported["model_type"] == hf_model.config.model_type
-    reloaded, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True,
-                                                                       attn_implementation="eager")
+    reloaded, info = transformers.AutoModelForCausalLM.from_pretrained(
+        out, output_loading_info=True, attn_implementation="eager"
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     assert type(reloaded) is type(hf_model)
     assert reloaded.config.tie_word_embeddings == hf_model.config.tie_word_embeddings
@@ -75,8 +77,10 @@ def test_sharded_export_with_index_reloads(hf_checkpoints, batch, tmp_path):
     assert sorted(index["weight_map"]) == sorted(hf_tensors(model))
     _assert_same_tensors(path, out)
     again = from_hf(out)
-    np.testing.assert_array_equal(np.asarray(again(batch.tokens, batch.positions, batch.valid)[0]),
-                                  np.asarray(model(batch.tokens, batch.positions, batch.valid)[0]))
+    np.testing.assert_array_equal(
+        np.asarray(again(batch.tokens, batch.positions, batch.valid)[0]),
+        np.asarray(model(batch.tokens, batch.positions, batch.valid)[0]),
+    )
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager").eval()
     assert batch.max_diff(batch.hf_logits(reloaded), batch.hf_logits(hf_model)) == 0.0
 
@@ -109,6 +113,7 @@ def test_tied_checkpoint_that_also_stores_lm_head_loads(hf_checkpoints, batch, t
 
 # ---------------------------------------------------------------------------------------------
 # Bad checkpoints: each error names the tensor or file and what was expected.
+
 
 @pytest.fixture
 def broken(hf_checkpoints, tmp_path):

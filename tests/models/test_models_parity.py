@@ -1,5 +1,6 @@
 """Logits parity with transformers (fp32, CPU) for every family, with left padding; the scan /
 remat variants; KV-cache prefill + decode; loading onto a device mesh."""
+
 from __future__ import annotations
 
 import jax
@@ -37,8 +38,13 @@ def test_scan_and_remat_give_the_same_logits(case, hf_checkpoints, batch):
     path, hf_model = hf_checkpoints.get(case)
     ref = batch.hf_logits(hf_model)
     plain = _logits(from_hf(path), batch)
-    variants = (dict(scan_layers=True), dict(remat=True), dict(scan_layers=True, remat=True),
-                dict(attention_chunk=5), dict(scan_layers=True, remat=True, attention_chunk=5))
+    variants = (
+        dict(scan_layers=True),
+        dict(remat=True),
+        dict(scan_layers=True, remat=True),
+        dict(attention_chunk=5),
+        dict(scan_layers=True, remat=True, attention_chunk=5),
+    )
     for overrides in variants:
         model = from_hf(path, **overrides)
         assert model.cfg.scan_layers == overrides.get("scan_layers", False)
@@ -61,8 +67,9 @@ def test_olmo3_sliding_window_and_per_layer_rope_matter(hf_checkpoints, batch):
     assert batch.max_diff(same_rope, ref) > 1e-2
 
 
-@pytest.mark.parametrize("case,scan,chunk", [("qwen3", False, 0), ("olmo3", False, 0), ("olmo3", True, 0),
-                                              ("olmo3", True, 3)])
+@pytest.mark.parametrize(
+    "case,scan,chunk", [("qwen3", False, 0), ("olmo3", False, 0), ("olmo3", True, 0), ("olmo3", True, 3)]
+)
 def test_kv_cache_prefill_then_decode_matches_full_forward(case, scan, chunk, hf_checkpoints, batch):
     path, _ = hf_checkpoints.get(case)
     model = from_hf(path, scan_layers=scan, attention_chunk=chunk)  # chunk 3: the prefill runs in blocks
@@ -73,7 +80,7 @@ def test_kv_cache_prefill_then_decode_matches_full_forward(case, scan, chunk, hf
     pre, cache = model(batch.tokens[:, :split], batch.positions[:, :split], batch.valid[:, :split], cache)
     steps = [np.asarray(pre)]
     for t in range(split, length):  # two single-token decode steps
-        step, cache = model(batch.tokens[:, t:t + 1], batch.positions[:, t:t + 1], batch.valid[:, t:t + 1], cache)
+        step, cache = model(batch.tokens[:, t : t + 1], batch.positions[:, t : t + 1], batch.valid[:, t : t + 1], cache)
         steps.append(np.asarray(step))
     assert int(cache.index) == length
     np.testing.assert_array_equal(np.asarray(cache.valid)[:, :length], batch.valid)

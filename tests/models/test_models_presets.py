@@ -1,5 +1,6 @@
 """Presets: parameter counts against the published ones, abstract (allocation-free)
 instantiation, and agreement with the published config.json files as our HF parser reads them."""
+
 from __future__ import annotations
 
 import time
@@ -27,11 +28,20 @@ from tempo_jax.models.presets import PRESETS, abstract_model, count_params, get_
 #   allenai/Olmo-3-1025-7B  7.30B
 #   meta-llama/Llama-3.1-8B 8.03B
 PUBLISHED_TOTAL = {
-    "Qwen3-0.6B": 0.596e9, "Qwen3-4B": 4.02e9, "Qwen3-8B": 8.19e9, "Qwen3-14B": 14.77e9,
-    "Qwen2.5-7B": 7.62e9, "OLMo-3-7B": 7.30e9, "Llama-3.1-8B": 8.03e9,
+    "Qwen3-0.6B": 0.596e9,
+    "Qwen3-4B": 4.02e9,
+    "Qwen3-8B": 8.19e9,
+    "Qwen3-14B": 14.77e9,
+    "Qwen2.5-7B": 7.62e9,
+    "OLMo-3-7B": 7.30e9,
+    "Llama-3.1-8B": 8.03e9,
 }
 PUBLISHED_NON_EMBEDDING = {
-    "Qwen3-0.6B": 0.44e9, "Qwen3-1.7B": 1.4e9, "Qwen3-4B": 3.6e9, "Qwen3-8B": 6.95e9, "Qwen3-14B": 13.2e9,
+    "Qwen3-0.6B": 0.44e9,
+    "Qwen3-1.7B": 1.4e9,
+    "Qwen3-4B": 3.6e9,
+    "Qwen3-8B": 6.95e9,
+    "Qwen3-14B": 13.2e9,
     "Qwen2.5-7B": 6.53e9,
 }
 # Counted with the stored (tied) lm_head copy, as the Hub counts this checkpoint.
@@ -46,8 +56,16 @@ def counts() -> dict[str, int]:
 
 def test_every_preset_is_covered_by_a_published_count():
     assert set(PRESETS) == set(PUBLISHED_TOTAL) | set(PUBLISHED_WITH_STORED_HEAD)
-    assert set(PRESETS) == {"Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B", "Qwen3-14B", "Qwen2.5-7B",
-                            "OLMo-3-7B", "Llama-3.1-8B"}
+    assert set(PRESETS) == {
+        "Qwen3-0.6B",
+        "Qwen3-1.7B",
+        "Qwen3-4B",
+        "Qwen3-8B",
+        "Qwen3-14B",
+        "Qwen2.5-7B",
+        "OLMo-3-7B",
+        "Llama-3.1-8B",
+    }
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -113,55 +131,134 @@ def test_olmo3_layer_pattern_and_rope_per_layer_type():
 
 # The published config.json files, as on the Hub (legacy rope_theta / rope_scaling keys).
 _QWEN3_14B = {
-    "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-    "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 5120,
-    "initializer_range": 0.02, "intermediate_size": 17408, "max_position_embeddings": 40960,
-    "max_window_layers": 40, "model_type": "qwen3", "num_attention_heads": 40, "num_hidden_layers": 40,
-    "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000,
-    "sliding_window": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True,
-    "use_sliding_window": False, "vocab_size": 151936,
+    "architectures": ["Qwen3ForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 5120,
+    "initializer_range": 0.02,
+    "intermediate_size": 17408,
+    "max_position_embeddings": 40960,
+    "max_window_layers": 40,
+    "model_type": "qwen3",
+    "num_attention_heads": 40,
+    "num_hidden_layers": 40,
+    "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
 }
 _QWEN25_7B = {
-    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
-    "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02,
-    "intermediate_size": 18944, "max_position_embeddings": 131072, "max_window_layers": 28, "model_type": "qwen2",
-    "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
-    "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
-    "use_cache": True, "use_sliding_window": False, "vocab_size": 152064,
+    "architectures": ["Qwen2ForCausalLM"],
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "eos_token_id": 151643,
+    "hidden_act": "silu",
+    "hidden_size": 3584,
+    "initializer_range": 0.02,
+    "intermediate_size": 18944,
+    "max_position_embeddings": 131072,
+    "max_window_layers": 28,
+    "model_type": "qwen2",
+    "num_attention_heads": 28,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 4,
+    "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000.0,
+    "sliding_window": 131072,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 152064,
 }
 _LLAMA31_8B = {
-    "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-    "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "silu", "hidden_size": 4096,
-    "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 131072, "mlp_bias": False,
-    "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
-    "pretraining_tp": 1, "rms_norm_eps": 1e-05,
-    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-    "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True,
+    "architectures": ["LlamaForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "initializer_range": 0.02,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 131072,
+    "mlp_bias": False,
+    "model_type": "llama",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": {
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+    "rope_theta": 500000.0,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
     "vocab_size": 128256,
 }
 _OLMO3_7B = {
-    "architectures": ["Olmo3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-    "eos_token_id": 100257, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+    "architectures": ["Olmo3ForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "eos_token_id": 100257,
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "initializer_range": 0.02,
     "intermediate_size": 11008,
     "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"] * 8,
-    "max_position_embeddings": 65536, "model_type": "olmo3", "num_attention_heads": 32, "num_hidden_layers": 32,
-    "num_key_value_heads": 32, "pad_token_id": 100277, "rms_norm_eps": 1e-06,
-    "rope_scaling": {"attention_factor": 1.2079441541679836, "beta_fast": 32, "beta_slow": 1, "factor": 8.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "yarn"},
-    "rope_theta": 500000, "sliding_window": 4096, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
-    "use_cache": True, "vocab_size": 100278,
+    "max_position_embeddings": 65536,
+    "model_type": "olmo3",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 32,
+    "pad_token_id": 100277,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": {
+        "attention_factor": 1.2079441541679836,
+        "beta_fast": 32,
+        "beta_slow": 1,
+        "factor": 8.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "yarn",
+    },
+    "rope_theta": 500000,
+    "sliding_window": 4096,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "vocab_size": 100278,
 }
 
 
-@pytest.mark.parametrize("name,published", [("Qwen3-14B", _QWEN3_14B), ("Qwen2.5-7B", _QWEN25_7B),
-                                            ("Llama-3.1-8B", _LLAMA31_8B), ("OLMo-3-7B", _OLMO3_7B)])
+@pytest.mark.parametrize(
+    "name,published",
+    [("Qwen3-14B", _QWEN3_14B), ("Qwen2.5-7B", _QWEN25_7B), ("Llama-3.1-8B", _LLAMA31_8B), ("OLMo-3-7B", _OLMO3_7B)],
+)
 def test_preset_equals_the_published_config_json(name, published):
     parsed = config_from_hf(dict(published))
     preset = PRESETS[name]
     ignore = {"pad_token_id", "bos_token_id"}  # not architecture; absent from some published files
-    diff = {f: (getattr(parsed, f), getattr(preset, f)) for f in preset.__dataclass_fields__
-            if f not in ignore and getattr(parsed, f) != getattr(preset, f)}
+    diff = {
+        f: (getattr(parsed, f), getattr(preset, f))
+        for f in preset.__dataclass_fields__
+        if f not in ignore and getattr(parsed, f) != getattr(preset, f)
+    }
     assert not diff, diff
 
 

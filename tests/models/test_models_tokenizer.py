@@ -1,4 +1,5 @@
 """Both shared tokenizers load through transformers from their local directories and round-trip."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,8 +44,19 @@ def test_missing_tokenizer_is_named(tmp_path):
 
 
 def _model_cfg(eos, pad=None) -> ModelConfig:
-    return ModelConfig(model_type="qwen3", vocab_size=151936, hidden_size=8, intermediate_size=8, num_layers=1,
-                       num_heads=1, num_kv_heads=1, head_dim=8, rope=RopeConfig(theta=1e6), eos_token_id=eos, pad_token_id=pad)
+    return ModelConfig(
+        model_type="qwen3",
+        vocab_size=151936,
+        hidden_size=8,
+        intermediate_size=8,
+        num_layers=1,
+        num_heads=1,
+        num_kv_heads=1,
+        head_dim=8,
+        rope=RopeConfig(theta=1e6),
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
 
 
 def test_stop_and_pad_ids_add_the_chat_end_and_the_tokenizers_eos(data_dir):

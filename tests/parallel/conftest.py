@@ -1,5 +1,6 @@
 """Fixtures shared by the multi-device and multi-process trainer tests: tiny assets and the one-device
 reference parameters (computed once per session)."""
+
 import pytest
 
 from tempo_jax.plan.selfcheck import LR, STEPS, run_tiny_steps
@@ -14,5 +15,6 @@ def assets(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reference(assets, tmp_path_factory):
     """Parameters after steps 1 and 2 on a single device (no mesh)."""
-    return run_tiny_steps((1, 1, 1), STEPS, assets, str(tmp_path_factory.mktemp("ref")),
-                          train__actor_lr=LR, train__critic_lr=LR)
+    return run_tiny_steps(
+        (1, 1, 1), STEPS, assets, str(tmp_path_factory.mktemp("ref")), train__actor_lr=LR, train__critic_lr=LR
+    )

@@ -1,4 +1,5 @@
 """Mesh construction and validation, train-state and batch placement, host <-> global arrays, start-up."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -8,13 +9,26 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from tempo_jax.parallel import distributed
-from tempo_jax.parallel.mesh import (MeshError, batch_sharding, constrain_rows, host_to_global, local_rows,
-                                     make_mesh, mesh_from_config, on_mesh, resolve_shape, rollout_mesh_from_config,
-                                     shard_batch, shard_train_state, to_host, validate_mesh_config)
-from tempo_jax.train.tiny import tiny_model_config
 from tempo_jax.models.decoder import CausalLM
+from tempo_jax.parallel import distributed
+from tempo_jax.parallel.mesh import (
+    MeshError,
+    batch_sharding,
+    constrain_rows,
+    host_to_global,
+    local_rows,
+    make_mesh,
+    mesh_from_config,
+    on_mesh,
+    resolve_shape,
+    rollout_mesh_from_config,
+    shard_batch,
+    shard_train_state,
+    to_host,
+    validate_mesh_config,
+)
 from tempo_jax.train.state import create_train_state
+from tempo_jax.train.tiny import tiny_model_config
 
 
 def _cfg(shape, rollout_shape=()):
@@ -28,10 +42,16 @@ def test_shapes_resolve_and_wildcard():
     assert resolve_shape((1, 8, 1), 8) == (1, 8, 1)
 
 
-@pytest.mark.parametrize("shape, match", [
-    ((2, 2, 1), "uses 4 devices but 8 are available"), ((3, -1, 1), "do not split"),
-    ((2, 2), "must have 3 entries"), ((0, 8, 1), "positive"), ((-1, -1, 8), "positive"),
-])
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((2, 2, 1), "uses 4 devices but 8 are available"),
+        ((3, -1, 1), "do not split"),
+        ((2, 2), "must have 3 entries"),
+        ((0, 8, 1), "positive"),
+        ((-1, -1, 8), "positive"),
+    ],
+)
 def test_bad_shapes_say_what_to_change(shape, match):
     with pytest.raises(MeshError, match=match):
         resolve_shape(shape, 8)
@@ -79,8 +99,9 @@ def test_batches_split_rows_over_data_and_fsdp():
     for k in batch:
         np.testing.assert_array_equal(host[k], batch[k])
     assert local_rows(batch_sharding(mesh, (8, 3)), (8, 3)) == slice(0, 8)  # one process holds every row
-    np.testing.assert_array_equal(np.asarray(host_to_global(batch["tokens"], batch_sharding(mesh, (8, 3)))),
-                                  batch["tokens"])
+    np.testing.assert_array_equal(
+        np.asarray(host_to_global(batch["tokens"], batch_sharding(mesh, (8, 3)))), batch["tokens"]
+    )
     assert shard_batch(batch, None)["tokens"].shape == (8, 3)
 
 
@@ -95,8 +116,16 @@ def test_row_constraint_applies_only_under_a_mesh():
 
 
 def test_distributed_start_up_is_a_no_op_on_one_host_and_checks_its_arguments(monkeypatch):
-    for name in ("TEMPO_JAX_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "TEMPO_JAX_NUM_PROCESSES", "JAX_NUM_PROCESSES",
-                 "TEMPO_JAX_PROCESS_ID", "JAX_PROCESS_ID", "TPU_WORKER_HOSTNAMES", "TEMPO_JAX_DISTRIBUTED"):
+    for name in (
+        "TEMPO_JAX_COORDINATOR",
+        "JAX_COORDINATOR_ADDRESS",
+        "TEMPO_JAX_NUM_PROCESSES",
+        "JAX_NUM_PROCESSES",
+        "TEMPO_JAX_PROCESS_ID",
+        "JAX_PROCESS_ID",
+        "TPU_WORKER_HOSTNAMES",
+        "TEMPO_JAX_DISTRIBUTED",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert distributed.init_distributed() is False
     monkeypatch.setenv("TEMPO_JAX_COORDINATOR", "127.0.0.1:1")

@@ -13,6 +13,7 @@ Two local processes x 2 CPU devices, mesh (2, 1, 2), the tiny TEMPO recipe for 2
 
 Along the way: one metrics line per step, files written once (by process 0).
 """
+
 import json
 import os
 import shutil
@@ -27,9 +28,25 @@ from tempo_jax.testing.multiprocess import describe, run_local_job
 
 
 def _job(assets, run_dir, tmp_path, name, *extra):
-    results = run_local_job("tempo_jax.plan.selfcheck", [
-        "--run", "--mesh", "2,1,2", "--steps", str(STEPS), "--assets", os.path.dirname(assets["model"]),
-        "--run-dir", str(run_dir), "--lr", str(LR), *extra], tmp_path, log_name=name)
+    results = run_local_job(
+        "tempo_jax.plan.selfcheck",
+        [
+            "--run",
+            "--mesh",
+            "2,1,2",
+            "--steps",
+            str(STEPS),
+            "--assets",
+            os.path.dirname(assets["model"]),
+            "--run-dir",
+            str(run_dir),
+            "--lr",
+            str(LR),
+            *extra,
+        ],
+        tmp_path,
+        log_name=name,
+    )
     assert all(r.returncode == 0 for r in results), f"{name}: a process failed:\n{describe(results)}"
     return results
 

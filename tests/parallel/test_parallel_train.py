@@ -3,6 +3,7 @@
 Each run is real TEMPO steps of the tiny recipe (rollout + grading + critic values + E-step + M-step);
 parameters of actor and critic are compared leaf by leaf with the single-device run.
 """
+
 import os
 
 import jax
@@ -35,8 +36,8 @@ def test_one_tempo_step_on_a_mesh_matches_one_device(shape, assets, reference, t
 
 
 def test_trainer_places_states_and_batches_on_the_mesh(assets, tmp_path):
-    from tempo_jax.train.tiny import tiny_recipe
     from tempo_jax.train.loop import Trainer
+    from tempo_jax.train.tiny import tiny_recipe
 
     cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), mesh__shape=(2, 2, 2), log__tensorboard=False)
     trainer = Trainer(cfg)
@@ -54,11 +55,17 @@ def test_trainer_places_states_and_batches_on_the_mesh(assets, tmp_path):
 
 
 def test_separate_rollout_mesh_reshards_the_actor(assets, tmp_path):
-    from tempo_jax.train.tiny import tiny_recipe
     from tempo_jax.train.loop import Trainer
+    from tempo_jax.train.tiny import tiny_recipe
 
-    cfg = tiny_recipe("tempo", assets, run_dir=str(tmp_path / "run"), mesh__shape=(1, 8, 1),
-                      mesh__rollout_shape=(4, 1, 2), log__tensorboard=False)
+    cfg = tiny_recipe(
+        "tempo",
+        assets,
+        run_dir=str(tmp_path / "run"),
+        mesh__shape=(1, 8, 1),
+        mesh__rollout_shape=(4, 1, 2),
+        log__tensorboard=False,
+    )
     trainer = Trainer(cfg)
     assert dict(trainer.rollout_mesh.shape) == {"data": 4, "fsdp": 1, "tensor": 2}
     params = trainer._rollout_params()
@@ -72,9 +79,24 @@ def test_two_processes_match_one_process(assets, reference, tmp_path):
     """Two local processes x 2 CPU devices (jax.distributed + gloo), mesh (2, 1, 2): the data axis spans
     the processes, so each holds half the rows; 2 TEMPO steps equal the one-device run."""
     out = tmp_path / "params.npz"
-    results = run_local_job("tempo_jax.plan.selfcheck", [
-        "--mesh", "2,1,2", "--steps", str(STEPS), "--out", str(out), "--assets", os.path.dirname(assets["model"]),
-        "--run-dir", str(tmp_path / "runs"), "--lr", str(LR)], tmp_path)
+    results = run_local_job(
+        "tempo_jax.plan.selfcheck",
+        [
+            "--mesh",
+            "2,1,2",
+            "--steps",
+            str(STEPS),
+            "--out",
+            str(out),
+            "--assets",
+            os.path.dirname(assets["model"]),
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--lr",
+            str(LR),
+        ],
+        tmp_path,
+    )
     assert all(r.returncode == 0 for r in results), f"worker failed:\n{describe(results)}"
     assert "process 1/2" in results[1].log and "over 4 devices" in results[0].log
     got = dict(np.load(out))

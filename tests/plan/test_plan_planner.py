@@ -1,22 +1,31 @@
 """`tempo-jax plan`: topology names, a fitting tiny config compiled for a TPU slice, and a too-small slice
 that fails with suggestions. TPU compiles run in a subprocess with libtpu (skipped without it)."""
+
 import importlib.util
 import json
 
 import pytest
 
-from tempo_jax.plan import planner
 from tempo_jax.parallel.topology import parse_topology
+from tempo_jax.plan import planner
 
-needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
-                                  reason="libtpu not installed (pip install -e .[tpu])")
+needs_libtpu = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None, reason="libtpu not installed (pip install -e .[tpu])"
+)
 
 
-@pytest.mark.parametrize("name, topology, chips, hbm", [
-    ("v5p-64", "v5p:2x4x4", 32, 95), ("v5p-128", "v5p:4x4x4", 64, 95), ("v5p-8", "v5p:2x2x1", 4, 95),
-    ("v6e-64", "v6e:8x8", 64, 32), ("v5litepod-16", "v5e:4x4", 16, 16), ("v4-32", "v4:2x2x4", 16, 32),
-    ("v5e:2x2", "v5e:2x2", 4, 16),
-])
+@pytest.mark.parametrize(
+    "name, topology, chips, hbm",
+    [
+        ("v5p-64", "v5p:2x4x4", 32, 95),
+        ("v5p-128", "v5p:4x4x4", 64, 95),
+        ("v5p-8", "v5p:2x2x1", 4, 95),
+        ("v6e-64", "v6e:8x8", 64, 32),
+        ("v5litepod-16", "v5e:4x4", 16, 16),
+        ("v4-32", "v4:2x2x4", 16, 32),
+        ("v5e:2x2", "v5e:2x2", 4, 16),
+    ],
+)
 def test_slice_names(name, topology, chips, hbm):
     t = parse_topology(name)
     assert (t.topology_name, t.chips, t.chip.hbm_gib) == (topology, chips, hbm)
@@ -36,7 +45,8 @@ def _tiny_config(tmp_path, assets_model: str) -> str:
         "def get_config():\n"
         f"    return recipe('tempo', model__preset={assets_model!r}, data__max_prompt_tokens=64,\n"
         "                  rollout__n=4, rollout__max_new_tokens=64, train__train_batch_size=4,\n"
-        "                  train__ppo_mini_batch_size=2, mesh__shape=(1, -1, 1))\n")
+        "                  train__ppo_mini_batch_size=2, mesh__shape=(1, -1, 1))\n"
+    )
     return str(path)
 
 
@@ -87,9 +97,9 @@ def test_activations_too_large_suggest_smaller_micro_batches(tmp_path, capsys):
         "    return recipe('tempo', model__preset='Qwen3-0.6B', model__dtype='bfloat16', model__scan_layers=True,\n"
         "                  data__max_prompt_tokens=1024, rollout__n=8, rollout__max_new_tokens=7168,\n"
         "                  train__train_batch_size=8, train__ppo_mini_batch_size=8, train__micro_batch_tokens=2**20,\n"
-        "                  mesh__shape=(1, -1, 1))\n")
+        "                  mesh__shape=(1, -1, 1))\n"
+    )
     rc = planner.plan_main(["--config", str(path), "--topology", "v5e-4", "--only", "m_step"])
     text = capsys.readouterr().out
     assert rc == 1, text
     assert "remat=True" in text and "micro_batch_tokens" in text
-

@@ -2,6 +2,7 @@
 on stderr (exit status 1, no traceback) that names the thing and what to do, and nothing already
 saved is changed. (Crash-resume exactness under SIGKILL / SIGTERM lives in tests/train/test_train_resume.py.)
 """
+
 import json
 import os
 import pathlib
@@ -137,9 +138,23 @@ def test_5_eval_of_a_run_changes_nothing_in_it(cli, trained, tmp_path, workdir):
             data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     (trained / "checkpoints" / "3.orbax-checkpoint-tmp-1700000000").mkdir()
     before = snapshot(trained)
-    rc, err = cli("eval", "--checkpoint", str(trained), "--datasets", str(workdir / "runs/tiny_assets/unlabeled.jsonl"),
-                  "--out", str(tmp_path / "eval"), "--n", "2", "--max-new-tokens", "8", "--template", "plain",
-                  "--limit", "2")
+    rc, err = cli(
+        "eval",
+        "--checkpoint",
+        str(trained),
+        "--datasets",
+        str(workdir / "runs/tiny_assets/unlabeled.jsonl"),
+        "--out",
+        str(tmp_path / "eval"),
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--template",
+        "plain",
+        "--limit",
+        "2",
+    )
     assert rc == 0, err
     assert snapshot(trained) == before
 
@@ -163,8 +178,14 @@ def test_6_mixed_file_as_labeled_keeps_test_labels_out(cli, tmp_path, caplog):
     rows = [{"id": f"l{i}", "problem": f"{i}+1", "answer": str(i + 1)} for i in range(8)]
     rows += [{"id": f"u{i}", "problem": f"{i}+{i}", "is_labeled": False} for i in range(4)]  # no answers
     mixed = _jsonl(tmp_path / "mixed.jsonl", rows)
-    rc, err = cli(*train(tmp_path / "run", f"--config.data.labeled={mixed}", "--config.data.unlabeled=",
-                         "--config.train.total_steps=1"))
+    rc, err = cli(
+        *train(
+            tmp_path / "run",
+            f"--config.data.labeled={mixed}",
+            "--config.data.unlabeled=",
+            "--config.train.total_steps=1",
+        )
+    )
     assert rc == 0, err
     # the user sees this warning on stderr (pytest routes log records to caplog)
     assert "4 row(s) flagged is_labeled=false join D_U; their answers are never used for training" in caplog.text
@@ -178,25 +199,31 @@ def test_6_labeled_flag_inside_unlabeled_file_is_refused(cli, tmp_path):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("--config.model.tokenizer={qwen3}", "tokens but the model's vocab_size is"),
-    ("--config.rollout.max_new_tokens=4000", "exceeds the model's max_position_embeddings=2048"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("--config.model.tokenizer={qwen3}", "tokens but the model's vocab_size is"),
+        ("--config.rollout.max_new_tokens=4000", "exceeds the model's max_position_embeddings=2048"),
+    ],
+)
 def test_7_model_must_fit_tokenizer_and_lengths(cli, tmp_path, data_dir, override, needle):
     rc, err = cli(*train(tmp_path / "run", override.format(qwen3=data_dir / "tokenizers" / "qwen3")))
     assert rc == 1
     one_line(err, needle)
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("--config.algo.value_options.labeled_only=Treu", "algo.value_options.labeled_only='Treu' is not a boolean"),
-    ("--config.algo.policy_options.clip_low=-0.5", "algo.policy_options.clip_low=-0.5 must be > 0"),
-    ("--config.train.total_steps=0", "train.total_steps=0 must be >= 1"),
-    ("--config.train.ppo_epochs=0", "train.ppo_epochs=0 must be >= 1"),
-    ("--config.algo.adv_estimator=gea", "algo.adv_estimator='gea' is not registered"),
-    ("--config.algo.policy_loss=nope", "algo.policy_loss='nope' is not registered"),
-    ("--config.train.nope=1", "unknown config key 'train.nope'"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("--config.algo.value_options.labeled_only=Treu", "algo.value_options.labeled_only='Treu' is not a boolean"),
+        ("--config.algo.policy_options.clip_low=-0.5", "algo.policy_options.clip_low=-0.5 must be > 0"),
+        ("--config.train.total_steps=0", "train.total_steps=0 must be >= 1"),
+        ("--config.train.ppo_epochs=0", "train.ppo_epochs=0 must be >= 1"),
+        ("--config.algo.adv_estimator=gea", "algo.adv_estimator='gea' is not registered"),
+        ("--config.algo.policy_loss=nope", "algo.policy_loss='nope' is not registered"),
+        ("--config.train.nope=1", "unknown config key 'train.nope'"),
+    ],
+)
 def test_8_config_values_that_cannot_work(cli, tmp_path, override, needle):
     rc, err = cli(*train(tmp_path / "run", override))
     assert rc == 1

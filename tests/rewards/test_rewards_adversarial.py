@@ -1,4 +1,5 @@
 """Adversarial model outputs: graded wrong within the timeout, nothing executed, pool survives."""
+
 import os
 import time
 
@@ -14,7 +15,7 @@ MARGIN_S = 1.5  # kill + respawn bookkeeping on a loaded 2-core host
 
 PAYLOADS = [
     "__import__('os').system('touch pwned')",
-    "\\text{__import__(\"os\").system(\"touch pwned\")}",
+    '\\text{__import__("os").system("touch pwned")}',
     "eval(\"__import__('os').system('touch pwned')\")",
     "exec('import os; os.system(\"touch pwned\")')",
     "(lambda: __import__('os').system('touch pwned'))()",
@@ -33,8 +34,15 @@ def _adversarial_responses():
     rambling_then_wrong = "Hmm. " * 200_000 + "\\boxed{3}"  # 1 MB of text, wrong answer
     nested = "\\boxed{" + "(" * 14 + "1" + ")" * 14 + "}"  # slow for math-verify's parser
     factorial = "\\boxed{(10^{9})!}"
-    return [(tower, "5"), (deep, "1"), (megabyte, "5"), (mega_box, "9"), (rambling_then_wrong, "5"),
-            (nested, "2"), (factorial, "5")] + [(f"\\boxed{{{p}}}", "0") for p in PAYLOADS]
+    return [
+        (tower, "5"),
+        (deep, "1"),
+        (megabyte, "5"),
+        (mega_box, "9"),
+        (rambling_then_wrong, "5"),
+        (nested, "2"),
+        (factorial, "5"),
+    ] + [(f"\\boxed{{{p}}}", "0") for p in PAYLOADS]
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +104,29 @@ def test_hard_timeout_kills_a_stuck_worker(adv_dir):
 
 # --------------------------------------------------------------------------- no eval of model text
 
+
 def test_whitelist_rejects_code():
-    for s in ["__import__('os')", "os.system", "x.evalf", "lambda", "[1]", "'a'", "a_b", "eval(1)", "exec",
-              "1;2", "1 if 2 else 3", "x@y", "sqrt.func", "1..2", "Symbol", "pi.n", "{1:2}", "`x`", "a\\b"]:
+    for s in [
+        "__import__('os')",
+        "os.system",
+        "x.evalf",
+        "lambda",
+        "[1]",
+        "'a'",
+        "a_b",
+        "eval(1)",
+        "exec",
+        "1;2",
+        "1 if 2 else 3",
+        "x@y",
+        "sqrt.func",
+        "1..2",
+        "Symbol",
+        "pi.n",
+        "{1:2}",
+        "`x`",
+        "a\\b",
+    ]:
         assert not eq.is_safe_expression(s), s
         assert eq.safe_parse(s) is None, s
     for s in ["2*x+1", "sqrt(2)/2", "((1)/(3))", "2**10", "3.5", "2pi", "oo"]:
@@ -123,9 +151,19 @@ def test_parse_expr_only_ever_sees_whitelisted_names(monkeypatch, tmp_path):
         return real_eval_expr(code, local_dict, global_dict)
 
     monkeypatch.setattr(sympy_parser, "eval_expr", spy)
-    inputs = [(f"\\boxed{{{p}}}", "0") for p in PAYLOADS] + [(p, "0") for p in PAYLOADS] + [
-        ("\\frac{1}{3}", "0.333"), ("2\\sqrt{2}", "\\sqrt{8}"), ("x^2+2x+1", "(x+1)^2"), ("(1, 2)", "(1,2)"),
-        ("3.1416", "\\pi"), ("a+b=7", "7"), ("1/2 + 1/3", "5/6")]
+    inputs = (
+        [(f"\\boxed{{{p}}}", "0") for p in PAYLOADS]
+        + [(p, "0") for p in PAYLOADS]
+        + [
+            ("\\frac{1}{3}", "0.333"),
+            ("2\\sqrt{2}", "\\sqrt{8}"),
+            ("x^2+2x+1", "(x+1)^2"),
+            ("(1, 2)", "(1,2)"),
+            ("3.1416", "\\pi"),
+            ("a+b=7", "7"),
+            ("1/2 + 1/3", "5/6"),
+        ]
+    )
     for pred, gold in inputs:
         eq.is_equivalent(pred, gold)
     assert seen, "the sympy stage should have parsed something"

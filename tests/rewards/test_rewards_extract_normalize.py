@@ -1,4 +1,5 @@
 """Boxed-answer extraction and string normalisation (pure, no sympy, no processes)."""
+
 import json
 import time
 
@@ -8,26 +9,29 @@ from tempo_jax.rewards.extract import extract_answers, extract_boxed, strip_boxe
 from tempo_jax.rewards.normalize import is_degenerate, is_repetitive, nesting_depth, normalize_answer
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("The answer is $\\boxed{204}$.", "204"),
-    ("first \\boxed{1} then \\boxed{2}", "2"),  # the last box wins
-    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # nested braces
-    ("\\boxed{ \\{1, 2\\} }", "\\{1, 2\\}"),  # escaped braces are not structural
-    ("\\boxed{\\left\\{ x \\right.}", "\\left\\{ x \\right."),
-    ("so $\\boxed 5$ done", "5"),  # \boxed 5 form
-    ("\\fbox{7}", "7"),
-    ("\\boxed{3} and finally \\fbox{4}", "4"),
-    ("\\boxed {12}", "12"),
-    ("\\boxed\n{13}", "13"),
-    ("\\boxed{1} \\boxedsymbol", "1"),  # a longer control word is not \boxed
-    ("no answer here", None),
-    ("", None),
-    (None, None),
-    ("\\boxed{unclosed", None),  # unbalanced: the last box decides → None
-    ("\\boxed{1} and \\boxed{2", None),
-    ("\\boxed{}", ""),
-    ("\\boxed{a}}}}", "a"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is $\\boxed{204}$.", "204"),
+        ("first \\boxed{1} then \\boxed{2}", "2"),  # the last box wins
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # nested braces
+        ("\\boxed{ \\{1, 2\\} }", "\\{1, 2\\}"),  # escaped braces are not structural
+        ("\\boxed{\\left\\{ x \\right.}", "\\left\\{ x \\right."),
+        ("so $\\boxed 5$ done", "5"),  # \boxed 5 form
+        ("\\fbox{7}", "7"),
+        ("\\boxed{3} and finally \\fbox{4}", "4"),
+        ("\\boxed {12}", "12"),
+        ("\\boxed\n{13}", "13"),
+        ("\\boxed{1} \\boxedsymbol", "1"),  # a longer control word is not \boxed
+        ("no answer here", None),
+        ("", None),
+        (None, None),
+        ("\\boxed{unclosed", None),  # unbalanced: the last box decides → None
+        ("\\boxed{1} and \\boxed{2", None),
+        ("\\boxed{}", ""),
+        ("\\boxed{a}}}}", "a"),
+    ],
+)
 def test_extract_boxed(text, expected):
     assert extract_boxed(text) == expected
 
@@ -54,16 +58,44 @@ def test_strip_boxed_and_extract_answers():
     assert extract_answers(["\\boxed{1}", "none", "\\boxed{2"]) == ["1", "", ""]
 
 
-@pytest.mark.parametrize("raw, canon", [
-    ("025", "25"), ("-007", "-7"), ("0", "0"), ("100", "100"), ("1.05", "1.05"),
-    ("\\dfrac{1}{2}", "\\frac{1}{2}"), ("\\tfrac12", "\\frac{1}{2}"), ("1/2", "\\frac{1}{2}"),
-    ("\\frac1{2}", "\\frac{1}{2}"), ("\\sqrt2", "\\sqrt{2}"),
-    ("10 \\text{ cm}^2", "10"), ("204 minutes", "204"), ("\\text{(B)}", "B"), ("\\mbox{12} inches", "12"),
-    ("\\left( 1, 2 \\right)", "(1,2)"), ("30^\\circ", "30"), ("30^{\\circ}", "30"), ("50\\%", "50"),
-    ("\\$5.00", "5"), ("x = 5", "5"), ("0.50", "0.5"), (".5", "0.5"), ("1,000", "1000"), ("1{,}000", "1000"),
-    ("5.", "5"), ("\\boxed{7}", "7"), ("-0", "0"), ("3\\pi", "3\\pi"), ("(01, 02)", "(1,2)"),
-    ("\\displaystyle\\frac{3}{4}", "\\frac{3}{4}"), ("x+y=5", "x+y=5"), ("", ""), (None, ""),
-])
+@pytest.mark.parametrize(
+    "raw, canon",
+    [
+        ("025", "25"),
+        ("-007", "-7"),
+        ("0", "0"),
+        ("100", "100"),
+        ("1.05", "1.05"),
+        ("\\dfrac{1}{2}", "\\frac{1}{2}"),
+        ("\\tfrac12", "\\frac{1}{2}"),
+        ("1/2", "\\frac{1}{2}"),
+        ("\\frac1{2}", "\\frac{1}{2}"),
+        ("\\sqrt2", "\\sqrt{2}"),
+        ("10 \\text{ cm}^2", "10"),
+        ("204 minutes", "204"),
+        ("\\text{(B)}", "B"),
+        ("\\mbox{12} inches", "12"),
+        ("\\left( 1, 2 \\right)", "(1,2)"),
+        ("30^\\circ", "30"),
+        ("30^{\\circ}", "30"),
+        ("50\\%", "50"),
+        ("\\$5.00", "5"),
+        ("x = 5", "5"),
+        ("0.50", "0.5"),
+        (".5", "0.5"),
+        ("1,000", "1000"),
+        ("1{,}000", "1000"),
+        ("5.", "5"),
+        ("\\boxed{7}", "7"),
+        ("-0", "0"),
+        ("3\\pi", "3\\pi"),
+        ("(01, 02)", "(1,2)"),
+        ("\\displaystyle\\frac{3}{4}", "\\frac{3}{4}"),
+        ("x+y=5", "x+y=5"),
+        ("", ""),
+        (None, ""),
+    ],
+)
 def test_normalize_answer(raw, canon):
     assert normalize_answer(raw) == canon
 

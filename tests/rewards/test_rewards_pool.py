@@ -1,8 +1,10 @@
 """The process pool: order, hard timeouts, crashes, respawn, shutdown (generic tasks, no warm-up)."""
+
 import gc
 import hashlib
 import operator
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -74,8 +76,9 @@ def test_hard_timeout_inside_c_code(pool):
     pool.wait_ready()
     timeouts = pool.stats.timeouts
     t = time.perf_counter()
-    out = pool.map([("sha256", b"x", b"y", 10**9), ("sha256", b"x", b"y", 1)], fn=hashlib.pbkdf2_hmac,
-                   on_failure="timeout")
+    out = pool.map(
+        [("sha256", b"x", b"y", 10**9), ("sha256", b"x", b"y", 1)], fn=hashlib.pbkdf2_hmac, on_failure="timeout"
+    )
     assert out[0] == "timeout" and out[1] == hashlib.pbkdf2_hmac("sha256", b"x", b"y", 1)
     assert time.perf_counter() - t < 1.0 + 1.5  # pebble alone would wait 3 s before SIGKILL
     assert pool.stats.timeouts == timeouts + 1
@@ -96,7 +99,7 @@ def test_unpicklable_task_raises_and_pool_recovers(pool):
     # no worker is disturbed, and nothing of it can leak into the next call.
     pool.wait_ready()  # a worker replaced by an earlier test may still be starting
     before = dict(vars(pool.stats))
-    with pytest.raises(Exception):
+    with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):  # a lambda does not pickle
         pool.map([(0.3,), (0.3,), (lambda: 0,)], fn=time.sleep)
     assert dict(vars(pool.stats)) == before
     for _ in range(3):
@@ -105,6 +108,7 @@ def test_unpicklable_task_raises_and_pool_recovers(pool):
 
 def test_interrupted_call_replaces_the_workers_once(monkeypatch):
     """A call interrupted with tasks in flight (e.g. Ctrl-C) stops them; the next call is clean."""
+
     class Interrupt(BaseException):
         pass
 
@@ -165,8 +169,13 @@ def test_interpreter_exit_stops_workers():
             print(*p.pids)
             # no close(): the exit hook must clean up
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert out.returncode == 0, out.stderr
     pids = [int(x) for x in out.stdout.split()]
     assert len(pids) == 2 and _wait_dead(pids)

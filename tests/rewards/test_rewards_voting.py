@@ -1,4 +1,5 @@
 """TTRL voting and EMPO entropy rewards on hand-computed examples."""
+
 import math
 
 import numpy as np
@@ -140,8 +141,10 @@ def test_empo_thresholds_are_off_by_default_and_optional():
 
 
 def test_voting_through_the_pool_in_one_batch():
-    responses = [["so \\boxed{12}", "\\boxed{012}", "\\boxed{7}", "nothing"],
-                 ["\\boxed{\\frac{1}{2}}", "\\boxed{0.5}", "\\boxed{0.50}", "\\boxed{1/3}"]]
+    responses = [
+        ["so \\boxed{12}", "\\boxed{012}", "\\boxed{7}", "nothing"],
+        ["\\boxed{\\frac{1}{2}}", "\\boxed{0.5}", "\\boxed{0.50}", "\\boxed{1/3}"],
+    ]
     answers = [extract_answers(r) for r in responses]
     with Grader(num_workers=2, timeout_s=5.0) as g:
         calls = []

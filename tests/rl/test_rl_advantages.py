@@ -1,4 +1,5 @@
 """Advantage estimators: hand-computed examples, independent NumPy re-derivations, jit."""
+
 import functools
 from collections import defaultdict
 
@@ -119,8 +120,9 @@ def test_em_token_hand_example():
 
 def test_em_token_no_clamp_on_unlabeled_terminal():
     # V_T = 2.5 is used as-is (the reference's ±1 clamp is commented out)
-    out = EM_TOKEN(jnp.array([0.0]), jnp.array([[0.5, 2.5]]), jnp.ones((1, 2)), jnp.array([False]),
-                   jnp.array([0]), whiten="none")
+    out = EM_TOKEN(
+        jnp.array([0.0]), jnp.array([[0.5, 2.5]]), jnp.ones((1, 2)), jnp.array([False]), jnp.array([0]), whiten="none"
+    )
     np.testing.assert_allclose(out.advantages, [[2.0, 0.0]], **TOL)
     np.testing.assert_allclose(out.returns, [[2.5, 2.5]], **TOL)
 
@@ -162,9 +164,7 @@ def test_em_hand_example():
         out.advantages, [[a_lab, a_lab], [-a_lab, -a_lab], [a_unl, a_unl], [-a_unl, -a_unl], [0, 0]], **TOL
     )
     # returns: R for labeled rows, V_t for unlabeled rows
-    np.testing.assert_allclose(
-        out.returns, [[1, 1], [-1, -1], [0.7, 1.5], [0.6, -0.5], [1, 0]], **TOL
-    )
+    np.testing.assert_allclose(out.returns, [[1, 1], [-1, -1], [0.7, 1.5], [0.6, -0.5], [1, 0]], **TOL)
     out = EM(R, V, M, L, jnp.array([7, 7, 9, 9, 11]), norm_by_std=False)
     np.testing.assert_allclose(out.advantages[:, 0], [1, -1, 0.75, -0.75, 0], **TOL)
 
@@ -312,7 +312,8 @@ def test_options_via_partial_jit():
 def test_sharded_batch_on_fake_devices_matches_unsharded():
     # rows sharded over a data axis: the B×B group mask and the global whitening are
     # cross-device reductions; results must not depend on the sharding
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     n = len(jax.devices())
     R, V, Vp, M, L, G = random_batch(11, B=2 * n, T=5)

@@ -1,4 +1,5 @@
 """Group filters (host-side NumPy) and the registry."""
+
 import numpy as np
 import pytest
 
@@ -32,9 +33,7 @@ def test_constant_labeled_groups_rejects_mixed_group():
 
 
 def test_confidence_filter():
-    np.testing.assert_array_equal(
-        confidence_filter(np.array([0.125, 0.3, 0.5, 1.0])), [False, True, True, True]
-    )
+    np.testing.assert_array_equal(confidence_filter(np.array([0.125, 0.3, 0.5, 1.0])), [False, True, True, True])
     np.testing.assert_array_equal(confidence_filter(np.array([0.2, 0.9]), lower=0.1, upper=0.8), [True, False])
 
 
@@ -68,8 +67,12 @@ def test_accumulate_until_full_then_truncate():
     np.testing.assert_array_equal(out["tokens"][0], b0["tokens"][0])
     np.testing.assert_array_equal(out["tokens"][-1], b2["tokens"][1])
     assert acc.last_stats == {
-        "gen_batches": 3, "kept_groups": 8, "filtered_groups": 4, "target_groups": 5,
-        "surplus_groups": 3, "rows": 9,
+        "gen_batches": 3,
+        "kept_groups": 8,
+        "filtered_groups": 4,
+        "target_groups": 5,
+        "surplus_groups": 3,
+        "rows": 9,
     }
     # reset: a new cycle starts empty
     assert acc.num_groups == 0 and acc.stats()["gen_batches"] == 0

@@ -1,4 +1,5 @@
 """Policy losses: hand examples, NumPy re-derivations (value and gradient), exact micro-batching."""
+
 import functools
 
 import jax
@@ -81,10 +82,10 @@ def np_ppo(lp, old, A, m, lo, hi, c, agg, clamp=10.0):
             a = A[i, t]
             pg1, pg2 = -a * r, -a * np.clip(r, 1 - lo, 1 + hi)
             inside = 1 - lo <= r <= 1 + hi
-            l, d = (pg1, -a * dr) if (pg1 > pg2 or inside) else (pg2, 0.0)
-            if c is not None and a < 0 and -a * c < l:
-                l, d = -a * c, 0.0
-            loss[i, t], dloss[i, t] = l, d
+            tok_loss, d = (pg1, -a * dr) if (pg1 > pg2 or inside) else (pg2, 0.0)
+            if c is not None and a < 0 and -a * c < tok_loss:
+                tok_loss, d = -a * c, 0.0
+            loss[i, t], dloss[i, t] = tok_loss, d
     num, den = np_agg(loss, m, agg)
     w = np.ones((B, 1)) if agg != "seq-mean-token-mean" else 1.0 / np.maximum(m.sum(1, keepdims=True), 1)
     return num, den, dloss * w * m
@@ -231,8 +232,17 @@ def test_entropy_and_kl_terms_hand_example():
     m = jnp.ones((1, 2))
     kl0 = np.exp(-0.5) + 0.5 - 1
     for name in ("gspo", "ppo"):
-        out = JIT[name][0](lp, lp, jnp.zeros((1, 2)), m, agg="token-mean", entropy=ent,
-                           entropy_coef=0.01, ref_logprobs=ref, kl_coef=0.1)
+        out = JIT[name][0](
+            lp,
+            lp,
+            jnp.zeros((1, 2)),
+            m,
+            agg="token-mean",
+            entropy=ent,
+            entropy_coef=0.01,
+            ref_logprobs=ref,
+            kl_coef=0.1,
+        )
         np.testing.assert_allclose(out.numerator, 0.1 * kl0 - 0.01 * 4.0, **TOL)
         r = reduce_metrics(out.metrics)
         np.testing.assert_allclose(r["entropy"], 2.0, **TOL)
@@ -277,6 +287,7 @@ def test_microbatch_sums_give_whole_batch_loss_and_grad(name, agg):
         def f(w):
             o = fn(_model_logprobs(w, feats), old, A, m, entropy=ent, ref_logprobs=ref)
             return o.numerator, o
+
         (_, o), g = jax.value_and_grad(f, has_aux=True)(w)
         return o, g
 

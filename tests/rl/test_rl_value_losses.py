@@ -1,11 +1,19 @@
 """Value losses: hand examples, NumPy re-derivation, labeled-only masking, exact micro-batching."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tempo_jax.rl import (VALUE_LOSSES, explained_variance, explained_variance_from_moments, reduce_metrics,
-                          seq_clip, sum_outputs, token_clip)
+from tempo_jax.rl import (
+    VALUE_LOSSES,
+    explained_variance,
+    explained_variance_from_moments,
+    reduce_metrics,
+    seq_clip,
+    sum_outputs,
+    token_clip,
+)
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 STATIC = ("cliprange_value", "agg", "labeled_only")
@@ -39,10 +47,10 @@ def np_value_loss(V, old, R, M, L, c, agg, kind, labeled_only=True):
             clipped_seq.append(d != dc)
         else:
             vc = o + np.clip(v - o, -c, c)
-        l = np.maximum((v - r) ** 2, (vc - r) ** 2)
+        tok_loss = np.maximum((v - r) ** 2, (vc - r) ** 2)
         rows.append(i)
-        per_seq.append(l.mean())
-        toks.extend(l)
+        per_seq.append(tok_loss.mean())
+        toks.extend(tok_loss)
     if agg == "seq-mean-token-mean":
         return 0.5 * sum(per_seq), len(per_seq), clipped_seq
     return 0.5 * sum(toks), len(toks), clipped_seq
@@ -176,8 +184,9 @@ def test_value_microbatch_sums_give_whole_batch_loss_and_grad(name, agg):
     a, b = reduce_metrics(whole.metrics), reduce_metrics(*[o.metrics for o in outs])
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(explained_variance_from_moments(a), explained_variance_from_moments(b), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        explained_variance_from_moments(a), explained_variance_from_moments(b), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_explained_variance_pieces():
@@ -200,7 +209,8 @@ def test_explained_variance_of_arrays_matches_the_moments_version():
     assert np.isnan(explained_variance(np.asarray(V), np.ones(24)))
     assert explained_variance(np.asarray(V), np.ones(24), if_constant=0.0) == 0.0
     assert explained_variance(np.ones(3, np.float32), np.array([1.0, 2.0, 3.0], np.float32)) == pytest.approx(
-        1 - np.var([0.0, 1.0, 2.0]) / np.var([1.0, 2.0, 3.0]))
+        1 - np.var([0.0, 1.0, 2.0]) / np.var([1.0, 2.0, 3.0])
+    )
 
 
 def test_eager_equals_jit_and_unknown_name_raises():

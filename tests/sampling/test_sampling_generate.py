@@ -1,5 +1,6 @@
 """generate(): seeds, the n samples of a prompt, stop tokens, the segmented decode over growing
 cache windows, the per-layer cache layout, scanned layers, the cache budget, a bfloat16 cache."""
+
 from __future__ import annotations
 
 import re
@@ -46,7 +47,7 @@ def test_the_n_samples_of_a_prompt_differ(qwen3, prompts):
     np.testing.assert_array_equal(out.prompt_index, np.repeat([0, 1, 2], 4))
     np.testing.assert_array_equal(out.prompt_tokens[::4], left_pad(list(prompts), PAD)[0])
     for i in range(3):
-        rows = {tuple(r) for r in out.tokens[4 * i:4 * i + 4].tolist()}
+        rows = {tuple(r) for r in out.tokens[4 * i : 4 * i + 4].tolist()}
         assert len(rows) == 4, f"prompt {i}: samples repeat"
 
 
@@ -57,7 +58,7 @@ def test_stop_tokens_end_rows_and_everything_after_is_padding(qwen3, prompts):
     for r in range(out.tokens.shape[0]):
         n = out.lengths[r]
         np.testing.assert_array_equal(out.mask[r], np.arange(T) < n)
-        assert not np.isin(out.tokens[r, :n - 1], stops).any()
+        assert not np.isin(out.tokens[r, : n - 1], stops).any()
         if out.eos[r]:
             assert out.finish_reasons[r] == "eos" and out.tokens[r, n - 1] in stops
         else:
@@ -106,15 +107,16 @@ def test_layer_cache_decode_matches_the_full_forward_and_the_stacked_cache(qwen3
         pre, cache = qwen3(tokens[:, :split], positions[:, :split], valid[:, :split], cache)
         steps.append(np.asarray(pre))
         for t in range(split, 16):
-            out, cache = qwen3(tokens[:, t:t + 1], positions[:, t:t + 1], valid[:, t:t + 1], cache)
+            out, cache = qwen3(tokens[:, t : t + 1], positions[:, t : t + 1], valid[:, t : t + 1], cache)
             steps.append(np.asarray(out))
         incremental = np.concatenate(steps, axis=1)
         assert np.abs(incremental - np.asarray(full))[valid].max() < 1e-5
         assert int(cache.index) == 16
         layered = cache if isinstance(cache, LayerKVCache) else to_layers(cache)
         assert layered.k[0].shape == (3, 2, 20, 16)  # [batch, kv heads, slots, head dim]
-        np.testing.assert_array_equal(np.asarray(to_stacked(layered).k), np.asarray(to_stacked(to_layers(
-            to_stacked(layered))).k))
+        np.testing.assert_array_equal(
+            np.asarray(to_stacked(layered).k), np.asarray(to_stacked(to_layers(to_stacked(layered))).k)
+        )
 
 
 def test_scanned_layers_sample_like_unrolled_ones(checkpoints, prompts):
@@ -141,7 +143,9 @@ def test_a_cache_over_budget_fails_naming_the_largest_batch_that_fits(qwen3):
     # with n samples per prompt the message also counts prompts; prefill + fan-out raise the peak
     with pytest.raises(CacheTooLargeError) as err:
         generate(qwen3, prompt[:4], n=2, **kw)
-    fits, prompts_fit = map(int, re.search(r"is (\d+) sequences \((\d+) prompts x 2 samples\)", str(err.value)).groups())
+    fits, prompts_fit = map(
+        int, re.search(r"is (\d+) sequences \((\d+) prompts x 2 samples\)", str(err.value)).groups()
+    )
     assert fits < 5 and prompts_fit == fits // 2
 
 
@@ -150,11 +154,34 @@ def test_bfloat16_kv_cache(checkpoints, prompts, teacher_forced):
     model = from_hf(path)
     tokens, valid = left_pad(list(prompts), PAD, 16)
     graphdef, state = nnx.split(model)
-    carry = prefill(graphdef, state, jnp.asarray(tokens), jnp.asarray(valid), 32, "bfloat16", None, 1, 4, Sampling(), (),
-                    PAD, False, jax.random.key(0))
+    carry = prefill(
+        graphdef,
+        state,
+        jnp.asarray(tokens),
+        jnp.asarray(valid),
+        32,
+        "bfloat16",
+        None,
+        1,
+        4,
+        Sampling(),
+        (),
+        PAD,
+        False,
+        jax.random.key(0),
+    )
     assert all(k.dtype == jnp.bfloat16 for k in carry["cache"].k + carry["cache"].v)
-    out = generate(model, list(prompts), n=2, max_new_tokens=T, method=Sampling(), stop_ids=(), pad_id=PAD,
-                   rng=jax.random.key(0), kv_cache_dtype="bfloat16")
+    out = generate(
+        model,
+        list(prompts),
+        n=2,
+        max_new_tokens=T,
+        method=Sampling(),
+        stop_ids=(),
+        pad_id=PAD,
+        rng=jax.random.key(0),
+        kv_cache_dtype="bfloat16",
+    )
     assert out.mask.all()
     logits = teacher_forced(hf_model, out.prompt_tokens, out.prompt_valid, out.tokens)  # fp32 reference
     ref = jax.nn.log_softmax(jnp.asarray(logits))

@@ -1,4 +1,5 @@
 """Sampling methods on hand-computed examples, and the inverse-CDF draw against its distribution."""
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,12 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert np.isfinite(_t(TopP(0.01), logits)).tolist() == [True, False, False, False]  # the top token always stays
     assert np.isfinite(_t(TopP(1.0), logits)).all()
     # order does not matter: the same set on shuffled logits
-    assert np.isfinite(_t(TopP(0.7), [logits[2], logits[0], logits[3], logits[1]])).tolist() == [False, True, False, True]
+    assert np.isfinite(_t(TopP(0.7), [logits[2], logits[0], logits[3], logits[1]])).tolist() == [
+        False,
+        True,
+        False,
+        True,
+    ]
 
 
 def test_methods_compose_temperature_then_top_k_then_top_p():
@@ -66,8 +72,11 @@ def test_greedy_picks_the_first_maximum_with_its_model_logprob():
     logits = jnp.asarray([[0.0, 3.0, 3.0, 1.0], [5.0, -1.0, 2.0, 0.0]])
     tok, lp, slp = Greedy().sample_with_logprobs(jax.random.key(0), logits)
     np.testing.assert_array_equal(tok, [1, 0])
-    np.testing.assert_allclose(lp, [3.0 - math.log(1 + 2 * math.e ** 3 + math.e), 5 - math.log(
-        math.e ** 5 + math.e ** -1 + math.e ** 2 + 1)], rtol=1e-6)
+    np.testing.assert_allclose(
+        lp,
+        [3.0 - math.log(1 + 2 * math.e**3 + math.e), 5 - math.log(math.e**5 + math.e**-1 + math.e**2 + 1)],
+        rtol=1e-6,
+    )
     np.testing.assert_array_equal(slp, [0.0, 0.0])
     np.testing.assert_array_equal(_t(Greedy(), [0.0, 3.0, 3.0, 1.0]), [NEG, 0.0, NEG, NEG])
 

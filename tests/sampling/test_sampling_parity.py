@@ -1,6 +1,7 @@
 """The sampler against transformers on the same weights: greedy output token for token (Qwen3 and
 Llama 3, left-padded prompts of different lengths, an EOS id that occurs), log-probs against a
 teacher-forced forward, and 8 sharded fake CPU devices against 1 device."""
+
 from __future__ import annotations
 
 import jax
@@ -21,9 +22,15 @@ MAX_NEW = 24
 
 def _hf_generate(hf_model, ids, mask, eos):
     with torch.no_grad():
-        out = hf_model.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                                do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=eos, pad_token_id=PAD)
-    return out[:, ids.shape[1]:].numpy()
+        out = hf_model.generate(
+            input_ids=torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            do_sample=False,
+            max_new_tokens=MAX_NEW,
+            eos_token_id=eos,
+            pad_token_id=PAD,
+        )
+    return out[:, ids.shape[1] :].numpy()
 
 
 def _pick_eos(free_run: np.ndarray) -> int:
@@ -48,8 +55,7 @@ def greedy_case(request, checkpoints, prompts, hf_pad):
     ref = _hf_generate(hf_model, ids, mask, eos=eos)
     model = from_hf(path)
     ours = generate(model, list(prompts), max_new_tokens=MAX_NEW, method=Greedy(), stop_ids=(eos,), pad_id=PAD)
-    return dict(case=request.param, free=free, eos=eos, ref=ref, ours=ours, path=path, hf=hf_model, ids=ids,
-                mask=mask)
+    return dict(case=request.param, free=free, eos=eos, ref=ref, ours=ours, path=path, hf=hf_model, ids=ids, mask=mask)
 
 
 def test_greedy_run_is_not_degenerate(greedy_case):
@@ -63,8 +69,8 @@ def test_greedy_matches_transformers_token_for_token(greedy_case):
     ref, ours = greedy_case["ref"], greedy_case["ours"]
     assert ours.tokens.shape == (3, MAX_NEW)
     # transformers stops once every row has finished; the rest of our buffer must be padding.
-    np.testing.assert_array_equal(ours.tokens[:, :ref.shape[1]], ref)
-    assert (ours.tokens[:, ref.shape[1]:] == PAD).all()
+    np.testing.assert_array_equal(ours.tokens[:, : ref.shape[1]], ref)
+    assert (ours.tokens[:, ref.shape[1] :] == PAD).all()
 
 
 def test_eos_rows_end_there_are_masked_after_and_report_finish_reasons(greedy_case):
@@ -101,12 +107,22 @@ def test_greedy_logprobs_match_teacher_forcing(greedy_case, teacher_forced):
     np.testing.assert_allclose(ours.logprobs[ours.mask], ref[ours.mask], atol=1e-4)
 
 
-@pytest.mark.parametrize("method", [Sampling(), Sampling(temperature=0.7, top_k=20, top_p=0.9)],
-                         ids=["plain", "t0.7_k20_p0.9"])
+@pytest.mark.parametrize(
+    "method", [Sampling(), Sampling(temperature=0.7, top_k=20, top_p=0.9)], ids=["plain", "t0.7_k20_p0.9"]
+)
 def test_sampled_logprobs_match_teacher_forcing(method, checkpoints, prompts, teacher_forced):
     path, hf_model = checkpoints.get("qwen3")
-    out = generate(from_hf(path), list(prompts), n=2, max_new_tokens=16, method=method, stop_ids=(), pad_id=PAD,
-                   rng=jax.random.key(3), return_sampling_logprobs=True)
+    out = generate(
+        from_hf(path),
+        list(prompts),
+        n=2,
+        max_new_tokens=16,
+        method=method,
+        stop_ids=(),
+        pad_id=PAD,
+        rng=jax.random.key(3),
+        return_sampling_logprobs=True,
+    )
     assert out.mask.all() and (out.lengths == 16).all()
     logits = teacher_forced(hf_model, out.prompt_tokens, out.prompt_valid, out.tokens)
     np.testing.assert_allclose(out.logprobs, _gather(_log_softmax(logits), out.tokens), atol=1e-4)

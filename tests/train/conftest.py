@@ -1,4 +1,5 @@
 """Fixtures for trainer tests: tiny assets in a temp dir and a tiny recipe config."""
+
 import pytest
 
 from tempo_jax.train.tiny import ensure_tiny_assets, tiny_recipe
@@ -12,8 +13,12 @@ def tiny_assets(tmp_path_factory):
 @pytest.fixture
 def tiny_config(tiny_assets, tmp_path):
     def make(method: str, **changes):
-        base = dict(run_dir=str(tmp_path / f"run_{method}"), checkpoint__async_save=False, log__tensorboard=False,
-                    grader__workers=1)
+        base = dict(
+            run_dir=str(tmp_path / f"run_{method}"),
+            checkpoint__async_save=False,
+            log__tensorboard=False,
+            grader__workers=1,
+        )
         base.update(changes)
         return tiny_recipe(method, tiny_assets, **base)
 

@@ -1,4 +1,5 @@
 """Checkpointer (Orbax) and PreemptionGuard: round trip, retention, corruption fall-back, resharding, signals."""
+
 from __future__ import annotations
 
 import logging
@@ -14,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.decoder import CausalLM
-from tempo_jax.train.checkpoint import CheckpointMismatchError, CheckpointRestoreError, Checkpointer
+from tempo_jax.train.checkpoint import Checkpointer, CheckpointMismatchError, CheckpointRestoreError
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.preemption import PreemptionGuard
 from tempo_jax.train.state import TrainState, create_train_state
@@ -28,17 +30,32 @@ from tempo_jax.train.state import TrainState, create_train_state
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CFG = ModelConfig(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, rope=RopeConfig(theta=1e4), qk_norm="head")
+CFG = ModelConfig(
+    model_type="qwen3",
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    rope=RopeConfig(theta=1e4),
+    qk_norm="head",
+)
 
 
 def _filled(abstract, seed):
     """Concrete leaves with non-trivial values (Adam moments start at zero, which would make bit-exactness
     vacuous); filled on the host, which is much cheaper here than initialising the model eagerly."""
     rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)
-                                              if jnp.issubdtype(x.dtype, jnp.floating)
-                                              else np.full(x.shape, 7 + seed, x.dtype)), abstract)
+    return jax.tree.map(
+        lambda x: jnp.asarray(
+            rng.standard_normal(x.shape).astype(x.dtype)
+            if jnp.issubdtype(x.dtype, jnp.floating)
+            else np.full(x.shape, 7 + seed, x.dtype)
+        ),
+        abstract,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +66,11 @@ def states():
 
 
 def small(step):
-    return {"w": jnp.arange(256, dtype=jnp.float32).reshape(16, 16) * step, "b": jnp.full((3,), step, jnp.bfloat16),
-            "n": jnp.asarray(step, jnp.int32)}
+    return {
+        "w": jnp.arange(256, dtype=jnp.float32).reshape(16, 16) * step,
+        "b": jnp.full((3,), step, jnp.bfloat16),
+        "n": jnp.asarray(step, jnp.int32),
+    }
 
 
 SMALL_ABSTRACT = {"actor": jax.eval_shape(lambda: small(1))}
@@ -80,8 +100,12 @@ def data_files(step_dir: pathlib.Path):
 # ---------------------------------------------------------------------------------------------- round trip
 def test_round_trip_bit_exact_with_meta(tmp_path, states):
     actor, critic = states
-    meta = {"data": {"epoch": 1, "position": 37, "seed": 0}, "config": {"method": "tempo", "lr": 1e-6, "n": [1, 2]},
-            "rng_seed": 1234, "metrics": {"reward": -0.25, "note": "ok"}}
+    meta = {
+        "data": {"epoch": 1, "position": 37, "seed": 0},
+        "config": {"method": "tempo", "lr": 1e-6, "n": [1, 2]},
+        "rng_seed": 1234,
+        "metrics": {"reward": -0.25, "note": "ok"},
+    }
     with Checkpointer(tmp_path / "ck") as ckpt:
         assert ckpt.save(5, {"actor": actor, "critic": critic}, meta)
         # async: save returned after copying to host; the trainer may donate the arrays right away
@@ -249,15 +273,24 @@ def test_read_only_restore_falls_back_without_moving_or_creating_anything(tmp_pa
     assert not (tmp_path / "absent").exists()
 
 
-@pytest.mark.parametrize("failure", [PermissionError(13, "Permission denied"), OSError(5, "Input/output error"),
-                                     ValueError("NOT_FOUND: Error opening file: PERMISSION_DENIED: open failed")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        PermissionError(13, "Permission denied"),
+        OSError(5, "Input/output error"),
+        ValueError("NOT_FOUND: Error opening file: PERMISSION_DENIED: open failed"),
+    ],
+)
 def test_storage_failure_is_not_taken_for_corruption(tmp_path, monkeypatch, failure):
     """An unreadable mount (EACCES, EIO, a TensorStore PERMISSION_DENIED) says nothing about the files:
     the restore stops and no healthy checkpoint is renamed."""
     save_steps(tmp_path, [1, 2])
     monkeypatch.setattr(Checkpointer, "_read_step", lambda self, step, abstract: (_ for _ in ()).throw(failure))
-    with pytest.raises(CheckpointRestoreError, match=r"the storage failed, not necessarily the checkpoint, so nothing "
-                                                     r"was moved"):
+    with pytest.raises(
+        CheckpointRestoreError,
+        match=r"the storage failed, not necessarily the checkpoint, so nothing "
+        r"was moved",
+    ):
         Checkpointer(tmp_path).restore(SMALL_ABSTRACT)
     assert sorted(os.listdir(tmp_path)) == ["1", "2"]
 
@@ -307,8 +340,10 @@ def test_kill_during_save_leaves_only_an_ignored_tmp_dir(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- resharding
 def _shard_like(tree, mesh, spec_fn):
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, spec_fn(x))),
-                        jax.eval_shape(lambda: tree))
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, spec_fn(x))),
+        jax.eval_shape(lambda: tree),
+    )
 
 
 def test_restore_onto_a_different_sharding(tmp_path, states):
@@ -325,8 +360,9 @@ def test_restore_onto_a_different_sharding(tmp_path, states):
         return P(*([None] * (x.ndim - 1)), "tensor") if x.ndim and x.shape[-1] % 4 == 0 else P()
 
     saved_state = jax.tree.map(lambda x, s: jax.device_put(x, s.sharding), actor, _shard_like(actor, mesh_a, spec_a))
-    assert any(len(x.sharding.device_set) == 8 and not x.sharding.is_fully_replicated
-               for x in jax.tree.leaves(saved_state))
+    assert any(
+        len(x.sharding.device_set) == 8 and not x.sharding.is_fully_replicated for x in jax.tree.leaves(saved_state)
+    )
     ckpt = Checkpointer(tmp_path)
     ckpt.save(1, {"actor": saved_state}, {})
     ckpt.wait()
@@ -338,8 +374,9 @@ def test_restore_onto_a_different_sharding(tmp_path, states):
     assert_bit_equal(arrays["actor"], actor)
 
     # and onto one device (no sharding given in the abstract)
-    _, arrays, _ = ckpt.restore({"actor": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                                                        jax.eval_shape(lambda: actor))})
+    _, arrays, _ = ckpt.restore(
+        {"actor": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), jax.eval_shape(lambda: actor))}
+    )
     assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(arrays["actor"]))
     assert_bit_equal(arrays["actor"], actor)
 

@@ -1,4 +1,5 @@
 """Recipe loading and validation: bad settings fail at start, name the key and say what to do."""
+
 import pathlib
 
 import pytest
@@ -14,7 +15,6 @@ from tempo_jax.train.config import (
     set_path,
     split_config_spec,
     uses_critic,
-    validate,
 )
 
 
@@ -49,9 +49,18 @@ def test_model_must_embed_the_tokenizer_and_hold_the_lengths(tiny_config):
     from tempo_jax.models.tokenizer import TokenizerError
     from tempo_jax.train.run_models import check_model_fits
 
-    model = ModelConfig(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=1,
-                        num_heads=4, num_kv_heads=2, head_dim=8, rope=RopeConfig(theta=1e4),
-                        max_position_embeddings=128)
+    model = ModelConfig(
+        model_type="qwen3",
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+        rope=RopeConfig(theta=1e4),
+        max_position_embeddings=128,
+    )
     cfg = tiny_config("tempo", data__max_prompt_tokens=96, rollout__max_new_tokens=16)
     check_model_fits(cfg, [0] * 64, model)
     with pytest.raises(TokenizerError, match="the tokenizer has 65 tokens but the model's vocab_size is 64"):
@@ -81,8 +90,10 @@ def in_workdir(workdir, monkeypatch):
 
 def _recipe_file(tmp_path, signature, body="run_dir=arg"):
     path = tmp_path / "recipe.py"
-    path.write_text("from tempo_jax.train.config import recipe\n\n"
-                    f"def get_config({signature}):\n    return recipe('tempo', {body})\n")
+    path.write_text(
+        "from tempo_jax.train.config import recipe\n\n"
+        f"def get_config({signature}):\n    return recipe('tempo', {body})\n"
+    )
     return str(path)
 
 
@@ -102,15 +113,17 @@ def test_text_after_the_colon_goes_to_get_config(tmp_path):
 
 def test_overrides_take_the_type_of_the_field_they_replace(tiny_config):
     cfg = tiny_config("tempo")
-    for text, key, want in [("--config.train.total_steps=7", "train.total_steps", 7),
-                            ("--config.train.actor_lr=1", "train.actor_lr", 1.0),
-                            ("--config.train.critic_lr=3e-6", "train.critic_lr", 3e-6),
-                            ("--config.data.labeled=123", "data.labeled", "123"),  # a string stays a string
-                            ("--config.eval.datasets=aime24,aime25", "eval.datasets", "aime24,aime25"),
-                            ("--config.mesh.shape=(1,-1,4)", "mesh.shape", (1, -1, 4)),
-                            ("--config.mesh.shape=[2, 2, 2]", "mesh.shape", (2, 2, 2)),
-                            ("--config.mesh.rollout_shape=", "mesh.rollout_shape", ()),
-                            ("--config.log.tensorboard=False", "log.tensorboard", False)]:
+    for text, key, want in [
+        ("--config.train.total_steps=7", "train.total_steps", 7),
+        ("--config.train.actor_lr=1", "train.actor_lr", 1.0),
+        ("--config.train.critic_lr=3e-6", "train.critic_lr", 3e-6),
+        ("--config.data.labeled=123", "data.labeled", "123"),  # a string stays a string
+        ("--config.eval.datasets=aime24,aime25", "eval.datasets", "aime24,aime25"),
+        ("--config.mesh.shape=(1,-1,4)", "mesh.shape", (1, -1, 4)),
+        ("--config.mesh.shape=[2, 2, 2]", "mesh.shape", (2, 2, 2)),
+        ("--config.mesh.rollout_shape=", "mesh.rollout_shape", ()),
+        ("--config.log.tensorboard=False", "log.tensorboard", False),
+    ]:
         set_path(cfg, *parse_override(text))
         got = cfg
         for part in key.split("."):
@@ -118,25 +131,35 @@ def test_overrides_take_the_type_of_the_field_they_replace(tiny_config):
         assert got == want and type(got) is type(want), (text, got)
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("train.total_steps", "1.5", r"train.total_steps='1.5' is not an integer \(the recipe has train.total_steps=3\)"),
-    ("train.total_steps", "abc", r"train.total_steps='abc' is not an integer"),
-    ("train.actor_lr", "fast", r"train.actor_lr='fast' is not a number"),
-    ("algo.value_options.labeled_only", "2", r"algo.value_options.labeled_only='2' is not a boolean"),
-    ("train.total_steps", 1.5, r"train.total_steps=1.5 is a float, but train.total_steps holds an int"),
-    ("data.labeled", 7, r"data.labeled=7 is an int, but data.labeled holds a str"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        (
+            "train.total_steps",
+            "1.5",
+            r"train.total_steps='1.5' is not an integer \(the recipe has train.total_steps=3\)",
+        ),
+        ("train.total_steps", "abc", r"train.total_steps='abc' is not an integer"),
+        ("train.actor_lr", "fast", r"train.actor_lr='fast' is not a number"),
+        ("algo.value_options.labeled_only", "2", r"algo.value_options.labeled_only='2' is not a boolean"),
+        ("train.total_steps", 1.5, r"train.total_steps=1.5 is a float, but train.total_steps holds an int"),
+        ("data.labeled", 7, r"data.labeled=7 is an int, but data.labeled holds a str"),
+    ],
+)
 def test_a_value_of_the_wrong_type_names_the_key(tiny_config, key, value, needle):
     with pytest.raises(RecipeError, match=needle):
         set_path(tiny_config("tempo"), key, value)
 
 
-@pytest.mark.parametrize("key,neighbours", [
-    ("train.actr_lr", "train.actor_lr"),            # misspelt
-    ("trian.actor_lr", "train.actor_lr"),           # misspelt section
-    ("train.clip_low", "algo.policy_options.clip_low"),  # right name, wrong section
-    ("total_steps", "train.total_steps"),           # no section
-])
+@pytest.mark.parametrize(
+    "key,neighbours",
+    [
+        ("train.actr_lr", "train.actor_lr"),  # misspelt
+        ("trian.actor_lr", "train.actor_lr"),  # misspelt section
+        ("train.clip_low", "algo.policy_options.clip_low"),  # right name, wrong section
+        ("total_steps", "train.total_steps"),  # no section
+    ],
+)
 def test_unknown_keys_name_their_neighbours(tiny_config, key, neighbours):
     with pytest.raises(UnknownKeyError) as info:
         set_path(tiny_config("tempo"), key, 1)
@@ -148,7 +171,9 @@ def test_unknown_keys_name_their_neighbours(tiny_config, key, neighbours):
 
 
 def test_a_section_is_not_a_value(tiny_config):
-    with pytest.raises(RecipeError, match=r"train is a section, not a value; set one of its keys: train.actor_grad_clip"):
+    with pytest.raises(
+        RecipeError, match=r"train is a section, not a value; set one of its keys: train.actor_grad_clip"
+    ):
         set_path(tiny_config("tempo"), "train", 1)
     with pytest.raises(UnknownKeyError, match=r"seed is a value, not a section"):
         set_path(tiny_config("tempo"), "seed.x", 1)
@@ -173,57 +198,144 @@ PAPER_METHODS = ("tempo", "tempo_frozen_critic", "ttrl", "empo", "zero_rl_ppo")
 # replaced, recorded from those files (their paper_common.paper() arguments + method defaults), under
 # the key names they had then.
 RECORDED_COMMON = {
-    "algo.clip_high": 0.0005, "algo.clip_low": 0.0003, "algo.entropy_coef": 0.0, "algo.loss_agg": "seq-mean-token-mean",
-    "algo.max_num_gen_batches": 10, "algo.policy_loss": "gspo", "checkpoint.save_every": 32, "data.labeled": "math_train",
-    "data.max_prompt_tokens": 2048, "data.unlabeled": "aime24", "eval.before_train": True,
-    "eval.datasets": "aime24,aime25", "eval.n": 16, "eval.test_freq": 4, "mesh.rollout_shape": (-1, 1, 4),
-    "mesh.shape": (1, -1, 4), "mesh.topology": "v5p-64", "model.attention_chunk": 1024, "model.dtype": "bfloat16",
-    "model.param_dtype": "float32", "model.remat": True, "model.scan_layers": True, "rollout.max_new_tokens": 16384,
-    "rollout.n": 8, "rollout.temperature": 1.0, "rollout.top_k": -1, "rollout.top_p": 1.0, "seed": 1,
-    "train.actor_grad_clip": 1.0, "train.actor_lr": 1e-06, "train.actor_weight_decay": 0.0,
-    "train.critic_grad_clip": 1.0, "train.critic_weight_decay": 0.01, "train.micro_batch_tokens": 147456,
+    "algo.clip_high": 0.0005,
+    "algo.clip_low": 0.0003,
+    "algo.entropy_coef": 0.0,
+    "algo.loss_agg": "seq-mean-token-mean",
+    "algo.max_num_gen_batches": 10,
+    "algo.policy_loss": "gspo",
+    "checkpoint.save_every": 32,
+    "data.labeled": "math_train",
+    "data.max_prompt_tokens": 2048,
+    "data.unlabeled": "aime24",
+    "eval.before_train": True,
+    "eval.datasets": "aime24,aime25",
+    "eval.n": 16,
+    "eval.test_freq": 4,
+    "mesh.rollout_shape": (-1, 1, 4),
+    "mesh.shape": (1, -1, 4),
+    "mesh.topology": "v5p-64",
+    "model.attention_chunk": 1024,
+    "model.dtype": "bfloat16",
+    "model.param_dtype": "float32",
+    "model.remat": True,
+    "model.scan_layers": True,
+    "rollout.max_new_tokens": 16384,
+    "rollout.n": 8,
+    "rollout.temperature": 1.0,
+    "rollout.top_k": -1,
+    "rollout.top_p": 1.0,
+    "seed": 1,
+    "train.actor_grad_clip": 1.0,
+    "train.actor_lr": 1e-06,
+    "train.actor_weight_decay": 0.0,
+    "train.critic_grad_clip": 1.0,
+    "train.critic_weight_decay": 0.01,
+    "train.micro_batch_tokens": 147456,
     "train.ppo_epochs": 1,
 }
 _TTT = {"algo.clip_ratio_c": 10.0, "algo.cliprange_value": 0.1, "algo.filter_groups": False, "train.total_steps": 128}
-_TEMPO = {"algo.adv_estimator": "em_token", "algo.cliprange_value": 0.1, "algo.filter_groups": True,
-          "algo.reward": "outcome", "method": "tempo", "train.total_steps": 20480}
-_PPO = {"algo.adv_estimator": "gae", "algo.cliprange_value": 0.5, "algo.filter_groups": True, "algo.reward": "outcome",
-        "algo.value_labeled_only": False, "method": "zero_rl_ppo", "train.critic_lr": 1e-05, "train.total_steps": 20480}
+_TEMPO = {
+    "algo.adv_estimator": "em_token",
+    "algo.cliprange_value": 0.1,
+    "algo.filter_groups": True,
+    "algo.reward": "outcome",
+    "method": "tempo",
+    "train.total_steps": 20480,
+}
+_PPO = {
+    "algo.adv_estimator": "gae",
+    "algo.cliprange_value": 0.5,
+    "algo.filter_groups": True,
+    "algo.reward": "outcome",
+    "algo.value_labeled_only": False,
+    "method": "zero_rl_ppo",
+    "train.critic_lr": 1e-05,
+    "train.total_steps": 20480,
+}
 _Q14 = {"data.template": "qwen3", "model.actor_hf": "/path/to/Qwen3-14B", "model.preset": "Qwen3-14B"}
 _OLMO = {"data.template": "olmo", "model.actor_hf": "/path/to/Olmo-3-1025-7B", "model.preset": "OLMo-3-7B"}
 _Q8 = {"data.template": "qwen3", "model.actor_hf": "/path/to/Qwen3-8B", "model.preset": "Qwen3-8B"}
 RECORDED = {
-    "tempo_qwen3_14b_aime": {**_TEMPO, **_Q14, "model.init_from": "/path/to/stage1_run_qwen3_14b",
-                             "rollout.prompts_per_generate": 32, "run_dir": "runs/tempo_qwen3_14b_aime",
-                             "train.critic_lr": 1e-06, "train.ppo_mini_batch_size": 32, "train.train_batch_size": 128},
-    "tempo_olmo3_7b_aime": {**_TEMPO, **_OLMO, "model.critic_hf": "/path/to/olmo3_7b_value_model",
-                            "rollout.prompts_per_generate": 8, "run_dir": "runs/tempo_olmo3_7b_aime",
-                            "train.critic_lr": 0.0, "train.ppo_mini_batch_size": 64, "train.train_batch_size": 256},
-    "tempo_qwen3_8b_aime": {**_TEMPO, **_Q8, "model.init_from": "/path/to/stage1_run_qwen3_8b",
-                            "rollout.prompts_per_generate": 32, "run_dir": "runs/tempo_qwen3_8b_aime",
-                            "train.critic_lr": 0.0, "train.ppo_mini_batch_size": 64, "train.train_batch_size": 256},
-    "zero_rl_qwen3_14b_aime": {**_PPO, **_Q14, "rollout.prompts_per_generate": 32,
-                               "run_dir": "runs/zero_rl_ppo_qwen3_14b_aime", "train.ppo_mini_batch_size": 32,
-                               "train.train_batch_size": 128},
-    "zero_rl_olmo3_7b_aime": {**_PPO, **_OLMO, "rollout.prompts_per_generate": 8,
-                              "run_dir": "runs/zero_rl_ppo_olmo3_7b_aime", "train.ppo_mini_batch_size": 64,
-                              "train.train_batch_size": 256},
-    "zero_rl_qwen3_8b_aime": {**_PPO, **_Q8, "rollout.prompts_per_generate": 32,
-                              "run_dir": "runs/zero_rl_ppo_qwen3_8b_aime", "train.ppo_mini_batch_size": 64,
-                              "train.train_batch_size": 256},
+    "tempo_qwen3_14b_aime": {
+        **_TEMPO,
+        **_Q14,
+        "model.init_from": "/path/to/stage1_run_qwen3_14b",
+        "rollout.prompts_per_generate": 32,
+        "run_dir": "runs/tempo_qwen3_14b_aime",
+        "train.critic_lr": 1e-06,
+        "train.ppo_mini_batch_size": 32,
+        "train.train_batch_size": 128,
+    },
+    "tempo_olmo3_7b_aime": {
+        **_TEMPO,
+        **_OLMO,
+        "model.critic_hf": "/path/to/olmo3_7b_value_model",
+        "rollout.prompts_per_generate": 8,
+        "run_dir": "runs/tempo_olmo3_7b_aime",
+        "train.critic_lr": 0.0,
+        "train.ppo_mini_batch_size": 64,
+        "train.train_batch_size": 256,
+    },
+    "tempo_qwen3_8b_aime": {
+        **_TEMPO,
+        **_Q8,
+        "model.init_from": "/path/to/stage1_run_qwen3_8b",
+        "rollout.prompts_per_generate": 32,
+        "run_dir": "runs/tempo_qwen3_8b_aime",
+        "train.critic_lr": 0.0,
+        "train.ppo_mini_batch_size": 64,
+        "train.train_batch_size": 256,
+    },
+    "zero_rl_qwen3_14b_aime": {
+        **_PPO,
+        **_Q14,
+        "rollout.prompts_per_generate": 32,
+        "run_dir": "runs/zero_rl_ppo_qwen3_14b_aime",
+        "train.ppo_mini_batch_size": 32,
+        "train.train_batch_size": 128,
+    },
+    "zero_rl_olmo3_7b_aime": {
+        **_PPO,
+        **_OLMO,
+        "rollout.prompts_per_generate": 8,
+        "run_dir": "runs/zero_rl_ppo_olmo3_7b_aime",
+        "train.ppo_mini_batch_size": 64,
+        "train.train_batch_size": 256,
+    },
+    "zero_rl_qwen3_8b_aime": {
+        **_PPO,
+        **_Q8,
+        "rollout.prompts_per_generate": 32,
+        "run_dir": "runs/zero_rl_ppo_qwen3_8b_aime",
+        "train.ppo_mini_batch_size": 64,
+        "train.train_batch_size": 256,
+    },
 }
 for _method, _reward in (("ttrl", "ttrl_voting"), ("empo", "empo_entropy")):
-    for _model, _fields, _critic_lr, _ppg, _batch, _mini in (("qwen3_14b", _Q14, 1e-06, 32, 256, 32),
-                                                             ("olmo3_7b", _OLMO, 0.0, 8, 256, 32),
-                                                             ("qwen3_8b", _Q8, 0.0, 16, 16, 16)):
+    for _model, _fields, _critic_lr, _ppg, _batch, _mini in (
+        ("qwen3_14b", _Q14, 1e-06, 32, 256, 32),
+        ("olmo3_7b", _OLMO, 0.0, 8, 256, 32),
+        ("qwen3_8b", _Q8, 0.0, 16, 16, 16),
+    ):
         RECORDED[f"{_method}_{_model}_aime"] = {
-            **_TTT, **_fields, "algo.adv_estimator": "grpo", "algo.reward": _reward, "method": _method,
-            "rollout.prompts_per_generate": _ppg, "run_dir": f"runs/{_method}_{_model}_aime",
-            "train.critic_lr": _critic_lr, "train.ppo_mini_batch_size": _mini, "train.train_batch_size": _batch}
+            **_TTT,
+            **_fields,
+            "algo.adv_estimator": "grpo",
+            "algo.reward": _reward,
+            "method": _method,
+            "rollout.prompts_per_generate": _ppg,
+            "run_dir": f"runs/{_method}_{_model}_aime",
+            "train.critic_lr": _critic_lr,
+            "train.ppo_mini_batch_size": _mini,
+            "train.train_batch_size": _batch,
+        }
 
 RENAMED = {  # old key -> key now (the chosen function's options section, tempo_jax/train/algo_options.py)
-    "algo.clip_low": "algo.policy_options.clip_low", "algo.clip_high": "algo.policy_options.clip_high",
-    "algo.loss_agg": "algo.policy_options.agg", "algo.entropy_coef": "algo.policy_options.entropy_coef",
+    "algo.clip_low": "algo.policy_options.clip_low",
+    "algo.clip_high": "algo.policy_options.clip_high",
+    "algo.loss_agg": "algo.policy_options.agg",
+    "algo.entropy_coef": "algo.policy_options.entropy_coef",
     "algo.cliprange_value": "algo.value_options.cliprange_value",
     "algo.value_labeled_only": "algo.value_options.labeled_only",
 }
@@ -258,14 +370,20 @@ def test_paper_recipes_keep_the_recorded_settings(model, method):
         del want["train.critic_lr"], want["algo.clip_ratio_c"]
     got = {key: _get(cfg, RENAMED.get(key, key)) for key in want}
     assert got == want
-    assert cfg.model.init_from.startswith("/path/to/stage1_run_") == (method.startswith("tempo") and model != "olmo3_7b")
+    assert cfg.model.init_from.startswith("/path/to/stage1_run_") == (
+        method.startswith("tempo") and model != "olmo3_7b"
+    )
 
 
 def test_tempo_runs_the_e_step_and_the_frozen_critic_is_its_own_method(in_workdir):
     for model in MODELS:
         assert load_config(f"{PAPER}:{model},tempo").train.critic_lr == 1e-6
         frozen = load_config(f"{PAPER}:{model},tempo_frozen_critic")
-        assert (frozen.method, frozen.train.critic_lr, frozen.algo.adv_estimator) == ("tempo_frozen_critic", 0.0, "em_token")
+        assert (frozen.method, frozen.train.critic_lr, frozen.algo.adv_estimator) == (
+            "tempo_frozen_critic",
+            0.0,
+            "em_token",
+        )
         expected = load_config(f"{PAPER}:{model},tempo").to_dict()
         expected.update(method="tempo_frozen_critic", run_dir=frozen.run_dir)
         expected["train"]["critic_lr"] = 0.0
@@ -278,13 +396,21 @@ def test_tempo_runs_the_e_step_and_the_frozen_critic_is_its_own_method(in_workdi
     assert load_config(f"{TINY}:tempo").train.critic_lr == 1e-3
 
 
-@pytest.mark.parametrize("spec,needle", [
-    ("qwen3_15b,tempo", ("unknown model 'qwen3_15b'; write --config=configs/paper.py:<model>,<method> with model "
-                         "one of qwen3_14b, olmo3_7b, qwen3_8b and method one of tempo, tempo_frozen_critic, ttrl, "
-                         "empo, zero_rl_ppo")),
-    ("qwen3_14b,zero_rl", "unknown method 'zero_rl'; write"),
-    ("qwen3_14b", "configs/paper.py:qwen3_14b is not <model>,<method>; write"),
-])
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        (
+            "qwen3_15b,tempo",
+            (
+                "unknown model 'qwen3_15b'; write --config=configs/paper.py:<model>,<method> with model "
+                "one of qwen3_14b, olmo3_7b, qwen3_8b and method one of tempo, tempo_frozen_critic, ttrl, "
+                "empo, zero_rl_ppo"
+            ),
+        ),
+        ("qwen3_14b,zero_rl", "unknown method 'zero_rl'; write"),
+        ("qwen3_14b", "configs/paper.py:qwen3_14b is not <model>,<method>; write"),
+    ],
+)
 def test_paper_config_string_errors_list_the_choices(spec, needle):
     with pytest.raises(RecipeError) as info:
         load_config(f"{PAPER}:{spec}")
@@ -302,14 +428,29 @@ TINY_RECORDED = {
     "tiny_zero_rl_ppo": ("zero_rl_ppo", {"method": "zero_rl_ppo", "run_dir": "runs/tiny_zero_rl_ppo"}),
     "tiny_ttrl": ("ttrl", {"method": "ttrl", "run_dir": "runs/tiny_ttrl", "algo.reward": "ttrl_voting"}),
     "tiny_empo": ("empo", {"method": "empo", "run_dir": "runs/tiny_empo", "algo.reward": "empo_entropy"}),
-    "tiny_tempo_critic_every2": ("tempo,critic_every2", {"method": "tempo", "run_dir": "runs/tiny_tempo_critic_every2",
-                                                         "algo.critic_update_every": 2, "train.critic_lr": 0.001}),
-    "tiny_tempo_em": ("tempo,em", {"method": "tempo", "run_dir": "runs/tiny_tempo_em", "algo.adv_estimator": "em",
-                                   "algo.critic_update_every": 1}),
+    "tiny_tempo_critic_every2": (
+        "tempo,critic_every2",
+        {
+            "method": "tempo",
+            "run_dir": "runs/tiny_tempo_critic_every2",
+            "algo.critic_update_every": 2,
+            "train.critic_lr": 0.001,
+        },
+    ),
+    "tiny_tempo_em": (
+        "tempo,em",
+        {"method": "tempo", "run_dir": "runs/tiny_tempo_em", "algo.adv_estimator": "em", "algo.critic_update_every": 1},
+    ),
     # was method "tempo" with critic lr 0; now the method that says so
-    "tiny_tempo_frozen_critic": ("tempo_frozen_critic", {"method": "tempo_frozen_critic", "train.critic_lr": 0.0,
-                                                         "run_dir": "runs/tiny_tempo_frozen_critic",
-                                                         "algo.adv_estimator": "em_token"}),
+    "tiny_tempo_frozen_critic": (
+        "tempo_frozen_critic",
+        {
+            "method": "tempo_frozen_critic",
+            "train.critic_lr": 0.0,
+            "run_dir": "runs/tiny_tempo_frozen_critic",
+            "algo.adv_estimator": "em_token",
+        },
+    ),
 }
 
 
@@ -321,11 +462,14 @@ def test_tiny_recipes_keep_the_recorded_settings(in_workdir, old):
     assert (cfg.train.total_steps, cfg.train.train_batch_size, cfg.model.actor_hf) == (3, 4, "runs/tiny_assets/model")
 
 
-@pytest.mark.parametrize("spec,needle", [
-    ("tmpo", "configs/tiny.py: unknown method 'tmpo'; write --config=configs/tiny.py:<method>[,<variant>]"),
-    ("ttrl,em", "unknown variant 'em' of ttrl"),
-    ("tempo,em2", "unknown variant 'em2' of tempo"),
-])
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        ("tmpo", "configs/tiny.py: unknown method 'tmpo'; write --config=configs/tiny.py:<method>[,<variant>]"),
+        ("ttrl,em", "unknown variant 'em' of ttrl"),
+        ("tempo,em2", "unknown variant 'em2' of tempo"),
+    ],
+)
 def test_tiny_config_string_errors_list_the_choices(in_workdir, spec, needle):
     with pytest.raises(RecipeError) as info:
         load_config(f"{TINY}:{spec}")

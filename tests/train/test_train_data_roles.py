@@ -1,14 +1,15 @@
 """Which rows are D_L and which D_U: each row's own is_labeled flag decides, so a mixed file
 never trains its test questions with their answers, and test questions may come without answers."""
+
 import json
 import logging
 
 import pytest
 
 from tempo_jax.train.config import RecipeError
+from tempo_jax.train.data_roles import load_roles
 from tempo_jax.train.loop import Trainer
 from tempo_jax.train.metrics import read_metrics
-from tempo_jax.train.data_roles import load_roles
 
 
 def _jsonl(path, rows):
@@ -19,9 +20,11 @@ def _jsonl(path, rows):
 def _mixed(tmp_path):
     """The reference's layout: one train file; test questions flagged is_labeled=false (two without answers)."""
     rows = [{"id": f"l{i}", "problem": f"{i}+1", "answer": str(i + 1)} for i in range(6)]
-    rows += [{"id": "u0", "problem": "7+7", "answer": "14", "is_labeled": False},
-             {"id": "u1", "problem": "8+8", "is_labeled": False},
-             {"id": "u2", "problem": "9+9", "answer": None, "is_labeled": False}]
+    rows += [
+        {"id": "u0", "problem": "7+7", "answer": "14", "is_labeled": False},
+        {"id": "u1", "problem": "8+8", "is_labeled": False},
+        {"id": "u2", "problem": "9+9", "answer": None, "is_labeled": False},
+    ]
     return _jsonl(tmp_path / "mixed.jsonl", rows)
 
 
@@ -29,8 +32,10 @@ def _verl_mixed(tmp_path):
     def row(i, labeled, answer):
         rm = {"ground_truth": answer, "is_labeled": labeled} if answer is not None else {"is_labeled": labeled}
         return {"data_source": "toy", "prompt": [{"role": "user", "content": f"{i}+2"}], "reward_model": rm}
-    return _jsonl(tmp_path / "verl.jsonl", [row(0, True, "2"), row(1, True, "3"), row(2, False, "4"),
-                                             row(3, False, None)])
+
+    return _jsonl(
+        tmp_path / "verl.jsonl", [row(0, True, "2"), row(1, True, "3"), row(2, False, "4"), row(3, False, None)]
+    )
 
 
 def test_mixed_file_as_labeled_splits_by_its_flags_for_tempo(tiny_config, tmp_path, caplog):
@@ -39,7 +44,10 @@ def test_mixed_file_as_labeled_splits_by_its_flags_for_tempo(tiny_config, tmp_pa
         labeled, unlabeled = load_roles(cfg)
     assert [r["id"] for r in labeled] == [f"l{i}" for i in range(6)]
     assert [(r["id"], r["answer"], r["is_labeled"]) for r in unlabeled] == [
-        ("u0", "14", False), ("u1", "", False), ("u2", "", False)]
+        ("u0", "14", False),
+        ("u1", "", False),
+        ("u2", "", False),
+    ]
     assert "3 row(s) flagged is_labeled=false join D_U; their answers are never used for training" in caplog.text
 
 
@@ -57,8 +65,10 @@ def test_stage1_leaves_flagged_test_questions_out(tiny_config, tmp_path, caplog)
 
 
 def test_labeled_flag_inside_unlabeled_file_is_refused(tiny_config, tmp_path):
-    bad = _jsonl(tmp_path / "du.jsonl", [{"id": "a", "problem": "1+1", "is_labeled": True, "answer": "2"},
-                                         {"id": "b", "problem": "2+2"}])
+    bad = _jsonl(
+        tmp_path / "du.jsonl",
+        [{"id": "a", "problem": "1+1", "is_labeled": True, "answer": "2"}, {"id": "b", "problem": "2+2"}],
+    )
     with pytest.raises(RecipeError, match=r"has 1 row\(s\) flagged is_labeled=true \(e.g. \['a'\]\)"):
         load_roles(tiny_config("tempo", data__unlabeled=bad))
 

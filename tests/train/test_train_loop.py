@@ -1,19 +1,33 @@
 """End-to-end trainer runs on the tiny model: every method, metrics, frozen critic, NaN guard."""
+
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from tempo_jax.train.loop import Trainer, TrainingDiverged
 from tempo_jax.train.metrics import read_metrics
 
 METHODS = ["tempo", "stage1", "zero_rl_ppo", "ttrl", "empo"]
-ALWAYS = ["reward/mean", "acc/all", "actor/loss", "actor/grad_norm", "actor/pg_loss", "actor/clip_fraction",
-          "actor/approx_kl", "actor/entropy", "advantages/mean", "response_length/mean", "time/rollout",
-          "time/grading", "time/m_step", "perf/rollout_tokens_per_s", "filter/kept_groups"]
+ALWAYS = [
+    "reward/mean",
+    "acc/all",
+    "actor/loss",
+    "actor/grad_norm",
+    "actor/pg_loss",
+    "actor/clip_fraction",
+    "actor/approx_kl",
+    "actor/entropy",
+    "advantages/mean",
+    "response_length/mean",
+    "time/rollout",
+    "time/grading",
+    "time/m_step",
+    "perf/rollout_tokens_per_s",
+    "filter/kept_groups",
+]
 CRITIC = ["critic/loss", "critic/vf_loss", "critic/explained_var", "critic/vf_clip_fraction", "time/e_step"]
 
 
@@ -79,7 +93,8 @@ def test_e_step_touches_only_critic_and_m_step_only_actor(tiny_config):
         critic_mid = _params(trainer.critic.state)
         out = real_actor_update(state, batch, rng)
         seen["critic_unchanged_by_m"] = all(
-            np.array_equal(a, b) for a, b in zip(critic_mid, _params(trainer.critic.state)))
+            np.array_equal(a, b) for a, b in zip(critic_mid, _params(trainer.critic.state))
+        )
         return out
 
     trainer.actor.update = spy

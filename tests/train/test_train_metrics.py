@@ -1,4 +1,5 @@
 """metrics.jsonl: a line torn by a crash is dropped on resume; damage elsewhere is named."""
+
 import json
 
 import pytest
@@ -17,8 +18,7 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path):
     writer = MetricsWriter(str(tmp_path), total_steps=5, start_step=2, tensorboard=False, progress_bar=False)
     writer.write(3, {"loss": 9.0})
     writer.close()
-    assert read_metrics(str(tmp_path)) == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 1.0},
-                                           {"step": 3, "loss": 9.0}]
+    assert read_metrics(str(tmp_path)) == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 1.0}, {"step": 3, "loss": 9.0}]
 
 
 def test_last_line_without_newline_but_complete_is_kept(tmp_path):

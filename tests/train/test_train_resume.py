@@ -2,7 +2,7 @@
 
 These run the real CLI in subprocesses (cwd = a temp dir, so the tiny assets are created there).
 """
-import json
+
 import os
 import pathlib
 import signal
@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from tempo_jax.train.loop import Trainer
@@ -23,8 +22,17 @@ VOLATILE = ("time/", "perf/")
 
 
 def _cli(cwd, run_dir, *extra):
-    cmd = [sys.executable, "-m", "tempo_jax.cli", "train", "--config", CONFIG, f"--config.run_dir={run_dir}",
-           *COMMON, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tempo_jax.cli",
+        "train",
+        "--config",
+        CONFIG,
+        f"--config.run_dir={run_dir}",
+        *COMMON,
+        *extra,
+    ]
     return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -35,8 +43,11 @@ def _finish(proc, timeout=600):
 
 
 def _train_rows(run_dir):
-    return {r["step"]: {k: v for k, v in r.items() if not k.startswith(VOLATILE)}
-            for r in read_metrics(str(run_dir)) if "actor/loss" in r}
+    return {
+        r["step"]: {k: v for k, v in r.items() if not k.startswith(VOLATILE)}
+        for r in read_metrics(str(run_dir))
+        if "actor/loss" in r
+    }
 
 
 def _committed(ckpt_dir, step):
@@ -85,8 +96,13 @@ def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
     steps = ["--config.train.total_steps=5", "--config.checkpoint.save_every=100"]
     proc = _cli(tmp_path, run_dir, *steps)
-    assert _wait_for(lambda: (run_dir / "metrics.jsonl").exists() and
-                     any("actor/loss" in ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines()), proc)
+    assert _wait_for(
+        lambda: (
+            (run_dir / "metrics.jsonl").exists()
+            and any("actor/loss" in ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines())
+        ),
+        proc,
+    )
     proc.send_signal(signal.SIGTERM)
     out = _finish(proc)
     assert "SIGTERM" in out and "--resume" in out

@@ -1,4 +1,5 @@
 """Run-directory guards, the cases that must pass (the refusals are in tests/reliability/)."""
+
 import os
 
 from tempo_jax.train.loop import Trainer

@@ -20,13 +20,14 @@ text (:func:`split_of`), and :func:`make_problems` keeps only texts of the reque
 level and seed. Ids are derived from the text (``arith-L{level}-{split}-{sha1[:12]}``): stable
 across runs, orders and counts. Generation is deterministic in ``(level, count, seed, split)``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import random
 import re
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 PROBLEM_PREFIX = "Compute "
 # Problem phrasings: the same expressions asked in different words, as different sources
@@ -104,7 +105,7 @@ def reduce_once(parts: Sequence[str]) -> list[str]:
         raise ValueError("nothing left to reduce")
     i = parts.index("*") if "*" in parts else 1
     value = _apply(int(parts[i - 1]), parts[i], int(parts[i + 1]))
-    return parts[:i - 1] + [str(value)] + parts[i + 2:]
+    return parts[: i - 1] + [str(value)] + parts[i + 2 :]
 
 
 Step = Callable[[Sequence[str]], list[str]]
@@ -153,7 +154,7 @@ def verb_of(problem: str) -> str:
 
 def expression_of(problem: str) -> str:
     """Inverse of :func:`problem_text` (any phrasing)."""
-    return problem[len(verb_of(problem)) + 1:-1]
+    return problem[len(verb_of(problem)) + 1 : -1]
 
 
 def format_prompt(problem: str) -> str:
@@ -199,9 +200,17 @@ def problem_id(problem: str, level: int | str, split: str) -> str:
     return f"arith-L{level}-{split}-{_hash(problem)[:12]}"
 
 
-def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str = "train", *,
-                  exclude: Iterable[str] = (), max_misses: int = 20000, strict: bool = True,
-                  verb: str = "Compute") -> list[dict]:
+def make_problems(
+    level: int | LevelSpec,
+    count: int,
+    seed: int = 0,
+    split: str = "train",
+    *,
+    exclude: Iterable[str] = (),
+    max_misses: int = 20000,
+    strict: bool = True,
+    verb: str = "Compute",
+) -> list[dict]:
     """``count`` distinct problems of one level from one split, deterministic in the arguments.
 
     Returns records ``{id, problem, answer, solution, level, split}`` (``answer`` is a string,
@@ -227,8 +236,10 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
         if misses > max_misses:
             if not strict:
                 break
-            raise ValueError(f"level {level!r} split {split!r}: found only {len(out)} of {count} distinct problems; "
-                             "ask for fewer or use a harder level")
+            raise ValueError(
+                f"level {level!r} split {split!r}: found only {len(out)} of {count} distinct problems; "
+                "ask for fewer or use a harder level"
+            )
         expr = _sample_expression(spec, rng)
         if expr is None:
             continue
@@ -237,8 +248,16 @@ def make_problems(level: int | LevelSpec, count: int, seed: int = 0, split: str 
             continue
         seen.add(text)
         misses = 0
-        out.append(dict(id=problem_id(text, level_name, split), problem=text, answer=str(evaluate(expr)),
-                        solution=format_solution(expr), level=level_name, split=split))
+        out.append(
+            dict(
+                id=problem_id(text, level_name, split),
+                problem=text,
+                answer=str(evaluate(expr)),
+                solution=format_solution(expr),
+                level=level_name,
+                split=split,
+            )
+        )
     return out
 
 
@@ -252,9 +271,15 @@ def _shares(count: int, weights: Sequence[float]) -> list[int]:
     return out
 
 
-def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
-                 weights: Sequence[float] | None = None, exclude: Iterable[str] = (),
-                 verb: str = "Compute") -> list[dict]:
+def make_mixture(
+    levels: Sequence[int],
+    count: int,
+    seed: int = 0,
+    split: str = "sft",
+    weights: Sequence[float] | None = None,
+    exclude: Iterable[str] = (),
+    verb: str = "Compute",
+) -> list[dict]:
     """``count`` problems spread over ``levels`` (proportional to ``weights``), shuffled
     deterministically; per-level sub-seeds keep levels independent.
 
@@ -269,8 +294,10 @@ def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = 
     if len(set(levels)) != len(levels):
         raise ValueError(f"levels repeat: {tuple(levels)}; use weights to change the shares")
     counts = _shares(count, weights)
-    parts = [make_problems(lvl, c, seed=seed, split=split, strict=False, exclude=exclude, verb=verb)
-             for lvl, c in zip(levels, counts)]
+    parts = [
+        make_problems(lvl, c, seed=seed, split=split, strict=False, exclude=exclude, verb=verb)
+        for lvl, c in zip(levels, counts)
+    ]
     while True:  # levels that ran out hand their remaining share to the levels that did not
         deficit = count - sum(len(p) for p in parts)
         open_ = [i for i, p in enumerate(parts) if len(p) == counts[i] and weights[i] > 0]
@@ -278,12 +305,15 @@ def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = 
             break
         for i, extra in zip(open_, _shares(deficit, [weights[i] for i in open_])):
             counts[i] += extra
-            parts[i] = make_problems(levels[i], counts[i], seed=seed, split=split, strict=False, exclude=exclude,
-                                     verb=verb)
+            parts[i] = make_problems(
+                levels[i], counts[i], seed=seed, split=split, strict=False, exclude=exclude, verb=verb
+            )
     out = [r for p in parts for r in p]
     if len(out) < count:
-        raise ValueError(f"levels {tuple(levels)} split {split!r} hold only {len(out)} distinct problems, "
-                         f"{count} asked; add harder levels or ask for fewer")
+        raise ValueError(
+            f"levels {tuple(levels)} split {split!r} hold only {len(out)} distinct problems, "
+            f"{count} asked; add harder levels or ask for fewer"
+        )
     random.Random(f"mix|{seed}|{split}").shuffle(out)
     return out
 

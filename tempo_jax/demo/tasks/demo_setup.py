@@ -17,16 +17,18 @@ when RL trains it on "Compute" questions. ``tempo-jax demo --diagnose`` measures
     setup.check_tokenizer(tok)
     model, metrics = sft_train(setup.new_model(), tok, data["sft"], **setup.sft_kwargs(data["sft_heldout"]))
 """
+
 from __future__ import annotations
 
 import dataclasses
 import random
+
 from flax import nnx
 
-from tempo_jax.models.config import ModelConfig, RopeConfig
-from tempo_jax.models.decoder import CausalLM
 from tempo_jax.demo.tasks import arithmetic, styles
 from tempo_jax.demo.tasks import tokenizer as task_tokenizer
+from tempo_jax.models.config import ModelConfig, RopeConfig
+from tempo_jax.models.decoder import CausalLM
 
 # Fixed ids of the task tokenizer's special tokens (trained with them first, in this order).
 PAD_ID, EOS_ID, IM_START_ID, IM_END_ID = 0, 1, 2, 3
@@ -83,17 +85,29 @@ class DemoSetup:
         if len(self.sft_levels) != len(self.sft_weights):
             raise ValueError(f"sft_weights needs one entry per level: {self.sft_levels} vs {self.sft_weights}")
         if len(self.sft_verbs) != len(self.sft_hasty_share):
-            raise ValueError(f"sft_hasty_share needs one entry per phrasing: {self.sft_verbs} vs {self.sft_hasty_share}")
+            raise ValueError(
+                f"sft_hasty_share needs one entry per phrasing: {self.sft_verbs} vs {self.sft_hasty_share}"
+            )
 
     # ------------------------------------------------------------------ model / tokenizer
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
-            model_type="qwen3", vocab_size=self.vocab_size, hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size, num_layers=self.num_layers, num_heads=self.num_heads,
-            num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, rope=RopeConfig(theta=self.rope_theta),
-            qk_norm="head", tie_word_embeddings=True, max_position_embeddings=self.max_position_embeddings,
-            eos_token_id=(EOS_ID, IM_END_ID), pad_token_id=PAD_ID)
+            model_type="qwen3",
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            num_kv_heads=self.num_kv_heads,
+            head_dim=self.head_dim,
+            rope=RopeConfig(theta=self.rope_theta),
+            qk_norm="head",
+            tie_word_embeddings=True,
+            max_position_embeddings=self.max_position_embeddings,
+            eos_token_id=(EOS_ID, IM_END_ID),
+            pad_token_id=PAD_ID,
+        )
 
     def new_model(self, seed: int | None = None) -> CausalLM:
         return CausalLM(self.model_config(), nnx.Rngs(self.seed if seed is None else seed))
@@ -104,8 +118,12 @@ class DemoSetup:
 
     def check_tokenizer(self, tokenizer) -> None:
         """The tokenizer fits the embedding and has the ids the model config assumes."""
-        got = (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(task_tokenizer.IM_START),
-               tokenizer.convert_tokens_to_ids(task_tokenizer.IM_END))
+        got = (
+            tokenizer.pad_token_id,
+            tokenizer.eos_token_id,
+            tokenizer.convert_tokens_to_ids(task_tokenizer.IM_START),
+            tokenizer.convert_tokens_to_ids(task_tokenizer.IM_END),
+        )
         if got != (PAD_ID, EOS_ID, IM_START_ID, IM_END_ID):
             raise ValueError(f"tokenizer special ids {got} differ from {(PAD_ID, EOS_ID, IM_START_ID, IM_END_ID)}")
         if len(tokenizer) > self.vocab_size:
@@ -131,18 +149,27 @@ class DemoSetup:
         for i, (verb, share) in enumerate(zip(self.sft_verbs, self.sft_hasty_share)):
             count = self.sft_count // len(self.sft_verbs) + (i < self.sft_count % len(self.sft_verbs))
             # other expressions per phrasing: sub-seed s * len(verbs) + i
-            sft += styles.make_mixture(self.sft_levels, count, seed=s * len(self.sft_verbs) + i, split="sft",
-                                       hasty_share=share, weights=self.sft_weights, verb=verb)
+            sft += styles.make_mixture(
+                self.sft_levels,
+                count,
+                seed=s * len(self.sft_verbs) + i,
+                split="sft",
+                hasty_share=share,
+                weights=self.sft_weights,
+                verb=verb,
+            )
         random.Random(f"demo-sft|{s}").shuffle(sft)
         seen = [r["problem"] for r in sft]
         return {
             "sft": sft,
             # competence monitor: careful solutions of the hardest level, never trained on
-            "sft_heldout": styles.make_problems(max(self.sft_levels), self.sft_heldout_count, seed=s, split="sft",
-                                                hasty_share=0.0, exclude=seen),
+            "sft_heldout": styles.make_problems(
+                max(self.sft_levels), self.sft_heldout_count, seed=s, split="sft", hasty_share=0.0, exclude=seen
+            ),
             "dl": arithmetic.make_mixture(self.dl_levels, self.dl_count, seed=s, split="train", verb=self.dl_verb),
-            "dl_heldout": arithmetic.make_mixture(self.dl_levels, self.dl_heldout_count, seed=s, split="val",
-                                                  verb=self.dl_verb),
+            "dl_heldout": arithmetic.make_mixture(
+                self.dl_levels, self.dl_heldout_count, seed=s, split="val", verb=self.dl_verb
+            ),
             "du": arithmetic.make_mixture(self.du_levels, self.du_count, seed=s, split="test", verb=self.du_verb),
         }
 
@@ -156,9 +183,16 @@ class DemoSetup:
         """
         if heldout is None:
             heldout = self.datasets()["sft_heldout"]
-        return dict(steps=self.sft_steps, batch_size=self.sft_batch_size, lr=self.sft_lr, seed=self.seed,
-                    prompt_fn=self.prompt, warmup_steps=self.sft_warmup_steps, eval_records=heldout,
-                    eval_every=self.sft_eval_every)
+        return dict(
+            steps=self.sft_steps,
+            batch_size=self.sft_batch_size,
+            lr=self.sft_lr,
+            seed=self.seed,
+            prompt_fn=self.prompt,
+            warmup_steps=self.sft_warmup_steps,
+            eval_records=heldout,
+            eval_every=self.sft_eval_every,
+        )
 
 
 def quick_setup(**overrides) -> DemoSetup:
@@ -166,8 +200,19 @@ def quick_setup(**overrides) -> DemoSetup:
 
     The base model is then much weaker (a smoke test of the plumbing, not of the science).
     """
-    base = dict(hidden_size=64, intermediate_size=192, num_layers=2, num_heads=2, sft_steps=200, sft_batch_size=32,
-                sft_count=1500,
-                sft_eval_every=100, sft_heldout_count=32, dl_count=96, dl_heldout_count=16, du_count=16)
+    base = dict(
+        hidden_size=64,
+        intermediate_size=192,
+        num_layers=2,
+        num_heads=2,
+        sft_steps=200,
+        sft_batch_size=32,
+        sft_count=1500,
+        sft_eval_every=100,
+        sft_heldout_count=32,
+        dl_count=96,
+        dl_heldout_count=16,
+        du_count=16,
+    )
     base.update(overrides)
     return DemoSetup(**base)

@@ -28,11 +28,12 @@ chains are more often written hastily, as people skip steps in long calculations
 model's answers to hard test questions are mostly hasty, the majority answer is often wrong,
 and some careful samples are right.
 """
+
 from __future__ import annotations
 
 import random
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from tempo_jax.demo.tasks import arithmetic
 
@@ -96,8 +97,15 @@ def with_style(record: dict, style: str) -> dict:
     return {**record, "solution": format_solution(expr, style), "style": style}
 
 
-def make_problems(level: int, count: int, seed: int = 0, split: str = "sft",
-                  hasty_share: float = 0.5, exclude=(), verb: str = "Compute") -> list[dict]:
+def make_problems(
+    level: int,
+    count: int,
+    seed: int = 0,
+    split: str = "sft",
+    hasty_share: float = 0.5,
+    exclude=(),
+    verb: str = "Compute",
+) -> list[dict]:
     """:func:`tempo_jax.demo.tasks.arithmetic.make_problems` with each solution written in a style drawn
     with probability ``hasty_share`` of hasty (deterministic in the arguments)."""
     if not 0.0 <= hasty_share <= 1.0:
@@ -107,12 +115,20 @@ def make_problems(level: int, count: int, seed: int = 0, split: str = "sft",
     return [with_style(r, "hasty" if rng.random() < hasty_share else "careful") for r in records]
 
 
-def make_mixture(levels: Sequence[int], count: int, seed: int = 0, split: str = "sft",
-                 hasty_share: Mapping[int, float] | float = 0.5, weights: Sequence[float] | None = None,
-                 exclude=(), verb: str = "Compute") -> list[dict]:
+def make_mixture(
+    levels: Sequence[int],
+    count: int,
+    seed: int = 0,
+    split: str = "sft",
+    hasty_share: Mapping[int, float] | float = 0.5,
+    weights: Sequence[float] | None = None,
+    exclude=(),
+    verb: str = "Compute",
+) -> list[dict]:
     """:func:`tempo_jax.demo.tasks.arithmetic.make_mixture` with styles drawn per level."""
-    records = arithmetic.make_mixture(levels, count, seed=seed, split=split, weights=weights, exclude=exclude,
-                                      verb=verb)
+    records = arithmetic.make_mixture(
+        levels, count, seed=seed, split=split, weights=weights, exclude=exclude, verb=verb
+    )
     shares = hasty_share if isinstance(hasty_share, Mapping) else {lvl: hasty_share for lvl in levels}
     rng = random.Random(f"style-mix|{seed}|{split}|{verb}")
     return [with_style(r, "hasty" if rng.random() < shares[r["level"]] else "careful") for r in records]

@@ -14,24 +14,26 @@
 ``special_tokens_map.json``; ``transformers.AutoTokenizer.from_pretrained(out_dir)`` loads it.
 The training corpus is generated from fixed seeds, so the output is byte-identical run to run.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import pathlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer
 
 from tempo_jax.demo.tasks import arithmetic
-from transformers import AutoTokenizer
 
 PAD, EOS, IM_START, IM_END = "<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (PAD, EOS, IM_START, IM_END)
 VOCAB_SIZE = 320
 MAX_VOCAB = 512
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 # Text the demo may put in prompts besides the problems themselves (kept mergeable, never UNK).
@@ -61,14 +63,20 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Token
     if not len(SPECIAL_TOKENS) + 256 < vocab_size <= MAX_VOCAB:
         raise ValueError(f"vocab_size must be in ({len(SPECIAL_TOKENS) + 256}, {MAX_VOCAB}], got {vocab_size}")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\d|\n"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\d|\n"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-                                  min_frequency=2)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+        min_frequency=2,
+    )
     tok.train_from_iterator(list(texts), trainer=trainer)
     return tok
 
@@ -80,8 +88,17 @@ def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = VOCAB_SIZE, nu
     tok = train_tokenizer(corpus(num_per_level), vocab_size)
     tok.save(str(out / "tokenizer.json"))
     specials = {"eos_token": EOS, "pad_token": PAD, "bos_token": None, "unk_token": None}
-    added = {str(tok.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                                      "single_word": False, "special": True} for t in SPECIAL_TOKENS}
+    added = {
+        str(tok.token_to_id(t)): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for t in SPECIAL_TOKENS
+    }
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "added_tokens_decoder": added,

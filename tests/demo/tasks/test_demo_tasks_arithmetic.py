@@ -1,4 +1,5 @@
 """The synthetic arithmetic task: determinism, disjoint splits, correct answers and solutions."""
+
 from __future__ import annotations
 
 import collections

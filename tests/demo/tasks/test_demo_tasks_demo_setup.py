@@ -1,4 +1,5 @@
 """The demo's task settings: disjoint data, the style mix, a valid model config, tokenizer agreement."""
+
 from __future__ import annotations
 
 import collections
@@ -21,7 +22,7 @@ def test_datasets_are_disjoint_sized_and_seeded():
     names = sorted(texts)
     for i, a in enumerate(names):
         assert len(texts[a]) == len(data[a])
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not texts[a] & texts[b], (a, b)
     assert {r["level"] for r in data["du"]} == set(setup.du_levels)
     assert {r["level"] for r in data["dl"]} == set(setup.dl_levels)
@@ -60,8 +61,10 @@ def test_model_and_tokenizer_agree(tmp_path):
     abstract = nnx.eval_shape(setup.new_model)  # shapes only, nothing allocated
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
     assert n_params == cfg.num_params() < 400_000
-    longest = max(len(tok(setup.prompt(r["problem"]))["input_ids"]) + setup.max_new_tokens
-                  for r in A.make_problems(max(setup.du_levels), 20, seed=0, split="test"))
+    longest = max(
+        len(tok(setup.prompt(r["problem"]))["input_ids"]) + setup.max_new_tokens
+        for r in A.make_problems(max(setup.du_levels), 20, seed=0, split="test")
+    )
     assert longest <= cfg.max_position_embeddings
     held = [{"problem": "Compute 1+1.", "solution": "=\\boxed{2}"}]
     kw = setup.sft_kwargs(heldout=held)

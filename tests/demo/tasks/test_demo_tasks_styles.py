@@ -1,4 +1,5 @@
 """The two solution styles: hand-worked examples, layout reading, and the corpus mix."""
+
 import collections
 
 import pytest

@@ -1,4 +1,5 @@
 """The task tokenizer: deterministic, HF-loadable, exact round trip, digits as single tokens."""
+
 from __future__ import annotations
 
 import json
