@@ -35,7 +35,8 @@ setup(
     ],
     extras_require={
         # torch is only the parity reference; the pin takes the CPU build on disk.
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0"],
+        # ruff and mypy are the lint, format and type checks .ci/run runs (settings in pyproject.toml).
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "ruff>=0.8,<1", "mypy>=1.13,<2"],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
         # compile for a TPU topology on a CPU host (tempo-jax plan); matches jax[tpu]'s pin

@@ -241,17 +241,17 @@ def _replace_command_groups(s: str, cmd: str, nargs: int, template) -> str | Non
 
 def latex_to_python(s: str) -> str | None:
     """Translate a normalised answer (one element, no top-level comma) to whitelisted Python."""
-    s = _replace_command_groups(s, "\\frac", 2, lambda a, b, opt: f"(({a})/({b}))")
-    if s is None:
+    frac = _replace_command_groups(s, "\\frac", 2, lambda a, b, opt: f"(({a})/({b}))")
+    if frac is None:
         return None
-    s = _replace_command_groups(s, "\\sqrt", 1, lambda a, opt: f"sqrt({a})" if not opt else f"(({a})**(1/({opt})))")
-    if s is None:
+    out = _replace_command_groups(frac, "\\sqrt", 1, lambda a, opt: f"sqrt({a})" if not opt else f"(({a})**(1/({opt})))")
+    if out is None:
         return None
     for old, new in _SIMPLE_REPLACEMENTS:
-        s = s.replace(old, new)
-    if not s or not is_safe_expression(s):
+        out = out.replace(old, new)
+    if not out or not is_safe_expression(out):
         return None
-    return s
+    return out
 
 
 def is_safe_expression(s: str) -> bool:

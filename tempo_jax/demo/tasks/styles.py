@@ -41,10 +41,10 @@ STYLES = ("careful", "hasty")
 BINARY_OP = re.compile(r"(?<=\d)[+\-*]")  # an operator after a digit (a hasty line may start negative)
 
 
-def _hasty_line(parts: list[str]) -> list[str]:
+def _hasty_line(parts: Sequence[str]) -> list[str]:
     """One hasty line: the next operation is done, the one after it is dropped (two operands gone)."""
     value = arithmetic.reduce_once(parts[:3])
-    return value + parts[5:] if len(parts) >= 5 else value
+    return value + list(parts[5:]) if len(parts) >= 5 else value
 
 
 def _check_hasty(expr: str) -> None:
