@@ -16,6 +16,7 @@ from tempo_jax.errors import UserError
 from tempo_jax.eval.model_eval import eval_main, evaluate_model
 from tempo_jax.eval.plots import plot_run
 from tempo_jax.models.hf_io import from_hf, to_hf
+from tempo_jax.parallel.platforms import skip_absent_tpu
 from tempo_jax.plan.planner import plan_main
 from tempo_jax.train.config import load_config
 from tempo_jax.train.loop import Trainer
@@ -250,6 +251,7 @@ def _dispatch(argv: list[str], verbose: bool) -> int:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    skip_absent_tpu()
     enable_compilation_cache()
     return args.fn(args, overrides)
 

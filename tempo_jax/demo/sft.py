@@ -189,7 +189,8 @@ def sft_train(
         optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(),
         optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=weight_decay),
     )
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    # flax types split() with two or more filters as a variadic tuple; with two it returns exactly three
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
     params = jax.tree.map(jnp.copy, params)  # donated below; the caller's arrays stay intact on failure
     opt_state = tx.init(params)
     step_fn = jax.jit(functools.partial(_train_step, graphdef, tx), donate_argnums=(0, 2))

@@ -48,6 +48,8 @@ DEFAULT_KS = (1, 2, 4, 8, 16)
 N_BOOTSTRAP = 1000
 BOOTSTRAP_SEED = 42
 
+Bools = Sequence[bool] | np.ndarray  # one question's per-sample correctness (a list or a 1-D array)
+
 
 def _as_bool_rows(correct) -> list[np.ndarray]:
     """[Q, n] array or a list of per-question 1-D arrays (n may differ) -> list of bool arrays."""
@@ -103,11 +105,11 @@ def _maj_first_seen(votes: Sequence[Hashable], vals: Sequence[float]) -> float:
         if v not in counts:
             counts[v], first[v] = 0, x
         counts[v] += 1
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return float(first[best])
 
 
-def maj_at_k_exact(answers: Sequence[Hashable], correct: Sequence[bool], k: int) -> float:
+def maj_at_k_exact(answers: Sequence[Hashable], correct: Bools, k: int) -> float:
     """Exact E[majority-vote correctness] of k draws with replacement (see module docstring).
 
     Groups g (distinct answers) have probability p_g = size_g / n and value v_g = mean
@@ -156,7 +158,7 @@ def maj_at_k_exact(answers: Sequence[Hashable], correct: Sequence[bool], k: int)
 
 def maj_at_k(
     answers: Sequence[Hashable],
-    correct: Sequence[bool],
+    correct: Bools,
     k: int,
     *,
     method: str = "exact",
@@ -175,7 +177,7 @@ def maj_at_k(
 
 
 def best_worst_at_k(
-    correct: Sequence[bool],
+    correct: Bools,
     k: int,
     *,
     method: str = "exact",
@@ -200,7 +202,7 @@ def distinct_answers(answers: Sequence[Hashable | None]) -> int:
     return len({a for a in answers if a is not None})
 
 
-def length_stats(lengths: Sequence[int]) -> dict[str, float]:
+def length_stats(lengths: Sequence[int] | np.ndarray) -> dict[str, float]:
     x = np.asarray(lengths, dtype=np.float64)
     if x.size == 0:
         return {"mean": float("nan"), "median": float("nan"), "max": float("nan"), "min": float("nan")}
@@ -341,7 +343,9 @@ def summarize(
         out["no_answer_frac"] = float(np.mean([x is None for x in flat])) if flat else float("nan")
     if lengths is not None:
         flat_len = (
-            np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1) for x in lengths]) if len(lengths) else []
+            np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1) for x in lengths])
+            if len(lengths)
+            else np.zeros((0,), np.float64)
         )
         for key, v in length_stats(flat_len).items():
             out[f"length/{key}"] = v

@@ -354,7 +354,7 @@ def evaluate_model(
     own_grader = Grader(num_workers=2, timeout_s=5.0) if grader is None else None
     grader = own_grader or grader
     grader_fn = make_grader_fn(grader) if hasattr(grader, "grade") else grader
-    sampling = dict(
+    sampling: dict[str, Any] = dict(  # the sampling settings, the same for every dataset
         max_new_tokens=max_new_tokens,
         method=method,
         max_prompt_tokens=max_prompt_tokens,

@@ -77,6 +77,8 @@ class Decoder(nnx.Module):
         def new_rows(kv):  # the rows just written, [B, KVH, L, D] each
             return tuple(jax.lax.dynamic_slice_in_dim(a, write_index, length, axis=2) for a in kv)
 
+        layer_kv: list[tuple[jax.Array, jax.Array] | None] | None
+        layer_rows: list[tuple[jax.Array, ...] | None] | None
         if cfg.scan_layers:
             graphdef, state = nnx.split(self.layers)
             flags = jnp.asarray(is_sliding)
@@ -94,7 +96,7 @@ class Decoder(nnx.Module):
 
             if cache is None:
                 kv_in = None
-            elif stacked:
+            elif isinstance(cache, KVCache):
                 kv_in = (jnp.swapaxes(cache.k, 2, 3), jnp.swapaxes(cache.v, 2, 3))
             else:
                 kv_in = (jnp.stack(cache.k), jnp.stack(cache.v))
@@ -112,7 +114,7 @@ class Decoder(nnx.Module):
                 mask = sliding_mask if is_sliding[i] else full_mask
                 if cache is None:
                     kv = None
-                elif stacked:
+                elif isinstance(cache, KVCache):
                     kv = (jnp.swapaxes(cache.k[i], 1, 2), jnp.swapaxes(cache.v[i], 1, 2))
                 else:
                     kv = (cache.k[i], cache.v[i])
@@ -135,11 +137,11 @@ def _updated_cache(cache: KVCache | LayerKVCache, length: int, kv_valid: jax.Arr
         v = jax.lax.dynamic_update_slice(cache.v, jnp.stack([jnp.swapaxes(r[1], 1, 2) for r in layer_rows]), start)
         return KVCache(k=k, v=v, valid=kv_valid, index=index)
     if layer_kv is None:  # scanned layers: write the new rows into each layer's buffer
-        start = (0, 0, cache.index, 0)
+        layer_start = (0, 0, cache.index, 0)
         layer_kv = [
             (
-                jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), start),
-                jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), start),
+                jax.lax.dynamic_update_slice(kb, r[0].astype(kb.dtype), layer_start),
+                jax.lax.dynamic_update_slice(vb, r[1].astype(vb.dtype), layer_start),
             )
             for kb, vb, r in zip(cache.k, cache.v, layer_rows)
         ]

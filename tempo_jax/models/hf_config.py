@@ -85,15 +85,16 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
         rope = _rope(rope_params, fallback_theta)
     if sliding_rope == rope:
         sliding_rope = None
-    family = {
+    families: dict[str, dict[str, Any]] = {
         "qwen3": dict(qk_norm="head", qkv_bias=bool(getattr(obj, "attention_bias", False))),
         "qwen2": dict(qkv_bias=True),
         "llama": dict(qkv_bias=bool(getattr(obj, "attention_bias", False))),
         "olmo2": dict(qk_norm="full", norm_placement="post", qkv_bias=bool(getattr(obj, "attention_bias", False))),
         "olmo3": dict(qk_norm="full", norm_placement="post", qkv_bias=bool(getattr(obj, "attention_bias", False))),
-    }[model_type]
+    }
+    family = families[model_type]
     uses_sliding = SLIDING in layer_types
-    fields = dict(
+    fields: dict[str, Any] = dict(
         model_type=model_type,
         vocab_size=obj.vocab_size,
         hidden_size=obj.hidden_size,

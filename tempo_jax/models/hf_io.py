@@ -12,7 +12,7 @@ import glob
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import numpy as np
@@ -48,7 +48,8 @@ def _hf_name(names: tuple, layer: int | None = None) -> tuple[str, bool]:
     return ".".join(parts), transpose
 
 
-def _iter_params(state: nnx.State, cfg: ModelConfig) -> Iterator[tuple[Any, tuple, int | None]]:
+def _iter_params(state: nnx.State, cfg: ModelConfig) -> Iterator[tuple[Any, tuple, int | None, Any]]:
+    """(key path, parameter names, number of stacked layers or None, leaf) for every leaf of ``state``."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(state):
         names = _names(path)
         stacked = cfg.scan_layers and "layers" in names
@@ -109,6 +110,23 @@ def _read_tensor(
     return key, arr
 
 
+@overload
+def from_hf(
+    path: str | os.PathLike,
+    *,
+    critic: Literal[False] = False,
+    mesh: Mesh | None = None,
+    strict: bool = True,
+    **overrides: Any,
+) -> CausalLM: ...
+@overload
+def from_hf(
+    path: str | os.PathLike, *, critic: Literal[True], mesh: Mesh | None = None, strict: bool = True, **overrides: Any
+) -> Critic: ...
+@overload
+def from_hf(
+    path: str | os.PathLike, *, critic: bool, mesh: Mesh | None = None, strict: bool = True, **overrides: Any
+) -> CausalLM | Critic: ...
 def from_hf(
     path: str | os.PathLike, *, critic: bool = False, mesh: Mesh | None = None, strict: bool = True, **overrides: Any
 ) -> CausalLM | Critic:

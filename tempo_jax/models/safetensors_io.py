@@ -83,11 +83,11 @@ class SafetensorsFile:
             )
         dtype = np.dtype(_DTYPES[entry["dtype"]])
         count = (end - begin) // dtype.itemsize if dtype.itemsize else 0
-        arr = (
-            np.frombuffer(self._mm, dtype=dtype, count=count, offset=self._data_start + begin)
-            if count
-            else np.zeros((0,), dtype)
-        )
+        if not count:
+            return np.zeros((0,), dtype).reshape(entry["shape"])
+        # a file holding any tensor bytes is always mapped (the bounds check above); None only after close()
+        assert self._mm is not None, f"{self.path}: read after close()"
+        arr = np.frombuffer(self._mm, dtype=dtype, count=count, offset=self._data_start + begin)
         return arr.reshape(entry["shape"])
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ def spec_for(path: tuple, ndim: int, stacked: bool) -> P:
 
 def _fit(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
     """Drop mesh axes that do not divide a dimension (tiny test models on big meshes)."""
-    out = []
+    out: list[str | tuple[str, ...] | None] = []
     for dim, axis in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
         if axis is None:
             out.append(None)

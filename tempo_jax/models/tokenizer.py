@@ -30,6 +30,7 @@ class TokenizerNotFoundError(TokenizerError, FileNotFoundError):
 def load_tokenizer(path: str | os.PathLike):
     """A ``transformers`` fast/slow tokenizer with ``eos_token`` and ``pad_token`` set."""
     path = os.path.expanduser(str(path))
+    tok: transformers.PreTrainedTokenizerBase
     if os.path.isfile(path):
         tok = transformers.PreTrainedTokenizerFast(tokenizer_file=path)
     elif os.path.isdir(path):

@@ -55,10 +55,12 @@ def init_distributed(
     if mode == "off":
         return False
     coordinator_address = coordinator_address or _env("TEMPO_JAX_COORDINATOR", "JAX_COORDINATOR_ADDRESS")
-    if num_processes is None and _env("TEMPO_JAX_NUM_PROCESSES", "JAX_NUM_PROCESSES") is not None:
-        num_processes = int(_env("TEMPO_JAX_NUM_PROCESSES", "JAX_NUM_PROCESSES"))
-    if process_id is None and _env("TEMPO_JAX_PROCESS_ID", "JAX_PROCESS_ID") is not None:
-        process_id = int(_env("TEMPO_JAX_PROCESS_ID", "JAX_PROCESS_ID"))
+    env_num_processes = _env("TEMPO_JAX_NUM_PROCESSES", "JAX_NUM_PROCESSES")
+    if num_processes is None and env_num_processes is not None:
+        num_processes = int(env_num_processes)
+    env_process_id = _env("TEMPO_JAX_PROCESS_ID", "JAX_PROCESS_ID")
+    if process_id is None and env_process_id is not None:
+        process_id = int(env_process_id)
     explicit = coordinator_address is not None or num_processes is not None or process_id is not None
     if explicit:
         missing = [
@@ -76,6 +78,7 @@ def init_distributed(
                 f"missing {missing} (arguments or TEMPO_JAX_COORDINATOR / TEMPO_JAX_NUM_PROCESSES / "
                 "TEMPO_JAX_PROCESS_ID)"
             )
+        assert num_processes is not None and process_id is not None  # `missing` is empty
         if not 0 <= int(process_id) < int(num_processes):
             raise ValueError(f"process_id={process_id} must be in [0, num_processes={num_processes})")
         jax.distributed.initialize(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -210,6 +210,8 @@ def local_rows(sharding: jax.sharding.Sharding, global_shape: Sequence[int]) -> 
         return slice(None)
     rows: set[int] = set()
     for index in sharding.addressable_devices_indices_map(global_shape).values():
+        # jax annotates the values ``Index | None`` but fills them from devices_indices_map (never None)
+        assert index is not None
         rows.update(range(*index[0].indices(global_shape[0])))
     if not rows:
         return None
@@ -285,16 +287,26 @@ def on_mesh(fn, mesh: Mesh | None, out_shardings=None, donate_argnums=(), block:
         jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate_argnums) if out_shardings is not None else fn
     )
 
-    def call(*args, **kwargs):
-        with jax.set_mesh(mesh):
-            out = jitted(*args, **kwargs)
-        return jax.block_until_ready(out) if block else out
+    return MeshProgram(fn, jitted, mesh, block)
 
-    def lower(*args, **kwargs):
+
+class MeshProgram:
+    """What :func:`on_mesh` returns: a callable running ``jitted`` with ``mesh`` active, with
+    ``lower`` for abstract arguments and ``__wrapped__`` the original ``fn``."""
+
+    def __init__(self, fn: Callable, jitted: Callable, mesh: Mesh, block: bool):
+        self.__wrapped__ = fn
+        self._jitted = jitted
+        self._mesh = mesh
+        self._block = block
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with jax.set_mesh(self._mesh):
+            out = self._jitted(*args, **kwargs)
+        return jax.block_until_ready(out) if self._block else out
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
         """The same program lowered for abstract arguments (``tempo-jax plan`` compiles it for a TPU slice)."""
-        with jax.set_mesh(mesh):
+        jitted = self._jitted
+        with jax.set_mesh(self._mesh):
             return (jitted if hasattr(jitted, "lower") else jax.jit(jitted)).lower(*args, **kwargs)
-
-    call.__wrapped__ = fn
-    call.lower = lower
-    return call

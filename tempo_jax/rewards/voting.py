@@ -128,11 +128,14 @@ def _semantic_vote(c: Clustering) -> VoteResult:
 
 
 def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult]:
-    majorities, partial = [], []
+    majorities: list[str] = []
+    partial: list[tuple[np.ndarray, np.ndarray, int]] = []
     for answers in groups:
         keys = [normalize_answer(a) if a else "" for a in answers]
         # clusters by normalised string; empties (or answers normalising to "") are singletons
-        ids, sizes, first = np.zeros((len(answers),), np.int32), [], {}
+        ids = np.zeros((len(answers),), np.int32)
+        sizes: list[int] = []
+        first: dict[str, int] = {}
         for j, k in enumerate(keys):
             if k and k in first:
                 ids[j] = first[k]
@@ -163,11 +166,18 @@ def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult
         rewards[p][j] = 1.0 if ok else 0.0
     out = []
     for p, answers in enumerate(groups):
-        ids, sizes, count = partial[p]
+        cluster_ids, cluster_sizes, count = partial[p]
         n = len(answers)
-        freqs = (sizes[ids] / n).astype(np.float32) if n else np.zeros((0,), np.float32)
+        freqs = (cluster_sizes[cluster_ids] / n).astype(np.float32) if n else np.zeros((0,), np.float32)
         out.append(
-            VoteResult(rewards[p], majorities[p], count / n if n else 0.0, ids, freqs, tuple(int(s) for s in sizes))
+            VoteResult(
+                rewards[p],
+                majorities[p],
+                count / n if n else 0.0,
+                cluster_ids,
+                freqs,
+                tuple(int(s) for s in cluster_sizes),
+            )
         )
     return out
 

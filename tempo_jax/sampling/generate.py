@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -88,16 +89,13 @@ def cache_windows(
     return sizes + [-(-total // SLOT_TILE) * SLOT_TILE]
 
 
-def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> LayerKVCache:
-    """Cache placement: rows by the batch rule (:func:`~tempo_jax.parallel.mesh.batch_axes`), KV
-    heads over ``tensor`` when they divide."""
+def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> Any:
+    """Cache placement, a pytree like ``cache`` with a NamedSharding per leaf: rows by the batch rule
+    (:func:`~tempo_jax.parallel.mesh.batch_axes`), KV heads over ``tensor`` when they divide."""
     b = batch_axes(mesh, cache.valid.shape[0])
     heads = "tensor" if cache.k[0].shape[1] % mesh.shape["tensor"] == 0 else None
-    kv = NamedSharding(mesh, P(b, heads, None, None))
-    layers = len(cache.k)
-    return LayerKVCache(
-        k=(kv,) * layers, v=(kv,) * layers, valid=NamedSharding(mesh, P(b, None)), index=NamedSharding(mesh, P())
-    )
+    by_rank = {4: P(b, heads, None, None), 2: P(b, None), 0: P()}  # k and v, valid, index
+    return jax.tree.map(lambda x: NamedSharding(mesh, by_rank[len(x.shape)]), cache)
 
 
 def _constrain_cache(cache: LayerKVCache, mesh: Mesh | None) -> LayerKVCache:
@@ -151,7 +149,9 @@ def prefill(
     model: CausalLM = nnx.merge(graphdef, state)
     positions = positions_from_valid(valid)
     cache = _constrain_cache(init_layer_cache(model.cfg, tokens.shape[0], cache_len, cache_dtype), mesh)
-    hidden, cache = model.model(tokens, positions, valid, cache)
+    hidden, filled = model.model(tokens, positions, valid, cache)
+    assert isinstance(filled, LayerKVCache)  # the decoder returns the cache in the layout it was given
+    cache = filled
     logits = model.logits_from_hidden(hidden[:, -1])
     next_pos = jnp.sum(valid, axis=-1).astype(jnp.int32)
     if n > 1:

@@ -76,7 +76,7 @@ def _leaf_layout(tree: Any, checksums: list[int] | None = None) -> dict[str, lis
     for i, (path, leaf) in enumerate(jax.tree_util.tree_leaves_with_path(tree)):
         shape = getattr(leaf, "shape", None)
         dtype = getattr(leaf, "dtype", None)
-        entry = [
+        entry: list[list[int] | str | int | None] = [
             list(shape) if shape is not None else None,
             str(np.dtype(dtype)) if dtype is not None else type(leaf).__name__,
         ]
@@ -421,7 +421,8 @@ class Checkpointer:
             raise ValueError(f"bad or missing '{LAYOUT_ITEM}' record: {str(layout)[:200]}")
         saved = layout["items"]
         path = self._step_path(step)
-        restore_args, out = {}, {}
+        restore_args: dict[str, Any] = {}  # orbax CheckpointArgs per item
+        out: dict[str, Any] = {}
         for name, template in abstract.items():
             if name not in saved:
                 raise CheckpointMismatchError(
@@ -501,13 +502,16 @@ _STORAGE_MARKERS = (
 def _is_storage_error(e: BaseException) -> bool:
     """True when ``e`` (or an error it wraps) is the storage failing rather than the files being bad."""
     seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, (PermissionError, TimeoutError)) or (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS):
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (PermissionError, TimeoutError)) or (
+            isinstance(cur, OSError) and cur.errno in _STORAGE_ERRNOS
+        ):
             return True
-        if any(m in str(e)[:4000] for m in _STORAGE_MARKERS):
+        if any(m in str(cur)[:4000] for m in _STORAGE_MARKERS):
             return True
-        e = e.__cause__ or e.__context__
+        cur = cur.__cause__ or cur.__context__
     return False
 
 

@@ -337,6 +337,8 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
             f"config file {path} not found (recipes: configs/paper.py:<model>,<method>, configs/tiny.py:<method>)"
         )
     module_spec = importlib.util.spec_from_file_location("tempo_jax_user_config", path)
+    if module_spec is None or module_spec.loader is None:  # no loader for the suffix (not a .py file)
+        raise RecipeError(f"config file {path} is not a Python file; a recipe is a .py file defining get_config()")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)  # the user's own config file
     get_config = getattr(module, "get_config", None)

@@ -60,7 +60,7 @@ class MetricsWriter:
                 fh.writelines(kept)
 
     def write(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:
-        row = {"step": int(step)}
+        row: dict[str, float | str] = {"step": int(step)}
         row.update({k: (to_float(v) if not isinstance(v, str) else v) for k, v in sorted(metrics.items())})
         self._fh.write(json.dumps(row, allow_nan=True) + "\n")
         self._fh.flush()

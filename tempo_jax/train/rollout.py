@@ -101,7 +101,7 @@ def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: Roll
         outs.append(out)
     if len(outs) == 1:
         return outs[0]
-    joined = {
+    joined: dict[str, Any] = {  # field name -> array (or None when the field is unset)
         f.name: (None if getattr(outs[0], f.name) is None else np.concatenate([getattr(o, f.name) for o in outs]))
         for f in dataclasses.fields(outs[0])
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import string
+from typing import Any
 
 from flax import nnx
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -42,7 +43,7 @@ def char_tokenizer(out_dir: str):
 
 
 def tiny_model_config(vocab_size: int, **overrides) -> ModelConfig:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         model_type="qwen3",
         vocab_size=vocab_size,
         hidden_size=32,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 from flax import nnx
 
@@ -200,7 +201,7 @@ def quick_setup(**overrides) -> DemoSetup:
 
     The base model is then much weaker (a smoke test of the plumbing, not of the science).
     """
-    base = dict(
+    base: dict[str, Any] = dict(
         hidden_size=64,
         intermediate_size=192,
         num_layers=2,
