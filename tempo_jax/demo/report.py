@@ -11,6 +11,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def write_seed_report(
     timings: dict[str, float],
     diagnose_only: bool = False,
 ) -> dict:
-    summary = (
+    summary: dict[str, Any] = (
         seed_summary(out, plan, data, diagnosis)
         if not diagnose_only
         else {"seed": plan.seed, "dir": out, "diagnosis": diagnosis, "methods": {}}
@@ -164,6 +165,7 @@ def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
         if not any(method in s["methods"] for s in summaries):
             continue
         d_avg, d_p8 = combined(summaries, method, "change_avg"), combined(summaries, method, "change_pass8")
+        assert d_avg is not None and d_p8 is not None  # every method row has both (seed_summary)
         vs = combined(summaries, method, "tempo_minus")
         lines.append(
             f"| {method} | {_mean(summaries, method, 'before', 'avg@16'):.3f} → "
@@ -187,13 +189,10 @@ def table_markdown(summaries: Sequence[dict], plan: DemoPlan) -> str:
     ]
     if k > 1:
         lines.append("")
+        per_method = {m: combined(summaries, m, "change_avg") for m in plan.methods}
         lines.append(
             "Per-seed Δ avg@16: "
-            + "; ".join(
-                f"{m} " + ", ".join(f"{x:+.3f}" for x in combined(summaries, m, "change_avg").per_seed)
-                for m in plan.methods
-                if combined(summaries, m, "change_avg")
-            )
+            + "; ".join(f"{m} " + ", ".join(f"{x:+.3f}" for x in c.per_seed) for m, c in per_method.items() if c)
         )
     return "\n".join(lines) + "\n"
 
@@ -244,9 +243,9 @@ def _series_change(summaries, method, key) -> tuple[list[int], np.ndarray, np.nd
         steps = sorted(set.intersection(*(set(p) for p in per_seed)))
         changes = [combine_seeds([p[t] for p in per_seed]) for t in steps]
         return steps, np.array([c.mean for c in changes]), np.array([c.se for c in changes])
-    per_seed = [dict(r["series"][key]) for r in runs]
-    steps = sorted(set.intersection(*(set(p) for p in per_seed)))
-    deltas = np.array([[p[t] - p[0] for t in steps] for p in per_seed])
+    levels = [dict(r["series"][key]) for r in runs]
+    steps = sorted(set.intersection(*(set(p) for p in levels)))
+    deltas = np.array([[p[t] - p[0] for t in steps] for p in levels])
     return steps, deltas.mean(axis=0), np.full(len(steps), np.nan)
 
 

@@ -54,9 +54,9 @@ class Line:
     band that is all NaN is not drawn), the matplotlib line ``style`` and marker size."""
 
     label: str
-    xs: Sequence[float]
-    ys: Sequence[float]
-    band: Sequence[float] | None = None
+    xs: Sequence[float] | np.ndarray
+    ys: Sequence[float] | np.ndarray
+    band: Sequence[float] | np.ndarray | None = None
     style: str = "-"
     markersize: float | None = None
 

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -604,7 +605,7 @@ def _worker_env() -> dict[str, str]:
 def plan(
     config_path: str,
     topology: str,
-    overrides: list[str] = (),
+    overrides: Sequence[str] = (),
     only: tuple[str, ...] = (),
     command: str = "",
     timeout_s: float = 3600,

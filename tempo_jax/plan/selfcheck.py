@@ -59,6 +59,7 @@ def run_tiny_steps(
     with Trainer(cfg) as trainer:
         for step in range(1, steps + 1):
             trainer.step(step)
+            assert trainer.critic is not None  # the TEMPO recipe trains a critic
             arrays = {"actor": trainer.actor.state.params, "critic": trainer.critic.state.params}
             flat = jax.tree_util.tree_flatten_with_path(to_host(arrays))[0]
             out.append({jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
@@ -80,18 +81,33 @@ def run_tiny_training(
     after ``step``. Returns what ``run()`` returns."""
     base = dict(eval__test_freq=steps, eval__before_train=False, eval__n=2, eval__limit=2)
     base.update(changes)
-    trainer = Trainer(tiny_config(shape, steps, assets, run_dir, **base), resume=resume)
+    cfg = tiny_config(shape, steps, assets, run_dir, **base)
     if preempt is not None and jax.process_index() == preempt[1]:
-        step_fn = trainer.step
-
-        def step_then_signal(step: int) -> dict[str, float]:
-            out = step_fn(step)
-            if step == preempt[0]:
-                os.kill(os.getpid(), signal.SIGTERM)  # as a preemption notice reaching this host only
-            return out
-
-        trainer.step = step_then_signal
+        trainer: Trainer = _PreemptedTrainer(cfg, resume=resume, signal_after=preempt[0])
+    else:
+        trainer = Trainer(cfg, resume=resume)
     return trainer.run()
+
+
+class _PreemptedTrainer(Trainer):
+    """A Trainer that sends its own process SIGTERM after step ``signal_after`` (as a preemption
+    notice reaching this host only)."""
+
+    def __init__(self, cfg, resume: bool = False, *, signal_after: int):
+        super().__init__(cfg, resume=resume)
+        self._signal_after = signal_after
+
+    def step(self, step: int) -> dict[str, float]:
+        out = super().step(step)
+        if step == self._signal_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+
+def _step_process(text: str) -> tuple[int, int]:
+    """``--preempt STEP:PROCESS`` -> (step, process)."""
+    step, process = text.split(":")
+    return int(step), int(process)
 
 
 def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     assets = ensure_tiny_assets(args.assets)
     shape = tuple(int(s) for s in args.mesh.split(","))
     if args.run:
-        preempt = tuple(int(x) for x in args.preempt.split(":")) if args.preempt else None
+        preempt = _step_process(args.preempt) if args.preempt else None
         result = run_tiny_training(
             shape,
             args.steps,
@@ -157,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = os.path.join(args.run_dir, f"process_{jax.process_index()}")
     params = run_tiny_steps(shape, args.steps, assets, run_dir, train__actor_lr=args.lr, train__critic_lr=args.lr)
     if jax.process_index() == 0:
-        np.savez(args.out, **params[-1])
+        # allow_pickle named (numpy's default): unnamed, mypy matches the ** arrays against it
+        np.savez(args.out, allow_pickle=True, **params[-1])
     print(
         f"process {jax.process_index()}/{jax.process_count()}: {args.steps} steps on mesh {shape} over "
         f"{jax.device_count()} devices; parameters in {args.out}",

@@ -244,7 +244,9 @@ def latex_to_python(s: str) -> str | None:
     frac = _replace_command_groups(s, "\\frac", 2, lambda a, b, opt: f"(({a})/({b}))")
     if frac is None:
         return None
-    out = _replace_command_groups(frac, "\\sqrt", 1, lambda a, opt: f"sqrt({a})" if not opt else f"(({a})**(1/({opt})))")
+    out = _replace_command_groups(
+        frac, "\\sqrt", 1, lambda a, opt: f"sqrt({a})" if not opt else f"(({a})**(1/({opt})))"
+    )
     if out is None:
         return None
     for old, new in _SIMPLE_REPLACEMENTS:

@@ -477,6 +477,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append("algo.critic_update_every must be >= 1")
     if cfg.checkpoint.save_every < 1 or cfg.checkpoint.keep < 1:
         errors.append("checkpoint.save_every and checkpoint.keep must be >= 1")
+    if cfg.algo.loss_weighting not in ("exact", "verl"):
+        errors.append(f"algo.loss_weighting={cfg.algo.loss_weighting!r} must be 'exact' or 'verl'")
     if cfg.data.prompt_policy not in ("filter", "left_truncate"):
         errors.append("data.prompt_policy must be 'filter' or 'left_truncate'")
     ppg = cfg.rollout.get("prompts_per_generate", 0)

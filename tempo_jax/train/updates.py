@@ -109,6 +109,7 @@ def _make_update(
 
     def update(state: TrainState, batch: dict, rng: jax.Array):
         rows = batch["response_mask"].shape[0]
+        spec.check(rows, "update")  # at trace time: a clear message instead of a reshape error
         n_mini = rows // spec.mini_batch_rows
         infos = []
         for epoch in range(spec.epochs):
@@ -123,7 +124,7 @@ def _make_update(
             "loss": jnp.mean(info["loss"]),
             "grad_norm": jnp.mean(info["grad_norm"]),
             "skipped_updates": jnp.sum(info["skipped"]),
-            "optimizer_steps": jnp.float32(info["skipped"].shape[0]),
+            "optimizer_steps": jnp.float32(info["skipped"].shape[0]),  # attempted; skipped_updates of them not applied
         }
         sums = jax.tree.map(lambda x: jnp.sum(x, axis=0), info["metrics"])
         return state, summary, sums

@@ -42,6 +42,10 @@ def test_missing_recipe_file_and_recipe_without_get_config(tmp_path):
     bad.write_text("X = 1\n")
     with pytest.raises(RecipeError, match="has no get_config"):
         load_config(str(bad))
+    not_python = tmp_path / "recipe.txt"  # importlib finds no loader for the suffix
+    not_python.write_text("def get_config():\n    return None\n")
+    with pytest.raises(RecipeError, match="is not a Python file"):
+        load_config(str(not_python))
 
 
 def test_model_must_embed_the_tokenizer_and_hold_the_lengths(tiny_config):

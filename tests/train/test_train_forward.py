@@ -6,6 +6,7 @@ then response, then right padding, positions 0, 1, ...), take the full-sequence 
 the log-softmax, gather and entropy in NumPy float64. The sampler (``generate``, with a KV cache)
 must give the same log-probs for the tokens it drew as the trainer's teacher-forced pass.
 """
+
 from __future__ import annotations
 
 import functools
@@ -55,10 +56,12 @@ def make_batch(rows, seed):
     tlen[:2] = (2, T)
     prompt_valid = np.arange(P)[None] >= (P - plen)[:, None]
     mask = np.arange(T)[None] < tlen[:, None]
-    return dict(prompt_tokens=np.where(prompt_valid, rs.randint(2, VOCAB, (rows, P)), PAD).astype(np.int32),
-                prompt_valid=prompt_valid,
-                response_tokens=np.where(mask, rs.randint(2, VOCAB, (rows, T)), PAD).astype(np.int32),
-                response_mask=mask)
+    return dict(
+        prompt_tokens=np.where(prompt_valid, rs.randint(2, VOCAB, (rows, P)), PAD).astype(np.int32),
+        prompt_valid=prompt_valid,
+        response_tokens=np.where(mask, rs.randint(2, VOCAB, (rows, T)), PAD).astype(np.int32),
+        response_mask=mask,
+    )
 
 
 def unpadded(batch):
@@ -69,8 +72,8 @@ def unpadded(batch):
     plen = np.asarray(batch["prompt_valid"]).sum(axis=1)
     tokens = np.full((rows, width + tlen), PAD, np.int32)
     for i in range(rows):
-        tokens[i, :plen[i]] = batch["prompt_tokens"][i, width - plen[i]:]
-        tokens[i, plen[i]:plen[i] + tlen] = batch["response_tokens"][i]
+        tokens[i, : plen[i]] = batch["prompt_tokens"][i, width - plen[i] :]
+        tokens[i, plen[i] : plen[i] + tlen] = batch["response_tokens"][i]
     return tokens, plen
 
 
@@ -209,7 +212,7 @@ def test_micro_batched_keeps_rows_in_order_and_rejects_a_bad_split():
 
     want = fn(batch)
     for micro in (1, 2, 3, 6):
-        got = jax.jit(lambda b: micro_batched(fn, b, micro))(batch)
+        got = jax.jit(functools.partial(micro_batched, fn), static_argnums=1)(batch, micro)
         jax.tree.map(np.testing.assert_array_equal, got, want)
     with pytest.raises(ValueError, match="6 rows do not split into micro-batches of 4"):
         micro_batched(fn, batch, 4)
@@ -222,12 +225,22 @@ def test_sampler_logprobs_equal_teacher_forced_trainer_logprobs(actor):
     rs = np.random.RandomState(3)
     prompts = [list(rs.randint(10, VOCAB, n)) for n in (3, 9, 1, 6)]
     stop = tuple(range(2, 10))  # ~1/8 of the vocabulary: some rows end early, some run to the limit
-    out = generate(actor, prompts, n=2, max_new_tokens=12, method=Sampling(temperature=1.0, top_k=-1, top_p=1.0),
-                   stop_ids=stop, pad_id=PAD, rng=jax.random.key(5), return_sampling_logprobs=True)
+    out = generate(
+        actor,
+        prompts,
+        n=2,
+        max_new_tokens=12,
+        method=Sampling(temperature=1.0, top_k=-1, top_p=1.0),
+        stop_ids=stop,
+        pad_id=PAD,
+        rng=jax.random.key(5),
+        return_sampling_logprobs=True,
+    )
     m = out.mask
     assert 0 < out.eos.sum() < len(out.eos) and m.sum() > 20
-    batch = dict(prompt_tokens=out.prompt_tokens, prompt_valid=out.prompt_valid, response_tokens=out.tokens,
-                 response_mask=m)
+    batch = dict(
+        prompt_tokens=out.prompt_tokens, prompt_valid=out.prompt_valid, response_tokens=out.tokens, response_mask=m
+    )
     logp, ent = trainer_logprobs(actor, batch)
     np.testing.assert_allclose(out.logprobs[m], logp[m], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out.sampling_logprobs[m], out.logprobs[m], rtol=1e-6, atol=1e-6)  # plain sampling

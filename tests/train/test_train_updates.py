@@ -6,6 +6,7 @@ Every test here compares the jitted update with an independent computation on a 
 model: the mini-batch loss written out in full (the registered loss over the whole mini-batch,
 ``jax.grad``, the same optax optimizer), or the same update with another micro-batch split.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Some donated buffers were not us
 VOCAB, PAD = 48, 0
 P, T = 6, 7  # prompt / response lengths of the batches
 LR = 1e-3
-# Options of the losses, passed the way the trainer passes them (tempo_jax/train/loop.py).
+# Loss options, as keyword arguments of make_m_step / make_e_step.
 ACTOR_OPTS = dict(clip_low=0.2, clip_high=0.2, agg="seq-mean-token-mean", entropy_coef=0.01)
 CRITIC_OPTS = dict(cliprange_value=0.1, agg="seq-mean-token-mean", labeled_only=True)
 PARAM_TOL = dict(rtol=1e-5, atol=1e-6)
@@ -91,8 +92,12 @@ def _sequences(rows, seed, resp_lengths=None):
         resp_lengths[0] = T
     mask = np.arange(T)[None] < np.asarray(resp_lengths)[:, None]
     response_tokens = np.where(mask, rs.randint(2, VOCAB, (rows, T)), PAD)
-    return rs, dict(prompt_tokens=jnp.asarray(prompt_tokens, jnp.int32), prompt_valid=jnp.asarray(prompt_valid),
-                    response_tokens=jnp.asarray(response_tokens, jnp.int32), response_mask=jnp.asarray(mask))
+    return rs, dict(
+        prompt_tokens=jnp.asarray(prompt_tokens, jnp.int32),
+        prompt_valid=jnp.asarray(prompt_valid),
+        response_tokens=jnp.asarray(response_tokens, jnp.int32),
+        response_mask=jnp.asarray(mask),
+    )
 
 
 def actor_batch(actor_state, rows, seed, resp_lengths=None):
@@ -159,7 +164,7 @@ def ref_logprobs(actor, b):
     tokens = jnp.concatenate([b["prompt_tokens"], b["response_tokens"]], axis=1)
     valid = jnp.concatenate([b["prompt_valid"], jnp.ones_like(b["response_mask"])], axis=1)
     logits, _ = actor(tokens, None, valid)
-    logits = logits[:, P - 1:P + T - 1]
+    logits = logits[:, P - 1 : P + T - 1]
     logp_all = jax.nn.log_softmax(logits, axis=-1)
     logp = jnp.take_along_axis(logp_all, b["response_tokens"][..., None], axis=-1)[..., 0]
     return logp, -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
@@ -168,7 +173,7 @@ def ref_logprobs(actor, b):
 def ref_values(critic, b):
     tokens = jnp.concatenate([b["prompt_tokens"], b["response_tokens"]], axis=1)
     valid = jnp.concatenate([b["prompt_valid"], jnp.ones_like(b["response_mask"])], axis=1)
-    return critic(tokens, None, valid)[:, P - 1:P + T - 1]
+    return critic(tokens, None, valid)[:, P - 1 : P + T - 1]
 
 
 def actor_loss_out(graphdef, params, b):
@@ -233,13 +238,17 @@ def assert_trees_close(a, b, **tol):
 
 
 def trees_equal(a, b) -> bool:
-    return all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    return all(
+        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def max_change(a, b) -> float:
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a),
-                                                                                     jax.tree.leaves(b)))
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 # ----------------------------------------------------------------------------- (a) micro-batch split
@@ -311,8 +320,9 @@ def test_verl_weighting_of_the_policy_loss(actor_state, tx):
     graphdef, state = actor_state
     batch = actor_batch(actor_state, 4, seed=5, resp_lengths=[7, 1, 1, 2])
     spec = UpdateSpec(4, 2, shuffle=False, loss_weighting="verl")
-    new, summary, _ = jax.device_get(make_m_step(graphdef, tx, spec, "gspo", **opts)(
-        _copy(state), batch, jax.random.key(0)))
+    new, summary, _ = jax.device_get(
+        make_m_step(graphdef, tx, spec, "gspo", **opts)(_copy(state), batch, jax.random.key(0))
+    )
 
     def loss_out(graphdef, params, b):
         logp, ent = ref_logprobs(nnx.merge(graphdef, params), b)
@@ -330,10 +340,12 @@ def test_verl_weighting_of_the_value_loss(critic_state, tx):
     graphdef, state = critic_state
     batch = critic_batch(critic_state, 6, seed=4, labeled=[0, 0, 1, 0, 1, 1])
     spec = UpdateSpec(6, 2, shuffle=False, loss_weighting="verl")
-    new, summary, _ = jax.device_get(make_e_step(graphdef, tx, spec, "seq_clip", **CRITIC_OPTS)(
-        _copy(state), batch, jax.random.key(0)))
-    params, opt_state, losses, norms, _, exact = reference_update(critic_loss_out, graphdef, tx, state, batch, 6,
-                                                                  "verl", 2)
+    new, summary, _ = jax.device_get(
+        make_e_step(graphdef, tx, spec, "seq_clip", **CRITIC_OPTS)(_copy(state), batch, jax.random.key(0))
+    )
+    params, opt_state, losses, norms, _, exact = reference_update(
+        critic_loss_out, graphdef, tx, state, batch, 6, "verl", 2
+    )
     assert_trees_close(new.params, params)
     assert_trees_close(new.opt_state, opt_state)
     np.testing.assert_allclose(summary["loss"], losses[0], rtol=1e-5, atol=1e-6)
@@ -372,8 +384,11 @@ def test_a_nan_advantage_skips_its_minibatch_and_only_it(actor_state, tx):
 def test_nan_at_padding_positions_does_not_skip(actor_state, tx):
     batch = actor_batch(actor_state, 4, seed=8, resp_lengths=[7, 3, 5, 2])
     pad = ~np.asarray(batch["response_mask"])
-    noisy = dict(batch, advantages=jnp.where(pad, jnp.nan, batch["advantages"]),
-                 old_logprobs=jnp.where(pad, jnp.nan, batch["old_logprobs"]))
+    noisy = dict(
+        batch,
+        advantages=jnp.where(pad, jnp.nan, batch["advantages"]),
+        old_logprobs=jnp.where(pad, jnp.nan, batch["old_logprobs"]),
+    )
     spec = UpdateSpec(4, 2, shuffle=False)
     clean, clean_summary, _ = run_m(actor_state, tx, spec, batch)
     new, summary, _ = run_m(actor_state, tx, spec, noisy)
