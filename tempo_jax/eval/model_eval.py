@@ -47,7 +47,7 @@ from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_reco
 from tempo_jax.data.tfds_builders import NAMED_DATASETS, load_records
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval import plots
-from tempo_jax.eval.runner import EvalResult, _clean, evaluate, markdown_table
+from tempo_jax.eval.runner import EvalResult, evaluate, json_safe, markdown_table
 from tempo_jax.models.decoder import prompt_response_inputs, shift_to_response_tokens
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.models.tokenizer import check_vocab, stop_and_pad_ids
@@ -516,7 +516,7 @@ def write_combined(
         "settings": dict(settings),
         "datasets": {k: {"metrics": r.metrics, "seconds": r.seconds} for k, r in results.items()},
     }
-    paths["json"].write_text(json.dumps(_clean(doc), indent=1, ensure_ascii=False), encoding="utf-8")
+    paths["json"].write_text(json.dumps(json_safe(doc), indent=1, ensure_ascii=False), encoding="utf-8")
     if plot and any(r.pass_at_k for r in results.values()):
         paths["pass_at_k_png"] = plots.plot_pass_at_k(
             {k: r.pass_at_k for k, r in results.items() if r.pass_at_k}, out / "pass_at_k.png", title="pass@k"

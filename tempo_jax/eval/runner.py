@@ -37,12 +37,12 @@ SampleFn = Callable[[list, int], list]
 GraderFn = Callable[[list, list], tuple]
 
 
-def _clean(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, np.generic):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -156,7 +156,7 @@ class EvalResult:
         }
         with open(paths["samples"], "w", encoding="utf-8") as f:
             for s in self.samples:
-                f.write(json.dumps(_clean(s), ensure_ascii=False) + "\n")
+                f.write(json.dumps(json_safe(s), ensure_ascii=False) + "\n")
         paths["table"].write_text(self.to_markdown(name), encoding="utf-8")
         summary = {
             "dataset": name,
@@ -166,7 +166,7 @@ class EvalResult:
             "metrics": self.metrics,
             "per_question": self.per_question,
         }
-        paths["summary"].write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False), encoding="utf-8")
+        paths["summary"].write_text(json.dumps(json_safe(summary), indent=1, ensure_ascii=False), encoding="utf-8")
         if plot and self.pass_at_k:
             paths["pass_at_k_png"] = plots.plot_pass_at_k(
                 {name: self.pass_at_k}, out / f"{name}_pass_at_k.png", title=f"{name}: pass@k (n={self.n})"

@@ -13,7 +13,7 @@ from flax import nnx
 
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.decoder import CausalLM, Decoder, default_positions
-from tempo_jax.models.layers import _init
+from tempo_jax.models.layers import param_init
 
 
 class Critic(nnx.Module):
@@ -27,7 +27,7 @@ class Critic(nnx.Module):
             use_bias=True,
             dtype=cfg.jnp_dtype,
             param_dtype=cfg.jnp_param_dtype,
-            kernel_init=_init(),
+            kernel_init=param_init(),
             bias_init=nnx.initializers.zeros_init(),
             rngs=rngs,
         )
@@ -54,7 +54,7 @@ def critic_from_actor(actor: CausalLM, seed: int = 0) -> Critic:
         use_bias=True,
         dtype=cfg.jnp_dtype,
         param_dtype=cfg.jnp_param_dtype,
-        kernel_init=_init(),
+        kernel_init=param_init(),
         bias_init=nnx.initializers.zeros_init(),
         rngs=nnx.Rngs(seed),
     )

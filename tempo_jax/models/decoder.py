@@ -14,7 +14,7 @@ from flax import nnx
 
 from tempo_jax.models.cache import KVCache, LayerKVCache, init_cache
 from tempo_jax.models.config import SLIDING, ModelConfig
-from tempo_jax.models.layers import NO_WINDOW, Block, MaskSpec, RMSNorm, _init
+from tempo_jax.models.layers import NO_WINDOW, Block, MaskSpec, RMSNorm, param_init
 from tempo_jax.models.rope import rope_cos_sin
 
 
@@ -40,7 +40,7 @@ class Decoder(nnx.Module):
             cfg.hidden_size,
             dtype=cfg.jnp_dtype,
             param_dtype=cfg.jnp_param_dtype,
-            embedding_init=_init(),
+            embedding_init=param_init(),
             rngs=rngs,
         )
         self.layers = _make_layers(cfg, rngs)
@@ -163,7 +163,7 @@ class CausalLM(nnx.Module):
                 use_bias=False,
                 dtype=cfg.jnp_dtype,
                 param_dtype=cfg.jnp_param_dtype,
-                kernel_init=_init(),
+                kernel_init=param_init(),
                 rngs=rngs,
             )
 

@@ -18,7 +18,7 @@ from tempo_jax.models.rope import apply_rope
 NO_WINDOW = 1 << 30  # window size used for full-attention layers
 
 
-def _init(std: float = 0.02):
+def param_init(std: float = 0.02):
     return nnx.initializers.normal(stddev=std)
 
 
@@ -43,7 +43,7 @@ def _linear(cfg: ModelConfig, n_in: int, n_out: int, bias: bool, rngs: nnx.Rngs)
         use_bias=bias,
         dtype=cfg.jnp_dtype,
         param_dtype=cfg.jnp_param_dtype,
-        kernel_init=_init(),
+        kernel_init=param_init(),
         bias_init=nnx.initializers.zeros_init(),
         rngs=rngs,
     )

@@ -304,7 +304,7 @@ def _sharded_carry(carry, rollout_mesh):
         return NamedSharding(rollout_mesh, batch_spec(rollout_mesh, leaf.shape[0]))
 
     shardings = jax.tree_util.tree_map_with_path(carry_sharding, carry)
-    shardings["cache"] = gen._cache_spec(rollout_mesh, carry["cache"])
+    shardings["cache"] = gen.cache_shardings(rollout_mesh, carry["cache"])
     return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), carry, shardings)
 
 

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from tempo_jax.rl.arrays import f32, mask_f32
 from tempo_jax.rl.options import EmTokenOptions, GaeOptions, GroupNormOptions
 from tempo_jax.rl.registry import ADVANTAGES
 
@@ -38,21 +39,13 @@ class AdvantageOutput(NamedTuple):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _f32(x) -> jax.Array:
-    return jnp.asarray(x, jnp.float32)
-
-
-def _mask_f32(response_mask) -> jax.Array:
-    return (jnp.asarray(response_mask) > 0).astype(jnp.float32)
-
-
 def _bool_rows(is_labeled) -> jax.Array:
     return jnp.asarray(is_labeled).reshape(-1) > 0
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis=None) -> jax.Array:
     """Mean of ``x`` over positions where ``mask`` is 1 (0 if there are none)."""
-    m = _mask_f32(mask)
+    m = mask_f32(mask)
     total = jnp.sum(jnp.where(m > 0, x, 0.0), axis=axis)
     return total / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
 
@@ -65,8 +58,8 @@ def masked_whiten(x: jax.Array, mask: jax.Array, *, eps: float = WHITEN_EPS) -> 
     Departure: verl raises if fewer than 2 positions are valid; under ``jit`` we cannot, so the
     Bessel factor uses ``max(n - 1, 1)`` (a single valid token whitens to 0).
     """
-    m = _mask_f32(mask)
-    x = jnp.where(m > 0, _f32(x), 0.0)
+    m = mask_f32(mask)
+    x = jnp.where(m > 0, f32(x), 0.0)
     n = jnp.sum(m)
     mean = jnp.sum(x) / jnp.maximum(n, 1.0)
     centred = jnp.where(m > 0, x - mean, 0.0)
@@ -77,7 +70,7 @@ def masked_whiten(x: jax.Array, mask: jax.Array, *, eps: float = WHITEN_EPS) -> 
 def last_valid_index(response_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(index of the last valid position of each row, whether the row has any) — index 0 for
     empty rows. For right-padded masks this equals ``mask.sum(-1) - 1`` (the reference)."""
-    m = _mask_f32(response_mask)
+    m = mask_f32(response_mask)
     pos = jnp.arange(m.shape[-1], dtype=jnp.int32)
     last = jnp.max(jnp.where(m > 0, pos[None, :], -1), axis=-1)
     return jnp.maximum(last, 0), last >= 0
@@ -86,7 +79,7 @@ def last_valid_index(response_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
 def value_at_last_token(values: jax.Array, response_mask: jax.Array) -> jax.Array:
     """V_T: the value at each row's last valid response position (0 for an empty row)."""
     last, has_any = last_valid_index(response_mask)
-    v_t = jnp.take_along_axis(_f32(values), last[:, None], axis=-1)[:, 0]
+    v_t = jnp.take_along_axis(f32(values), last[:, None], axis=-1)[:, 0]
     return jnp.where(has_any, v_t, 0.0)
 
 
@@ -98,7 +91,7 @@ def group_mean_std(x: jax.Array, group_ids: jax.Array, *, singleton_mean: str = 
     A group of one row gets std 1 and mean 0 (``singleton_mean="zero"``, verl's GRPO) or the
     row's own value (``"self"``, the reference ``em`` estimator, which makes its advantage 0).
     """
-    x = _f32(x).reshape(-1)
+    x = f32(x).reshape(-1)
     g = jnp.asarray(group_ids).reshape(-1)
     same = (g[:, None] == g[None, :]).astype(jnp.float32)  # [B, B]
     count = jnp.sum(same, axis=1)
@@ -158,9 +151,9 @@ def em_token(
     valid position; the reference reads ``mask.sum(-1) − 1`` — identical for right-padded masks.
     """
     _check_whiten(whiten)
-    m = _mask_f32(response_mask)
-    v = jnp.where(m > 0, _f32(values), 0.0)
-    r = _f32(scores).reshape(-1)
+    m = mask_f32(response_mask)
+    v = jnp.where(m > 0, f32(values), 0.0)
+    r = f32(scores).reshape(-1)
     z = jnp.where(_bool_rows(is_labeled), r, value_at_last_token(v, m))
     raw = (z[:, None] - v) * m
     adv = masked_whiten(raw, m) if whiten == "global" else raw
@@ -184,9 +177,9 @@ def em(
     broadcast over valid tokens. A group of one row gets advantage 0 (the reference uses the
     row's own score as the mean there, unlike ``grpo``). returns = R (labeled) / V_t (unlabeled).
     """
-    m = _mask_f32(response_mask)
-    v = jnp.where(m > 0, _f32(values), 0.0)
-    r = _f32(scores).reshape(-1)
+    m = mask_f32(response_mask)
+    v = jnp.where(m > 0, f32(values), 0.0)
+    r = f32(scores).reshape(-1)
     labeled = _bool_rows(is_labeled)
     s = jnp.where(labeled, r, jnp.clip(value_at_last_token(v, m), -1.0, 1.0))
     mean, std = group_mean_std(s, group_ids, singleton_mean="self")
@@ -236,10 +229,10 @@ def gae(
     D_L only).
     """
     _check_whiten(whiten)
-    m = _mask_f32(response_mask)
-    v = jnp.where(m > 0, _f32(values), 0.0)
+    m = mask_f32(response_mask)
+    v = jnp.where(m > 0, f32(values), 0.0)
     last, has_any = last_valid_index(m)
-    r = jnp.where(has_any, _f32(scores).reshape(-1), 0.0)
+    r = jnp.where(has_any, f32(scores).reshape(-1), 0.0)
     if gamma == 1.0 and lam == 1.0:
         # closed form (the recursion telescopes): A_t = R − V_t at every valid t. Same numbers,
         # without a length-T sequential scan in the step.
@@ -268,8 +261,8 @@ def grpo(
     valid tokens; returns = advantages (as verl). A group of one row uses mean 0, std 1 (verl).
     ``values`` and ``is_labeled`` are unused (TTRL/EMPO run on D_U with their own rewards).
     """
-    m = _mask_f32(response_mask)
-    r = _f32(scores).reshape(-1)
+    m = mask_f32(response_mask)
+    r = f32(scores).reshape(-1)
     mean, std = group_mean_std(r, group_ids, singleton_mean="zero")
     a = (r - mean) / (std + eps) if norm_by_std else r - mean
     adv = jnp.broadcast_to(a[:, None], m.shape)

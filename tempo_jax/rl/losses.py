@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tempo_jax.rl.arrays import mask_f32, stop_grad
 from tempo_jax.rl.options import GspoOptions, PpoOptions
 from tempo_jax.rl.registry import POLICY_LOSSES
 
@@ -52,17 +53,9 @@ class LossOutput(NamedTuple):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _mask_f32(mask) -> jax.Array:
-    return (jnp.asarray(mask) > 0).astype(jnp.float32)
-
-
-def _sg(x):
-    return jax.lax.stop_gradient(x)
-
-
 def aggregate(loss_mat: jax.Array, mask: jax.Array, agg: str) -> tuple[jax.Array, jax.Array]:
     """(numerator, denominator) of ``loss_mat`` [B,T] over valid positions; see module doc."""
-    m = _mask_f32(mask)
+    m = mask_f32(mask)
     x = jnp.where(m > 0, loss_mat, 0.0)
     if agg == "token-mean":
         return jnp.sum(x), jnp.sum(m)
@@ -80,8 +73,8 @@ def aggregate(loss_mat: jax.Array, mask: jax.Array, agg: str) -> tuple[jax.Array
 
 def token_metric(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(Σ x over valid tokens, #valid tokens), gradient-stopped."""
-    m = _mask_f32(mask)
-    return _sg(jnp.sum(jnp.where(m > 0, x, 0.0))), _sg(jnp.sum(m))
+    m = mask_f32(mask)
+    return stop_grad(jnp.sum(jnp.where(m > 0, x, 0.0))), stop_grad(jnp.sum(m))
 
 
 def sum_outputs(outputs: Sequence[LossOutput]) -> LossOutput:
@@ -137,7 +130,7 @@ def _regularised(
     """Add entropy bonus and KL loss per token (same aggregation, so they stay linear in the
     numerator — verl: pg_loss − entropy_coef·agg(entropy) + kl_coef·agg(kl)); aggregate."""
     pg_num, den = aggregate(pg_losses, m, agg)
-    metrics["pg_loss"] = (_sg(pg_num), _sg(den))
+    metrics["pg_loss"] = (stop_grad(pg_num), stop_grad(den))
     total = pg_losses
     if entropy is not None:
         ent = jnp.where(m > 0, jnp.asarray(entropy, jnp.float32), 0.0)
@@ -147,7 +140,7 @@ def _regularised(
     elif entropy_coef:
         raise ValueError("entropy_coef != 0 needs the per-token `entropy`")
     if ref_logprobs is not None:
-        ref = _sg(jnp.where(m > 0, jnp.asarray(ref_logprobs, jnp.float32), 0.0))
+        ref = stop_grad(jnp.where(m > 0, jnp.asarray(ref_logprobs, jnp.float32), 0.0))
         kl = kl_penalty(logprobs, ref, kl_type)
         metrics["kl_loss"] = token_metric(kl, m)
         if kl_coef:
@@ -155,17 +148,17 @@ def _regularised(
     elif kl_coef:
         raise ValueError("kl_coef != 0 needs `ref_logprobs` (a reference policy)")
     num, den = aggregate(total, m, agg)
-    return LossOutput(num, _sg(den), metrics)
+    return LossOutput(num, stop_grad(den), metrics)
 
 
 def _prepare(logprobs, old_logprobs, advantages, response_mask):
-    m = _mask_f32(response_mask)
+    m = mask_f32(response_mask)
     # Sanitise padding before any exp(): a -inf/NaN log-prob at a pad must not leak a NaN
     # into the value or the gradient (the masked `where` alone would not stop it).
     lp = jnp.where(m > 0, jnp.asarray(logprobs, jnp.float32), 0.0)
     old = jnp.where(m > 0, jnp.asarray(old_logprobs, jnp.float32), 0.0)
     adv = jnp.where(m > 0, jnp.asarray(advantages, jnp.float32), 0.0)
-    return lp, _sg(old), _sg(adv), m
+    return lp, stop_grad(old), stop_grad(adv), m
 
 
 # ----------------------------------------------------------------------------- losses
@@ -208,7 +201,7 @@ def gspo(
     log_ratio = lp - old
     tok_count = jnp.sum(m, axis=-1)
     seq_log_ratio = jnp.sum(log_ratio * m, axis=-1) / jnp.maximum(tok_count, 1.0)
-    log_s = _sg(seq_log_ratio)[:, None] + lp - _sg(lp)
+    log_s = stop_grad(seq_log_ratio)[:, None] + lp - stop_grad(lp)
     s = jnp.exp(jnp.minimum(log_s, logratio_clamp))
     pg1 = -adv * s
     pg2 = -adv * jnp.clip(s, 1.0 - clip_low, 1.0 + clip_high)
@@ -219,7 +212,7 @@ def gspo(
     metrics: Metrics = {
         "clip_fraction": token_metric((pg2 > pg1).astype(jnp.float32), m),
         "approx_kl": token_metric(-log_ratio, m),
-        "seq_ratio": (_sg(jnp.sum(seq_ratio)), _sg(jnp.sum(has_any))),
+        "seq_ratio": (stop_grad(jnp.sum(seq_ratio)), stop_grad(jnp.sum(has_any))),
     }
     return _regularised(pg_losses, m, lp, agg, entropy, entropy_coef, ref_logprobs, kl_coef, kl_type, metrics)
 

@@ -31,18 +31,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tempo_jax.rl.losses import LossOutput, Metrics, _mask_f32, _sg, aggregate, token_metric
+from tempo_jax.rl.arrays import mask_f32, stop_grad
+from tempo_jax.rl.losses import LossOutput, Metrics, aggregate, token_metric
 from tempo_jax.rl.options import ValueClipOptions
 from tempo_jax.rl.registry import VALUE_LOSSES
 
 
 def _prepare(values, old_values, returns, response_mask, is_labeled, labeled_only):
-    m = _mask_f32(response_mask)
+    m = mask_f32(response_mask)
     if labeled_only:
         m = m * (jnp.asarray(is_labeled).reshape(-1, 1) > 0).astype(jnp.float32)
     v = jnp.where(m > 0, jnp.asarray(values, jnp.float32), 0.0)
-    old = _sg(jnp.where(m > 0, jnp.asarray(old_values, jnp.float32), 0.0))
-    ret = _sg(jnp.where(m > 0, jnp.asarray(returns, jnp.float32), 0.0))
+    old = stop_grad(jnp.where(m > 0, jnp.asarray(old_values, jnp.float32), 0.0))
+    ret = stop_grad(jnp.where(m > 0, jnp.asarray(returns, jnp.float32), 0.0))
     return v, old, ret, m
 
 
@@ -53,7 +54,7 @@ def _finish(v, ret, v_clipped, m, agg, clip_metric) -> LossOutput:
     num = 0.5 * num
     err = ret - v
     metrics: Metrics = {
-        "vf_loss": (_sg(num), _sg(den)),
+        "vf_loss": (stop_grad(num), stop_grad(den)),
         "vf_clip_fraction": clip_metric(l1, l2),
         "vpred_mean": token_metric(v, m),
         "returns_mean": token_metric(ret, m),
@@ -61,7 +62,7 @@ def _finish(v, ret, v_clipped, m, agg, clip_metric) -> LossOutput:
         "vf_error_mean": token_metric(err, m),
         "vf_error_sq_mean": token_metric(err * err, m),
     }
-    return LossOutput(num, _sg(den), metrics)
+    return LossOutput(num, stop_grad(den), metrics)
 
 
 @VALUE_LOSSES.register("seq_clip", options=ValueClipOptions)
@@ -94,7 +95,7 @@ def seq_clip(
 
     def clip_metric(l1, l2):
         clipped = ((d_c != d) & has_any).astype(jnp.float32)
-        return _sg(jnp.sum(clipped)), _sg(jnp.sum(has_any.astype(jnp.float32)))
+        return stop_grad(jnp.sum(clipped)), stop_grad(jnp.sum(has_any.astype(jnp.float32)))
 
     return _finish(v, ret, v_clipped, m, agg, clip_metric)
 

@@ -89,7 +89,7 @@ def cache_windows(
     return sizes + [-(-total // SLOT_TILE) * SLOT_TILE]
 
 
-def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> Any:
+def cache_shardings(mesh: Mesh, cache: LayerKVCache) -> Any:
     """Cache placement, a pytree like ``cache`` with a NamedSharding per leaf: rows by the batch rule
     (:func:`~tempo_jax.parallel.mesh.batch_axes`), KV heads over ``tensor`` when they divide."""
     b = batch_axes(mesh, cache.valid.shape[0])
@@ -99,7 +99,7 @@ def _cache_spec(mesh: Mesh, cache: LayerKVCache) -> Any:
 
 
 def _constrain_cache(cache: LayerKVCache, mesh: Mesh | None) -> LayerKVCache:
-    return cache if mesh is None else jax.lax.with_sharding_constraint(cache, _cache_spec(mesh, cache))
+    return cache if mesh is None else jax.lax.with_sharding_constraint(cache, cache_shardings(mesh, cache))
 
 
 def _record(c: dict, tok, lp, slp, stop: jax.Array, pad_id: int) -> dict:
