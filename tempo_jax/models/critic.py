@@ -16,21 +16,26 @@ from tempo_jax.models.decoder import CausalLM, Decoder, default_positions
 from tempo_jax.models.layers import param_init
 
 
+def value_head(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Linear:
+    """HF's token-classification head with one label: Linear(hidden, 1) with a bias (zero at init)."""
+    return nnx.Linear(
+        cfg.hidden_size,
+        1,
+        use_bias=True,
+        dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype,
+        kernel_init=param_init(),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
+
+
 class Critic(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.model = Decoder(cfg, rngs)
         # HF token classification head: Linear(hidden, num_labels=1) with bias.
-        self.score = nnx.Linear(
-            cfg.hidden_size,
-            1,
-            use_bias=True,
-            dtype=cfg.jnp_dtype,
-            param_dtype=cfg.jnp_param_dtype,
-            kernel_init=param_init(),
-            bias_init=nnx.initializers.zeros_init(),
-            rngs=rngs,
-        )
+        self.score = value_head(cfg, rngs)
 
     def __call__(
         self, tokens: jax.Array, positions: jax.Array | None = None, valid: jax.Array | None = None
@@ -48,15 +53,6 @@ def critic_from_actor(actor: CausalLM, seed: int = 0) -> Critic:
     backbone_state = nnx.state(actor.model)
     copied = jax.tree.map(lambda x: jnp.array(x, copy=True), backbone_state)
     nnx.update(critic.model, copied)
-    head = nnx.Linear(
-        cfg.hidden_size,
-        1,
-        use_bias=True,
-        dtype=cfg.jnp_dtype,
-        param_dtype=cfg.jnp_param_dtype,
-        kernel_init=param_init(),
-        bias_init=nnx.initializers.zeros_init(),
-        rngs=nnx.Rngs(seed),
-    )
+    head = value_head(cfg, nnx.Rngs(seed))
     critic.score = head
     return critic

@@ -354,10 +354,10 @@ def _update_programs(cfg, mc, mesh, actor, critic, sizes: dict, want: set) -> di
         programs[name]["resident_bytes"] = other_bytes
 
     if "m_step" in want:
-        m_step = builders.m_step(cfg, actor[0], actor[1], actor[2], mesh, mc.scan_layers)
+        m_step = builders.update_step(cfg, "actor", actor[0], actor[1], actor[2], mesh, mc.scan_layers)
         update_program("m_step", m_step, actor[2], sizes["critic_params"] + sizes["critic_opt_state"], ACTOR_KEYS)
     if "e_step" in want and critic:
-        e_step = builders.e_step(cfg, critic[0], critic[1], critic[2], mesh, mc.scan_layers)
+        e_step = builders.update_step(cfg, "critic", critic[0], critic[1], critic[2], mesh, mc.scan_layers)
         update_program("e_step", e_step, critic[2], sizes["actor_params"] + sizes["actor_opt_state"], CRITIC_KEYS)
     return programs
 

@@ -105,12 +105,8 @@ class Trainer:
         tx = programs.optimizer(cfg, name)
         graphdef, state = create_train_state(model, tx)
         state = pmesh.shard_train_state(state, self.mesh, stacked)
-        if name == "actor":
-            update = programs.m_step(cfg, graphdef, tx, state, self.mesh, stacked)
-            forward = programs.logprob_forward(cfg, graphdef, self.mesh)
-        else:
-            update = programs.e_step(cfg, graphdef, tx, state, self.mesh, stacked)
-            forward = programs.value_forward(cfg, graphdef, self.mesh)
+        update = programs.update_step(cfg, name, graphdef, tx, state, self.mesh, stacked)
+        forward = programs.forward(cfg, name, graphdef, self.mesh)
         return Role(graphdef, state, update, forward, cfg.train[f"{name}_lr"])
 
     @property

@@ -58,40 +58,32 @@ def _on_mesh(update: Callable, state: TrainState, mesh, stacked: bool) -> Callab
     return pmesh.on_mesh(update, mesh, out_shardings=out, donate_argnums=(0,))
 
 
-def m_step(
+def update_step(
     cfg: ml_collections.ConfigDict,
+    role: str,
     graphdef: nnx.GraphDef,
     tx: optax.GradientTransformation,
     state: TrainState,
     mesh=None,
     stacked: bool = False,
 ) -> Callable:
-    """The M-step (actor update with ``algo.policy_loss`` and its options) for ``state``'s layout."""
-    update = make_m_step(graphdef, tx, update_spec(cfg), cfg.algo.policy_loss, **as_kwargs(algo_options(cfg).policy))
+    """The role's update for ``state``'s layout: the M-step for the actor (``algo.policy_loss`` and its
+    options), the E-step for the critic (``algo.value_loss`` and its options)."""
+    options = algo_options(cfg)
+    if role == "actor":
+        update = make_m_step(graphdef, tx, update_spec(cfg), cfg.algo.policy_loss, **as_kwargs(options.policy))
+    elif role == "critic":
+        update = make_e_step(graphdef, tx, update_spec(cfg), cfg.algo.value_loss, **as_kwargs(options.value))
+    else:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     return _on_mesh(update, state, mesh, stacked)
 
 
-def e_step(
-    cfg: ml_collections.ConfigDict,
-    graphdef: nnx.GraphDef,
-    tx: optax.GradientTransformation,
-    state: TrainState,
-    mesh=None,
-    stacked: bool = False,
-) -> Callable:
-    """The E-step (critic update with ``algo.value_loss`` and its options) for ``state``'s layout."""
-    update = make_e_step(graphdef, tx, update_spec(cfg), cfg.algo.value_loss, **as_kwargs(algo_options(cfg).value))
-    return _on_mesh(update, state, mesh, stacked)
-
-
-def logprob_forward(cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, mesh=None) -> Callable:
-    """The actor's no-grad pass (old log-probs and entropy), micro-batched like the updates."""
-    return pmesh.on_mesh(make_logprob_fn(graphdef, update_spec(cfg).micro_rows), mesh)
-
-
-def value_forward(cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, mesh=None) -> Callable:
-    """The critic's no-grad pass (V_t before the update), micro-batched like the updates."""
-    return pmesh.on_mesh(make_value_fn(graphdef, update_spec(cfg).micro_rows), mesh)
+def forward(cfg: ml_collections.ConfigDict, role: str, graphdef: nnx.GraphDef, mesh=None) -> Callable:
+    """The role's no-grad pass, micro-batched like the updates: the actor's old log-probs and entropy,
+    the critic's values V_t before its update."""
+    make = make_logprob_fn if role == "actor" else make_value_fn
+    return pmesh.on_mesh(make(graphdef, update_spec(cfg).micro_rows), mesh)
 
 
 def sampling_method(cfg: ml_collections.ConfigDict) -> Sampling:

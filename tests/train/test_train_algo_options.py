@@ -61,7 +61,7 @@ def test_the_trainer_and_the_planner_pass_the_configured_options(monkeypatch):
 
     monkeypatch.setattr(programs, "make_m_step", fake_make)
     monkeypatch.setattr(programs, "make_e_step", fake_make)
-    programs.m_step(cfg, None, None, None)
-    programs.e_step(cfg, None, None, None)
+    programs.update_step(cfg, "actor", None, None, None)
+    programs.update_step(cfg, "critic", None, None, None)
     assert seen["ppo"]["clip_ratio_c"] == 3.0 and seen["ppo"]["clip_low"] == 3e-4
     assert seen["seq_clip"] == {"cliprange_value": 0.5, "agg": "seq-mean-token-mean", "labeled_only": False}
