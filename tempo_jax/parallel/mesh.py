@@ -57,7 +57,8 @@ def resolve_shape(shape: Sequence[int], num_devices: int, what: str = "mesh.shap
             f"(jax.device_count()); use a shape whose product is {num_devices}, e.g. {hint}, "
             "or put -1 on one axis"
         )
-    return shape  # type: ignore[return-value]
+    data, fsdp, tensor = shape  # three entries (checked above)
+    return data, fsdp, tensor
 
 
 def suggest_shapes(num_devices: int) -> list[tuple[int, int, int]]:
