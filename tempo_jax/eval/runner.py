@@ -192,6 +192,53 @@ def _check_questions(questions: Sequence[dict]) -> None:
             raise ValueError(f"evaluate: question {i} ({q['id']}) has neither 'problem' nor 'prompt'")
 
 
+def _check_samples(questions: Sequence[dict], out: Sequence, n: int) -> None:
+    """``sample_fn``'s answer for a chunk: n dicts with a string ``text`` and a ``length`` per question."""
+    if len(out) != len(questions):
+        raise ValueError(f"sample_fn returned {len(out)} lists for {len(questions)} prompts")
+    for q, samples in zip(questions, out):
+        if len(samples) != n:
+            raise ValueError(f"sample_fn returned {len(samples)} samples for question {q['id']}, expected n={n}")
+        for j, s in enumerate(samples):
+            if not isinstance(s, Mapping) or not isinstance(s.get("text"), str) or s.get("length") is None:
+                raise ValueError(
+                    f"sample {j} of question {q['id']} must be a dict with a string 'text' "
+                    f"and an integer 'length' (response tokens), got {s!r:.120}"
+                )
+
+
+def _sample_rows(questions, texts, extracted, correct, lengths, finish, values, ks) -> tuple[list, list]:
+    """(one row per sample, one row per question with its pass@k) for the samples and results files."""
+    n = correct.shape[1]
+    samples, per_question = [], []
+    for qi, q in enumerate(questions):
+        for j in range(n):
+            samples.append(
+                {
+                    "question_id": q["id"],
+                    "sample": j,
+                    "answer": q["answer"],
+                    "response": texts[qi][j],
+                    "extracted": extracted[qi][j],
+                    "correct": bool(correct[qi, j]),
+                    "length": lengths[qi][j],
+                    "finish_reason": finish[qi][j],
+                    "value": float(values[qi][j]) if values is not None else None,
+                }
+            )
+        c = int(correct[qi].sum())
+        pq = {
+            "id": q["id"],
+            "answer": q["answer"],
+            "n_correct": c,
+            "avg": c / n,
+            "distinct_answers": M.distinct_answers(extracted[qi]),
+        }
+        pq.update({f"pass@{k}": M.pass_at_k(n, c, k) for k in ks if k <= n})
+        per_question.append(pq)
+    return samples, per_question
+
+
 def evaluate(
     questions: Sequence[dict],
     sample_fn: SampleFn,
@@ -223,18 +270,9 @@ def evaluate(
         qs = questions[start : start + chunk]
         prompts = [prompt_fn(q) for q in qs]
         out = sample_fn(prompts, n)
-        if len(out) != len(qs):
-            raise ValueError(f"sample_fn returned {len(out)} lists for {len(qs)} prompts")
+        _check_samples(qs, out, n)
         c_texts, c_len, c_fin, c_val = [], [], [], []
-        for q, samples in zip(qs, out):
-            if len(samples) != n:
-                raise ValueError(f"sample_fn returned {len(samples)} samples for question {q['id']}, expected n={n}")
-            for j, s in enumerate(samples):
-                if not isinstance(s, Mapping) or not isinstance(s.get("text"), str) or s.get("length") is None:
-                    raise ValueError(
-                        f"sample {j} of question {q['id']} must be a dict with a string 'text' "
-                        f"and an integer 'length' (response tokens), got {s!r:.120}"
-                    )
+        for samples in out:
             c_texts.append([s["text"] for s in samples])
             c_len.append([int(s["length"]) for s in samples])
             c_fin.append([str(s.get("finish_reason", "unknown")) for s in samples])
@@ -272,32 +310,9 @@ def evaluate(
         ks=ks,
         method=method,
     )
-    samples, per_question = [], []
-    for qi, q in enumerate(questions):
-        for j in range(n):
-            samples.append(
-                {
-                    "question_id": q["id"],
-                    "sample": j,
-                    "answer": q["answer"],
-                    "response": texts[qi][j],
-                    "extracted": extracted[qi][j],
-                    "correct": bool(correct_arr[qi, j]),
-                    "length": lengths[qi][j],
-                    "finish_reason": finish[qi][j],
-                    "value": float(values[qi][j]) if has_values else None,
-                }
-            )
-        c = int(correct_arr[qi].sum())
-        pq = {
-            "id": q["id"],
-            "answer": q["answer"],
-            "n_correct": c,
-            "avg": c / n,
-            "distinct_answers": M.distinct_answers(extracted[qi]),
-        }
-        pq.update({f"pass@{k}": M.pass_at_k(n, c, k) for k in ks if k <= n})
-        per_question.append(pq)
+    samples, per_question = _sample_rows(
+        questions, texts, extracted, correct_arr, lengths, finish, values if has_values else None, ks
+    )
     return EvalResult(
         dataset=dataset_name,
         n=n,
