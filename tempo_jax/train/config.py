@@ -273,6 +273,9 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
             )
     if leaf not in node:
         known = ", ".join(sorted(node.keys()))
+        function = _options_owner(cfg, parents)
+        if function:  # an option the chosen estimator or loss does not take
+            raise UnknownKeyError(f"{key}: {function} takes no option {leaf!r}; its options: {known}")
         raise UnknownKeyError(f"unknown config key {key!r}; known keys here: {known}{_did_you_mean(cfg, key)}")
     current = node[leaf]
     if isinstance(current, ml_collections.ConfigDict):
@@ -289,6 +292,16 @@ def set_path(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
         ) from None
     if parents == ["algo"] and leaf in SECTIONS:  # another function: its own options section
         rebuild_section(node, leaf)
+
+
+def _options_owner(cfg: ml_collections.ConfigDict, parents: list[str]) -> str:
+    """For ``algo.<function>_options``: the function chosen, e.g. "policy loss 'gspo'"; else ""."""
+    if len(parents) != 2 or parents[0] != "algo":
+        return ""
+    for function_key, (section, registry) in SECTIONS.items():
+        if parents[1] == section:
+            return f"{registry.kind} {cfg.algo[function_key]!r}"
+    return ""
 
 
 def parse_override(text: str) -> tuple[str, str]:
