@@ -26,7 +26,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tempo_jax.rewards import Grader  # noqa: E402
+from tempo_jax.rewards import Grader
 
 DATA = pathlib.Path(os.environ.get("TEMPO_JAX_DATA_DIR", ROOT.parent / "shared" / "data"))
 

@@ -46,19 +46,19 @@ _POLICY = sys.argv[sys.argv.index("--omp-wait-policy") + 1] if "--omp-wait-polic
 if _POLICY.lower() != "default":
     os.environ["OMP_WAIT_POLICY"] = _POLICY  # read once, when torch's OpenMP runtime starts
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import transformers
+from flax import nnx
 
-from tempo_jax.models.cache import init_layer_cache  # noqa: E402
-from tempo_jax.models.hf_io import from_hf  # noqa: E402
-from tempo_jax.models.layers import attend  # noqa: E402
-from tempo_jax.sampling import generate as gen  # noqa: E402
-from tempo_jax.sampling.methods import Sampling  # noqa: E402
-from tempo_jax.sampling.padding import left_pad  # noqa: E402
+from tempo_jax.models.cache import init_layer_cache
+from tempo_jax.models.hf_io import from_hf
+from tempo_jax.models.layers import attend
+from tempo_jax.sampling import generate as gen
+from tempo_jax.sampling.methods import Sampling
+from tempo_jax.sampling.padding import left_pad
 
 PROMPT_LEN = 32
 HF_CONFIG = dict(

@@ -10,12 +10,12 @@ import traceback
 
 import jax
 
-from tempo_jax.data.templates import load_tokenizer
 from tempo_jax.demo import run_demo
 from tempo_jax.errors import UserError
 from tempo_jax.eval.model_eval import eval_main, evaluate_model
 from tempo_jax.eval.plots import plot_run
 from tempo_jax.models.hf_io import from_hf, to_hf
+from tempo_jax.models.tokenizer import load_tokenizer
 from tempo_jax.parallel.platforms import skip_absent_tpu
 from tempo_jax.plan.planner import plan_main
 from tempo_jax.train.config import load_config
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in VERBOSE_FLAGS for a in argv)
     try:
         return _dispatch([a for a in argv if a not in VERBOSE_FLAGS], verbose)
-    except Exception as err:  # noqa: BLE001 - the CLI's one place that turns errors into messages
+    except Exception as err:  # the CLI's one place that turns errors into messages
         if verbose:
             traceback.print_exc()
         print(error_line(err), file=sys.stderr)

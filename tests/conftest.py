@@ -16,9 +16,9 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import pathlib  # noqa: E402
+import pathlib
 
-import pytest  # noqa: E402
+import pytest
 
 DATA_DIR = pathlib.Path(
     os.environ.get("TEMPO_JAX_DATA_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data")

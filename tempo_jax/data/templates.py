@@ -26,8 +26,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from tempo_jax.models.tokenizer import load_tokenizer  # noqa: F401  (the package's one loader, re-exported)
-
 log = logging.getLogger(__name__)
 
 BOXED_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."

@@ -305,7 +305,7 @@ def as_data_source(name_or_path: str | os.PathLike, split: str | None = None, **
 
 def decode_example(ex: dict) -> dict:
     """A TFDS example (bytes) -> the normalised record of :mod:`records` (plus ``index``)."""
-    dec = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)  # noqa: E731
+    dec = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
     return {
         "id": dec(ex["id"]),
         "problem": dec(ex["problem"]),

@@ -21,12 +21,12 @@ import os
 import time
 from collections.abc import Sequence
 
-from tempo_jax.data.templates import load_tokenizer
 from tempo_jax.demo import report
 from tempo_jax.demo.diagnose import diagnose
 from tempo_jax.demo.plan import DemoPlan
 from tempo_jax.demo.sft import sft_train
 from tempo_jax.models.hf_io import to_hf
+from tempo_jax.models.tokenizer import load_tokenizer
 from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
 from tempo_jax.train.loop import Trainer
 from tempo_jax.train.run_dir import RunDirError

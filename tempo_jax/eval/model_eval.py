@@ -43,14 +43,14 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_records, get_template, load_tokenizer
+from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_records, get_template
 from tempo_jax.data.tfds_builders import NAMED_DATASETS, load_records
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval import plots
 from tempo_jax.eval.runner import EvalResult, evaluate, json_safe, markdown_table
 from tempo_jax.models.decoder import prompt_response_inputs, shift_to_response_tokens
 from tempo_jax.models.hf_io import from_hf
-from tempo_jax.models.tokenizer import check_vocab, stop_and_pad_ids
+from tempo_jax.models.tokenizer import check_vocab, load_tokenizer, stop_and_pad_ids
 from tempo_jax.parallel.distributed import is_primary
 from tempo_jax.parallel.mesh import batch_sharding, to_host
 from tempo_jax.rewards.extract import extract_boxed

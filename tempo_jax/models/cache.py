@@ -85,13 +85,13 @@ def init_layer_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: str | No
 
 def to_layers(cache: KVCache) -> LayerKVCache:
     """The per-layer view of a stacked cache (copies)."""
-    split = lambda x: tuple(jnp.swapaxes(x[i], 1, 2) for i in range(x.shape[0]))  # noqa: E731
+    split = lambda x: tuple(jnp.swapaxes(x[i], 1, 2) for i in range(x.shape[0]))
     return LayerKVCache(k=split(cache.k), v=split(cache.v), valid=cache.valid, index=cache.index)
 
 
 def to_stacked(cache: LayerKVCache) -> KVCache:
     """The stacked view of a per-layer cache (copies)."""
-    stack = lambda xs: jnp.stack([jnp.swapaxes(x, 1, 2) for x in xs])  # noqa: E731
+    stack = lambda xs: jnp.stack([jnp.swapaxes(x, 1, 2) for x in xs])
     return KVCache(k=stack(cache.k), v=stack(cache.v), valid=cache.valid, index=cache.index)
 
 
@@ -101,11 +101,11 @@ def resize(cache: LayerKVCache, max_len: int) -> LayerKVCache:
     if max_len == old:
         return cache
     if max_len < old:
-        cut = lambda x: x[:, :, :max_len]  # noqa: E731
+        cut = lambda x: x[:, :, :max_len]
         return LayerKVCache(
             k=tuple(map(cut, cache.k)), v=tuple(map(cut, cache.v)), valid=cache.valid[:, :max_len], index=cache.index
         )
-    pad = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, max_len - old), (0, 0)))  # noqa: E731
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, max_len - old), (0, 0)))
     return LayerKVCache(
         k=tuple(map(pad, cache.k)),
         v=tuple(map(pad, cache.v)),

@@ -88,7 +88,7 @@ def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mes
     shape = resolve_shape(shape, len(devices))
     try:
         grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
-    except Exception:  # noqa: BLE001 - an unusual topology: plain row-major order
+    except Exception:  # an unusual topology: plain row-major order
         grid = np.array(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
 

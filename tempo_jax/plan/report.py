@@ -139,7 +139,7 @@ def _opt(seconds: float) -> str:
 
 
 def format_report(report: dict) -> str:
-    g = lambda b: f"{b / GiB:7.2f}"  # noqa: E731
+    g = lambda b: f"{b / GiB:7.2f}"
     cap = report["capacity_bytes"]
     lines = [
         f"plan: {report['model']['preset']} ({report['model']['params'] / 1e9:.2f}B params, "

@@ -136,7 +136,7 @@ def _run_stage(fn, budget: float | None, *args) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _math_verify():
-    import math_verify  # noqa: F401  (heavy: sympy + latex2sympy)
+    import math_verify  # heavy: sympy + latex2sympy
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     cfg = [math_verify.LatexExtractionConfig(boxed_match_priority=0), math_verify.ExprExtractionConfig()]

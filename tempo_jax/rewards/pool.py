@@ -100,7 +100,7 @@ def _worker_init(warmup: str | None, memory_limit_mb: int | None, events) -> Non
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             except (ValueError, OSError):
                 pass
-    except BaseException:  # noqa: BLE001 - report start-up failures to the parent
+    except BaseException:  # report start-up failures to the parent
         events.put(("error", os.getpid(), traceback.format_exc()[-2000:]))
         os._exit(0)  # status 0: pebble replaces the worker without declaring the pool broken
     events.put(("ready", os.getpid(), None))
@@ -115,12 +115,12 @@ def _run_task(fn: str | Callable | None, args: tuple, kwargs: dict) -> tuple[boo
             if isinstance(fn, str):
                 _TASKS[fn] = func
         value = func(*args, **kwargs)
-    except BaseException as exc:  # noqa: BLE001 - a task failure is a result, not a crash
+    except BaseException as exc:  # a task failure is a result, not a crash
         return False, f"{type(exc).__name__}: {exc}"[:500]
     if not isinstance(value, _PLAIN):
         try:
             ForkingPickler.dumps(value)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return False, f"unpicklable result: {exc}"[:500]
     return True, value
 
@@ -146,7 +146,7 @@ def _stop_pools(holder: list) -> None:
         try:
             pool.stop()
             pool.join()
-        except Exception:  # noqa: BLE001 - best effort at shutdown
+        except Exception:  # best effort at shutdown
             pass
 
 

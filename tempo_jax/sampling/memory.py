@@ -20,7 +20,7 @@ def default_budget_bytes(num_devices: int = 1) -> int:
     stats = None
     try:
         stats = jax.devices()[0].memory_stats()
-    except Exception:  # noqa: BLE001 - CPU backends may not implement it
+    except Exception:  # CPU backends may not implement it
         stats = None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)) * num_devices

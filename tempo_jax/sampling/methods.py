@@ -152,15 +152,15 @@ class Sampling:
         return tok, _take(logits, tok) - m - jnp.log(total), slp
 
 
-def Temperature(t: float) -> Sampling:  # noqa: N802 - reads as a method name in configs
+def Temperature(t: float) -> Sampling:  # reads as a method name in configs
     return Sampling(temperature=t)
 
 
-def TopK(k: int, temperature: float = 1.0) -> Sampling:  # noqa: N802
+def TopK(k: int, temperature: float = 1.0) -> Sampling:
     return Sampling(temperature=temperature, top_k=k)
 
 
-def TopP(p: float, temperature: float = 1.0) -> Sampling:  # noqa: N802
+def TopP(p: float, temperature: float = 1.0) -> Sampling:
     return Sampling(temperature=temperature, top_p=p)
 
 

@@ -329,7 +329,7 @@ class Checkpointer:
                 return self._restore_step(step, abstract)
             except CheckpointMismatchError:
                 raise
-            except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
+            except Exception as e:  # any read failure means this step is unusable
                 raise CheckpointRestoreError(
                     f"checkpoint {self._step_path(step)} could not be restored ({type(e).__name__}: {_first_line(e)}); "
                     "restore with step=None to fall back to the newest readable checkpoint"
@@ -342,7 +342,7 @@ class Checkpointer:
                 return self._restore_step(s, abstract)
             except CheckpointMismatchError:
                 raise
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if _is_resource_error(e):  # the host/device, not the checkpoint, is the problem
                     raise
                 path = self._step_path(s)
@@ -398,7 +398,7 @@ class Checkpointer:
         error: BaseException | None = None
         try:
             saved, out, meta = self._read_step(step, abstract)
-        except Exception as e:  # noqa: BLE001 - re-raised below, after the processes agree
+        except Exception as e:  # re-raised below, after the processes agree
             error = e
         # Several processes: a read can fail on one only (a shard only it reads); agree before the
         # checksum pass (a collective) or the decision to move the step aside. No-op on one process.

@@ -12,10 +12,10 @@ import jax
 import ml_collections
 from flax import nnx
 
-from tempo_jax.data.templates import load_tokenizer
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
+from tempo_jax.models.tokenizer import load_tokenizer
 from tempo_jax.parallel.mesh import train_state_shardings
 from tempo_jax.train.checkpoint import Checkpointer, CheckpointMismatchError
 from tempo_jax.train.config import RecipeError

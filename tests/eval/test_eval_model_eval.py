@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tempo_jax.data.templates import load_tokenizer, render_prompt
+from tempo_jax.data.templates import render_prompt
 from tempo_jax.data.tfds_builders import load_records
 from tempo_jax.eval.model_eval import eval_main, evaluate_model, make_grader_fn, make_sample_fn, make_value_fn
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
-from tempo_jax.models.tokenizer import check_vocab, stop_and_pad_ids
+from tempo_jax.models.tokenizer import check_vocab, load_tokenizer, stop_and_pad_ids
 from tempo_jax.sampling.methods import Sampling
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -42,7 +42,7 @@ def test_loads_through_transformers(tok_dir, tok):
     chat = auto.apply_chat_template([{"role": "user", "content": problem}], tokenize=False, add_generation_prompt=True)
     assert chat == A.format_prompt(problem)
     # the project's loader (data.templates) takes it too
-    from tempo_jax.data.templates import load_tokenizer
+    from tempo_jax.models.tokenizer import load_tokenizer
 
     assert load_tokenizer(tok_dir).encode("=12+3") == auto.encode("=12+3")
 
