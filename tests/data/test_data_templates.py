@@ -3,16 +3,17 @@
 import pytest
 
 from tempo_jax.data import templates as T
+from tempo_jax.models.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
 def qwen_tok(data_dir):
-    return T.load_tokenizer(data_dir / "tokenizers" / "qwen3")
+    return load_tokenizer(data_dir / "tokenizers" / "qwen3")
 
 
 @pytest.fixture(scope="module")
 def olmo_tok(data_dir):
-    return T.load_tokenizer(data_dir / "tokenizers" / "olmo_dolma2")
+    return load_tokenizer(data_dir / "tokenizers" / "olmo_dolma2")
 
 
 PROBLEMS = ["What is $1+1$?", "Find $x$ if\n\n$$\\frac{x}{2} = 3.$$ {Braces} <tags>  ", "日本語の問題です。"]
@@ -68,10 +69,10 @@ def test_tokenizer_json_fallback(tmp_path, data_dir):
         (data_dir / "tokenizers" / "olmo_dolma2" / "tokenizer.json").read_bytes()
     )
     (tmp_path / "tok" / "tokenizer_config.json").write_text("{not json")  # AutoTokenizer fails on this
-    tok = T.load_tokenizer(tmp_path / "tok")
+    tok = load_tokenizer(tmp_path / "tok")
     assert len(tok) == 100278 and tok.pad_token == "<|pad|>"
     with pytest.raises(FileNotFoundError):
-        T.load_tokenizer(tmp_path / "missing")
+        load_tokenizer(tmp_path / "missing")
 
 
 def test_length_policy(qwen_tok):
