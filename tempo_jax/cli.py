@@ -8,23 +8,17 @@ import os
 import sys
 import traceback
 
-import jax
-
-from tempo_jax.demo import run_demo
 from tempo_jax.errors import UserError
-from tempo_jax.eval.model_eval import eval_main, evaluate_model
-from tempo_jax.eval.plots import plot_run
-from tempo_jax.models.hf_io import from_hf, to_hf
-from tempo_jax.models.tokenizer import load_tokenizer
-from tempo_jax.parallel.platforms import skip_absent_tpu
-from tempo_jax.plan.planner import plan_main
-from tempo_jax.train.config import load_config
-from tempo_jax.train.loop import Trainer
-from tempo_jax.train.run_files import load_from_run, read_run_config
-from tempo_jax.train.stream import run_template
+
+# This module is the __main__ of every process `tempo-jax` starts, and multiprocessing's
+# forkserver/spawn children (the grading pool's workers) import __main__ again: at module level it
+# imports only the standard library, and each command imports what it runs (jax, models, data).
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.train.config import load_config
+    from tempo_jax.train.loop import Trainer
+
     cfg = load_config(args.config, overrides)
     result = Trainer(cfg, resume=args.resume).run()
     print(f"run directory: {result['run_dir']}")
@@ -34,6 +28,12 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.eval.model_eval import eval_main, evaluate_model
+    from tempo_jax.models.tokenizer import load_tokenizer
+    from tempo_jax.train.config import load_config
+    from tempo_jax.train.run_files import load_from_run, read_run_config
+    from tempo_jax.train.stream import run_template
+
     settings = dict(
         n=args.n,
         max_new_tokens=args.max_new_tokens,
@@ -74,6 +74,8 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.models.hf_io import from_hf, to_hf
+
     model = from_hf(args.src, critic=args.critic)
     to_hf(model, args.dst)
     print(f"wrote {args.dst}")
@@ -81,6 +83,8 @@ def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.demo import run_demo
+
     run_demo(
         out_dir=args.out,
         quick=args.quick,
@@ -93,6 +97,8 @@ def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _plot(args: argparse.Namespace, overrides: list[str]) -> int:
+    from tempo_jax.eval.plots import plot_run
+
     paths = plot_run(args.run_dir, args.out or None)
     if not paths:
         raise UserError(
@@ -210,6 +216,8 @@ def enable_compilation_cache() -> None:
     if where == "off" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
 
+    import jax
+
     jax.config.update("jax_compilation_cache_dir", where)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
@@ -241,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str], verbose: bool) -> int:
     if argv[:1] == ["plan"]:  # `tempo-jax plan --config <recipe> --topology <name>` has its own options
+        from tempo_jax.plan.planner import plan_main
+
         return plan_main(argv[1:])
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -251,6 +261,8 @@ def _dispatch(argv: list[str], verbose: bool) -> int:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from tempo_jax.parallel.platforms import skip_absent_tpu
+
     skip_absent_tpu()
     enable_compilation_cache()
     return args.fn(args, overrides)

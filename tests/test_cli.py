@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -142,3 +144,11 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("train", "eval", "convert", "demo", "plot", "plan"):
         assert command in out
+
+
+def test_the_entry_point_imports_no_heavy_module():
+    """`tempo_jax.cli` is __main__ of every tempo-jax process, and the grading pool's forkserver
+    children import __main__ again: importing it must not pull in jax (seconds per pool start)."""
+    code = "import sys, tempo_jax.cli; print(sorted(m for m in ('jax', 'transformers', 'flax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
