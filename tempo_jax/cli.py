@@ -31,6 +31,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from tempo_jax.eval.model_eval import eval_main, evaluate_model
     from tempo_jax.models.tokenizer import load_tokenizer
     from tempo_jax.train.config import load_config
+    from tempo_jax.train.periodic_eval import eval_datasets, recipe_eval_settings
     from tempo_jax.train.run_files import load_from_run, read_run_config
     from tempo_jax.train.stream import run_template
 
@@ -45,13 +46,8 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     datasets = args.datasets
     if args.config:  # the recipe supplies datasets, sampling length, template and run directory
         cfg = load_config(args.config, overrides)
-        datasets = datasets or cfg.eval.datasets or cfg.data.unlabeled
-        settings.update(
-            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
-            template=run_template(cfg),
-            data_dir=cfg.data.data_dir or None,
-            max_prompt_tokens=cfg.data.max_prompt_tokens,
-        )
+        datasets = datasets or ",".join(eval_datasets(cfg))
+        settings.update(recipe_eval_settings(cfg))
         if not (args.hf or args.checkpoint):
             args.checkpoint = cfg.run_dir
     names = [d for d in (datasets or "aime24").split(",") if d]

@@ -27,7 +27,7 @@ from tempo_jax.demo.plan import DemoPlan
 from tempo_jax.demo.sft import sft_train
 from tempo_jax.models.hf_io import to_hf
 from tempo_jax.models.tokenizer import load_tokenizer
-from tempo_jax.train.config import apply_method_defaults, parse_override, recipe, set_path
+from tempo_jax.train.config import apply_overrides, recipe
 from tempo_jax.train.loop import Trainer
 from tempo_jax.train.run_dir import RunDirError
 
@@ -110,7 +110,7 @@ def stage1_config(plan: DemoPlan, data: dict[str, str], out: str, base_dir: str,
         eval__test_freq=plan.stage1_steps,
     )
     cfg = recipe("stage1", **changes)
-    _apply_overrides(cfg, [o for o in overrides if not o.startswith("--config.method")])
+    apply_overrides(cfg, [o for o in overrides if not o.startswith("--config.method")])
     return cfg
 
 
@@ -123,16 +123,8 @@ def method_config(
     if method == "tempo_frozen_critic":
         changes["train__critic_lr"] = 0.0
     cfg = recipe(method, **changes)
-    _apply_overrides(cfg, overrides)
+    apply_overrides(cfg, overrides)
     return cfg
-
-
-def _apply_overrides(cfg, overrides: Sequence[str]) -> None:
-    parsed = [parse_override(o) for o in overrides]
-    for key, value in parsed:
-        set_path(cfg, key, value)
-        if key == "method":
-            apply_method_defaults(cfg)
 
 
 class _Timer:

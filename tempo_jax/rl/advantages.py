@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from tempo_jax.rl.arrays import f32, mask_f32
-from tempo_jax.rl.options import EmTokenOptions, GaeOptions, GroupNormOptions
+from tempo_jax.rl.options import WHITEN_MODES, EmTokenOptions, GaeOptions, GroupNormOptions
 from tempo_jax.rl.registry import ADVANTAGES
 
 WHITEN_EPS = 1e-8  # verl masked_whiten: (x - mean) * rsqrt(var + 1e-8)
@@ -111,7 +111,7 @@ def group_mean_std(x: jax.Array, group_ids: jax.Array, *, singleton_mean: str = 
 
 
 def _check_whiten(whiten: str) -> None:
-    if whiten not in ("global", "none"):
+    if whiten not in WHITEN_MODES:
         raise ValueError(f"whiten must be 'global' or 'none', got {whiten!r}")
 
 

@@ -31,10 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tempo_jax.rl.arrays import mask_f32, stop_grad
-from tempo_jax.rl.options import GspoOptions, PpoOptions
+from tempo_jax.rl.options import AGG_MODES, GspoOptions, PpoOptions
 from tempo_jax.rl.registry import POLICY_LOSSES
 
-AGG_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
 KL_TYPES = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3")
 
 Metrics = dict  # name -> (sum, count), both f32 scalars

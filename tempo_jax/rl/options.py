@@ -9,10 +9,12 @@ function does not take cannot be set and silently ignored. Defaults are the refe
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
 Whiten = Literal["global", "none"]
 Agg = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum"]
+WHITEN_MODES: tuple[str, ...] = get_args(Whiten)
+AGG_MODES: tuple[str, ...] = get_args(Agg)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,8 @@ from ml_collections.config_flags import tuple_parser
 
 from tempo_jax.errors import UserError
 from tempo_jax.parallel.mesh import validate_mesh_config
-from tempo_jax.rl import ADVANTAGES, AGG_MODES, POLICY_LOSSES, VALUE_LOSSES
+from tempo_jax.rl import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES
+from tempo_jax.rl.options import AGG_MODES, WHITEN_MODES
 from tempo_jax.train.algo_options import SECTIONS, AlgoOptions, algo_options, options_section, rebuild_section
 
 
@@ -323,20 +324,16 @@ def split_config_spec(spec: str) -> tuple[str, str | None]:
     return path, arg
 
 
-def _required_args(fn) -> int:
+def _config_string_use(get_config) -> tuple[bool, bool]:
+    """(takes a config string, requires one) for a recipe's ``get_config``; a signature that cannot
+    be read takes one and requires none."""
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = inspect.signature(get_config).parameters.values()
     except (TypeError, ValueError):
-        return 0
-    return sum(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-
-
-def _takes_args(fn) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+        return True, False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes = bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params)
+    return takes, any(p.default is p.empty for p in positional)
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -357,22 +354,29 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise RecipeError(f"{path} has no get_config() function; a recipe defines get_config() -> ConfigDict")
-    if arg is not None and not _takes_args(get_config):
+    takes_string, needs_string = _config_string_use(get_config)
+    if arg is not None and not takes_string:
         raise RecipeError(f"{path}'s get_config() takes no config string; drop ':{arg}' from --config")
-    if arg is None and _required_args(get_config):
+    if arg is None and needs_string:
         doc = (module.__doc__ or "").strip().splitlines()
         raise RecipeError(f"{path} needs a config string: --config={path}:<...>" + (f" ({doc[0]})" if doc else ""))
     cfg = get_config() if arg is None else get_config(arg)
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise RecipeError(f"{spec}: get_config() returned {type(cfg).__name__}, not an ml_collections.ConfigDict")
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """``--config.a.b=value`` overrides; a new method brings its defaults first, so explicit
+    overrides win whatever their order."""
     parsed = [parse_override(text) for text in overrides]
-    for key, value in parsed:  # a new method brings its defaults; explicit overrides still win
+    for key, value in parsed:
         if key == "method":
             set_path(cfg, key, value)
             apply_method_defaults(cfg)
     for key, value in parsed:
         set_path(cfg, key, value)
-    return cfg
 
 
 def recipe(method: str, **changes: Any) -> ml_collections.ConfigDict:
@@ -419,7 +423,7 @@ def option_errors(options: AlgoOptions) -> list[str]:
     if policy.agg not in AGG_MODES or options.value.agg not in AGG_MODES:
         errors.append(f"algo.policy_options.agg / algo.value_options.agg must be one of {', '.join(AGG_MODES)}")
     whiten = getattr(options.adv, "whiten", "global")
-    if whiten not in ("global", "none"):
+    if whiten not in WHITEN_MODES:
         errors.append(f"algo.adv_options.whiten={whiten!r} must be 'global' or 'none'")
     ratio_c = getattr(policy, "clip_ratio_c", None)
     if ratio_c is not None and not ratio_c > 1.0:
@@ -432,7 +436,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     errors = []
     if cfg.method not in METHODS:
         errors.append(f"method={cfg.method!r} is not one of {METHODS}")
-    for key, reg in (("adv_estimator", ADVANTAGES), ("policy_loss", POLICY_LOSSES), ("value_loss", VALUE_LOSSES)):
+    for key, (_, reg) in SECTIONS.items():
         if cfg.algo[key] not in reg:
             errors.append(f"algo.{key}={cfg.algo[key]!r} is not registered; known: {', '.join(reg.names())}")
     if cfg.algo.reward not in REWARDS:

@@ -10,7 +10,6 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -26,7 +25,6 @@ from tempo_jax.models.tokenizer import stop_and_pad_ids
 from tempo_jax.parallel import mesh as pmesh
 from tempo_jax.parallel.distributed import init_distributed, is_primary
 from tempo_jax.rewards.grader import Grader
-from tempo_jax.rl import ADVANTAGES
 from tempo_jax.train import programs
 from tempo_jax.train.checkpoint import Checkpointer
 from tempo_jax.train.config import validate
@@ -68,7 +66,6 @@ class Trainer:
         self.cfg = cfg
         self.mesh = pmesh.mesh_from_config(cfg)  # None = one device
         self.rollout_mesh = pmesh.rollout_mesh_from_config(cfg, self.mesh)
-        self._mesh_fns: dict[Any, Any] = {}
         self.run_dir = cfg.run_dir
         if is_primary():
             ensure_writable(self.run_dir)
@@ -82,6 +79,7 @@ class Trainer:
         self.actor = self._make_role("actor", actor)
         self.critic = self._make_role("critic", critic) if critic is not None else None
         self.settings = programs.rollout_settings(cfg, *stop_and_pad_ids(self.tokenizer, self.model_cfg))
+        self._estimator = programs.advantage_fn(cfg, self.mesh)
         self.checkpointer = Checkpointer(
             os.path.join(self.run_dir, "checkpoints"),
             keep=cfg.checkpoint.keep,
@@ -211,16 +209,8 @@ class Trainer:
     def advantages(self, dev: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
         """(advantages, returns) of a step's batch with ``algo.adv_estimator`` and its options: the
         outcome score, or the method's reward (TTRL votes, EMPO entropy), against the pre-update V_t."""
-        cfg = self.cfg
-        score = dev["scores"] if cfg.algo.reward == "outcome" else dev["rewards"]
-        if "advantages" not in self._mesh_fns:  # one compiled program (on the mesh: not a stream of eager ops)
-            estimator = functools.partial(ADVANTAGES.get(cfg.algo.adv_estimator), **programs.advantage_kwargs(cfg))
-            self._mesh_fns["advantages"] = (
-                pmesh.on_mesh(jax.jit(estimator), self.mesh) if self.mesh is not None else estimator
-            )
-        out = self._mesh_fns["advantages"](
-            score, dev["values"], dev["response_mask"], dev["is_labeled"], dev["group_ids"]
-        )
+        score = dev["scores"] if self.cfg.algo.reward == "outcome" else dev["rewards"]
+        out = self._estimator(score, dev["values"], dev["response_mask"], dev["is_labeled"], dev["group_ids"])
         return out.advantages, out.returns
 
     # ------------------------------------------------------------------ the loop

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 from flax import nnx
@@ -18,11 +19,23 @@ def eval_datasets(cfg: ml_collections.ConfigDict) -> list[str]:
     return [s for s in (cfg.eval.datasets or cfg.data.unlabeled or "").split(",") if s]
 
 
+def recipe_eval_settings(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What a recipe fixes for evaluating its models (periodic evaluation and ``tempo-jax eval
+    --config``): sampling length, the run's prompt template and prompt length, the data directory."""
+    return dict(
+        max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+        template=run_template(cfg),
+        max_prompt_tokens=cfg.data.max_prompt_tokens,
+        data_dir=cfg.data.data_dir or None,
+    )
+
+
 def make_evaluator(cfg: ml_collections.ConfigDict, trainer) -> Callable[[int], dict[str, float]] | None:
     """A callable(step) -> {"eval/<dataset>/<metric>": value}, or None when evaluation is off."""
     names = eval_datasets(cfg)
     if cfg.eval.test_freq <= 0 or not names:
         return None
+    settings = recipe_eval_settings(cfg)
 
     def run(step: int) -> dict[str, float]:
         # Every process samples (a collective on the sharded parameters, batch rows over the mesh) and
@@ -36,18 +49,15 @@ def make_evaluator(cfg: ml_collections.ConfigDict, trainer) -> Callable[[int], d
             names,
             out_dir=out_dir,
             n=cfg.eval.n,
-            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
             temperature=cfg.rollout.temperature,
             top_p=cfg.rollout.top_p,
             critic=critic,
-            data_dir=cfg.data.data_dir or None,
             limit=cfg.eval.limit or None,
             seed=cfg.seed + step,
-            template=run_template(cfg),
-            max_prompt_tokens=cfg.data.max_prompt_tokens,
             grader=trainer.grader,
             mesh=trainer.mesh,
             batch_prompts=cfg.eval.batch_prompts or None,
+            **settings,
         )
         out: dict[str, float] = {}
         for result in results.values():

@@ -5,14 +5,17 @@ arguments, so what the planner compiles for a TPU slice is what training runs (M
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import ml_collections
 import optax
 from flax import nnx
 
 from tempo_jax.parallel import mesh as pmesh
+from tempo_jax.rl import ADVANTAGES
 from tempo_jax.rl.options import as_kwargs
 from tempo_jax.sampling.methods import Sampling
 from tempo_jax.train.algo_options import algo_options
@@ -121,3 +124,10 @@ def rollout_settings(cfg: ml_collections.ConfigDict, stop_ids: tuple[int, ...], 
 def advantage_kwargs(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
     """The chosen estimator's options as keyword arguments."""
     return as_kwargs(algo_options(cfg).adv)
+
+
+def advantage_fn(cfg: ml_collections.ConfigDict, mesh=None) -> Callable:
+    """``algo.adv_estimator`` with its options; on a mesh one compiled program (not a stream of
+    eager sharded ops)."""
+    estimator = functools.partial(ADVANTAGES.get(cfg.algo.adv_estimator), **advantage_kwargs(cfg))
+    return pmesh.on_mesh(jax.jit(estimator), mesh) if mesh is not None else estimator
