@@ -41,7 +41,8 @@ def attention_flops(mc, q_len: int, kv_len: int) -> float:
     return 4.0 * mc.num_layers * q_len * kv_len * mc.num_heads * mc.head_dim
 
 
-def analytic_flops(mc, cfg, spec) -> dict[str, float]:
+def analytic_flops(mc, cfg) -> dict[str, float]:
+    """FLOPs of each program at the recipe's shapes (the updates: every rollout row, every epoch)."""
     r, t = cfg.rollout, cfg.train
     prompts = builders.prompts_per_generate(cfg)
     rows_gen = prompts * r.n

@@ -43,14 +43,14 @@ from tempo_jax.models.cache import cache_bytes
 from tempo_jax.models.critic import Critic
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.sharding import state_shardings
-from tempo_jax.parallel.mesh import batch_spec, make_mesh, resolve_shape, train_state_shardings
+from tempo_jax.parallel.mesh import batch_spec, make_mesh, resolve_shape
 from tempo_jax.parallel.topology import parse_topology
 from tempo_jax.plan.estimates import GiB, model_config_for, shard_bytes
 from tempo_jax.plan.report import finish_report, format_report, precheck
 from tempo_jax.sampling import generate as gen
 from tempo_jax.train import programs as builders
 from tempo_jax.train.config import load_config, uses_critic
-from tempo_jax.train.state import create_train_state
+from tempo_jax.train.state import abstract_train_state
 from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS
 
 
@@ -107,8 +107,7 @@ def _abstract_role(cfg, mc, mesh, cls, name: str):
     model = nnx.eval_shape(lambda: cls(mc, nnx.Rngs(0)))
     tx = builders.optimizer(cfg, name)  # the trainer's optimizer (lr 0 has the same state shapes)
     graphdef, _ = nnx.split(model, nnx.Param)
-    state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
-    return graphdef, tx, _abstract(state, train_state_shardings(state, mesh, mc.scan_layers))
+    return graphdef, tx, abstract_train_state(model, tx, mesh, mc.scan_layers)
 
 
 def _replicated_key(mesh):

@@ -88,10 +88,9 @@ def _bigger_slice(report: dict) -> str:
 def finish_report(report: dict, cfg, config_path: str, command: str) -> dict:
     """Add fit verdicts, analytic FLOPs, time estimates and suggestions to a compiled report."""
     mc = model_config_for(cfg)
-    spec = builders.update_spec(cfg)
     chip = report["chip"]
     cap = chip["hbm_gib"] * GiB
-    flops = analytic_flops(mc, cfg, spec)
+    flops = analytic_flops(mc, cfg)
     chips = report["chips"]
     peak_flops = chip["peak_bf16_tflops"] * 1e12
     for name, p in report["programs"].items():

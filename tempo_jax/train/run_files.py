@@ -8,7 +8,6 @@ import json
 import os
 from typing import Any
 
-import jax
 import ml_collections
 from flax import nnx
 
@@ -16,11 +15,10 @@ from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.tokenizer import load_tokenizer
-from tempo_jax.parallel.mesh import train_state_shardings
 from tempo_jax.train.checkpoint import Checkpointer, CheckpointMismatchError
 from tempo_jax.train.config import RecipeError
 from tempo_jax.train.optim import make_optimizer
-from tempo_jax.train.state import create_train_state
+from tempo_jax.train.state import abstract_train_state
 
 CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_DIR = "config.json", "model_config.json", "tokenizer"
 
@@ -82,16 +80,8 @@ def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing:
     actor = nnx.eval_shape(lambda: CausalLM(mc, nnx.Rngs(0)))
     critic = nnx.eval_shape(lambda: Critic(mc, nnx.Rngs(0)))
 
-    def abstract_of(model):
-        state = jax.eval_shape(lambda: create_train_state(model, tx)[1])
-        if mesh is None:
-            return state
-        # restore straight onto the mesh: no device (or host) holds a whole model
-        return jax.tree.map(
-            lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
-            state,
-            train_state_shardings(state, mesh, mc.scan_layers),
-        )
+    def abstract_of(model):  # restored straight onto the mesh: no device (or host) holds a whole model
+        return abstract_train_state(model, tx, mesh, mc.scan_layers)
 
     abstract = {"actor": abstract_of(actor), "critic": abstract_of(critic) if need_critic else None}
     try:
