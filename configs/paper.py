@@ -21,11 +21,16 @@ SEQ = 2048 + 16384  # max prompt + max response tokens
 
 # model key -> (preset, HF placeholder, template, TEMPO/PPO batch/mini (prompts), where the TEMPO
 #               critic comes from, TTRL/EMPO batch/mini, prompts per sampler call)
+# Prompts come from each checkpoint's own chat template ("auto"). For Qwen3 that is the prompt the
+# hand-built "qwen3" template gave (token for token, tests/data/test_data_templates.py). For OLMo 3
+# it is not: the checkpoint's template adds OLMo's default system message, which "olmo" (bare
+# ChatML) left out -- on purpose, as the model was trained with it. A checkpoint whose tokenizer has
+# no chat template stops with an error; then set --config.data.template=olmo (the old prompt).
 MODELS = {
     "qwen3_14b": dict(
         preset="Qwen3-14B",
         hf="/path/to/Qwen3-14B",
-        template="qwen3",
+        template="auto",
         batch=128,
         mini=32,
         critic="init_from",
@@ -36,7 +41,7 @@ MODELS = {
     "olmo3_7b": dict(
         preset="OLMo-3-7B",
         hf="/path/to/Olmo-3-1025-7B",
-        template="olmo",
+        template="auto",
         batch=256,
         mini=64,
         critic="critic_hf",
@@ -47,7 +52,7 @@ MODELS = {
     "qwen3_8b": dict(
         preset="Qwen3-8B",
         hf="/path/to/Qwen3-8B",
-        template="qwen3",
+        template="auto",
         batch=256,
         mini=64,
         critic="init_from",

@@ -2,24 +2,28 @@
 # Run a tempo_jax recipe on a Cloud TPU VM or pod slice.
 #
 #   launch/tpu_vm.sh create   # gcloud: create the TPU VM / pod slice
-#   launch/tpu_vm.sh setup    # copy this checkout to every worker, pip install -e .[tpu], mount the bucket
+#   launch/tpu_vm.sh setup    # copy this checkout to every worker, pip install -e .[tpu] (jax[tpu] + gcsfs)
 #   launch/tpu_vm.sh plan     # (optional, local) tempo-jax plan for the slice before paying for it
 #   launch/tpu_vm.sh train    # start the same command on all workers (--worker=all), then stream logs
 #   launch/tpu_vm.sh logs     # stream worker 0's log again (Ctrl-C stops streaming, not training)
 #   launch/tpu_vm.sh resume   # train with --resume (after a preemption or a stop)
 #   launch/tpu_vm.sh stop     # stop training on every worker (SIGTERM: a checkpoint is saved first)
+#   launch/tpu_vm.sh eval     # tempo-jax eval of the run's latest checkpoint on the whole slice (--mesh auto)
+#   launch/tpu_vm.sh plot     # accuracy_vs_step.png / critic_auroc.png into the run directory
 #   launch/tpu_vm.sh delete   # delete the TPU VM
 #
 # Settings (environment variables; defaults in brackets):
 #   TPU_NAME [tempo-jax]   ZONE [us-east5-a]   PROJECT [gcloud's default project]
 #   ACCELERATOR_TYPE [v5p-64]   RUNTIME_VERSION [chosen from the generation]   SPOT [0]
 #   CONFIG [configs/paper.py:qwen3_14b,tempo]: a recipe file and its config string (<model>,<method>)
-#   GCS_BUCKET   (required for setup/train: checkpoints + logs go to gs://$GCS_BUCKET/$RUN_PATH)
+#   GCS_BUCKET   (required for train/eval: the run directory is gs://$GCS_BUCKET/$RUN_PATH)
 #   RUN_PATH [runs/$TPU_NAME]   OVERRIDES ['']: extra --config.x=y flags, e.g. model paths
-#   MODEL_DIR [/gcs/models]: where OVERRIDES should point model.actor_hf etc. (inside the mounted bucket)
+#   EVAL_ARGS ['--n 16']: extra flags for tempo-jax eval
 #
-# Every worker mounts gs://$GCS_BUCKET at /gcs with gcsfuse, so run_dir (/gcs/$RUN_PATH) is one shared
-# directory: Orbax writes each host's checkpoint shards there and restores them on resume.
+# The run directory is a gs:// URL that every worker writes to directly: Orbax (TensorStore) writes each
+# host's checkpoint shards into the bucket and commits a step with its own marker file (no folder renames,
+# which a flat bucket cannot do atomically); metrics, TensorBoard, config, tokenizer, exports and eval
+# outputs go through tempo_jax.storage (gcsfs). Models and data may be gs:// paths too (OVERRIDES).
 set -euo pipefail
 
 TPU_NAME=${TPU_NAME:-tempo-jax}
@@ -47,9 +51,10 @@ if [ -n "${PROJECT:-}" ]; then GCLOUD_ARGS+=(--project "$PROJECT"); fi
 
 need_bucket() {
   if [ -z "${GCS_BUCKET:-}" ]; then
-    echo "set GCS_BUCKET (checkpoints and logs are written to gs://\$GCS_BUCKET/$RUN_PATH)" >&2
+    echo "set GCS_BUCKET (the run directory is gs://\$GCS_BUCKET/$RUN_PATH)" >&2
     exit 2
   fi
+  RUN_DIR=gs://$GCS_BUCKET/$RUN_PATH
 }
 
 on_all() {  # run a shell command on every worker of the slice
@@ -68,21 +73,12 @@ create() {
 }
 
 setup() {
-  need_bucket
   local tarball
   tarball=$(mktemp -d)/tempo_jax.tar.gz
   tar -C "$ROOT" --exclude=.git --exclude=runs --exclude='.venv' --exclude='*.egg-info' -czf "$tarball" .
   gcloud compute tpus tpu-vm scp "$tarball" "$TPU_NAME":~/tempo_jax.tar.gz "${GCLOUD_ARGS[@]}" --worker=all
   on_all "set -e
     mkdir -p ~/$REMOTE_DIR && tar -C ~/$REMOTE_DIR -xzf ~/tempo_jax.tar.gz
-    if ! command -v gcsfuse >/dev/null; then
-      export GCSFUSE_REPO=gcsfuse-\$(lsb_release -c -s)
-      echo \"deb https://packages.cloud.google.com/apt \$GCSFUSE_REPO main\" | sudo tee /etc/apt/sources.list.d/gcsfuse.list
-      curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo apt-key add -
-      sudo apt-get update -q && sudo apt-get install -y -q gcsfuse
-    fi
-    sudo mkdir -p /gcs && sudo chown \$USER /gcs
-    mountpoint -q /gcs || gcsfuse --implicit-dirs $GCS_BUCKET /gcs
     python3 -m venv ~/venv && . ~/venv/bin/activate
     pip install -q --upgrade pip && pip install -q -e \"\$HOME/${REMOTE_DIR}[tpu]\"
     python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.devices()[0].device_kind)'"
@@ -99,8 +95,7 @@ start() {  # $1: extra flags for tempo-jax train (e.g. --resume)
   # (tempo_jax.parallel.distributed.init_distributed). nohup: the run outlives this SSH session.
   on_all "set -e
     cd ~/$REMOTE_DIR && . ~/venv/bin/activate
-    mkdir -p /gcs/$RUN_PATH
-    nohup env TEMPO_JAX_DISTRIBUTED=auto tempo-jax train --config $CONFIG --config.run_dir=/gcs/$RUN_PATH \
+    nohup env TEMPO_JAX_DISTRIBUTED=auto tempo-jax train --config $CONFIG --config.run_dir=$RUN_DIR \
       $OVERRIDES $resume > $LOG 2>&1 < /dev/null &
     echo \$! > $PIDFILE
     echo \"worker started: \$(hostname) pid \$(cat $PIDFILE)\""
@@ -109,6 +104,19 @@ start() {  # $1: extra flags for tempo-jax train (e.g. --resume)
 
 logs() {
   on_worker0 "tail -n 100 -F $LOG"
+}
+
+evaluate() {  # the run's latest checkpoint, parameters sharded over the whole slice; results in the bucket
+  need_bucket
+  on_all "set -e
+    cd ~/$REMOTE_DIR && . ~/venv/bin/activate
+    TEMPO_JAX_DISTRIBUTED=auto tempo-jax eval --config $CONFIG --checkpoint $RUN_DIR --mesh auto \
+      --out $RUN_DIR/eval_final ${EVAL_ARGS:---n 16} $OVERRIDES"
+}
+
+plot() {
+  need_bucket
+  on_worker0 "cd ~/$REMOTE_DIR && . ~/venv/bin/activate && tempo-jax plot $RUN_DIR"
 }
 
 stop() {
@@ -127,9 +135,11 @@ case "${1:-}" in
   resume) start "--resume" ;;
   logs) logs ;;
   stop) stop ;;
+  eval) evaluate ;;
+  plot) plot ;;
   delete) delete ;;
   *)
-    sed -n '2,24p' "$0"
+    sed -n '2,26p' "$0"
     exit 2
     ;;
 esac

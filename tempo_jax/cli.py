@@ -54,19 +54,39 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.checkpoint and not args.config and args.template is None:  # prompt as the run was trained
         run_cfg = read_run_config(args.checkpoint)
         settings.update(template=run_template(run_cfg), max_prompt_tokens=run_cfg.data.max_prompt_tokens)
-    settings["template"] = settings["template"] or "qwen3"
-    if args.checkpoint:
-        actor, critic = load_from_run(args.checkpoint, need_critic=True, critic_if_missing=False)
-        tokenizer = load_tokenizer(args.tokenizer or os.path.join(args.checkpoint, "tokenizer"))
-        evaluate_model(actor, tokenizer, names, out_dir=args.out, critic=critic, **settings)
-    elif args.hf:
-        eval_main(
-            args.hf, names, args.out, critic_dir=args.critic or None, tokenizer_path=args.tokenizer or None, **settings
-        )
-    else:
+    settings["template"] = settings["template"] or "auto"
+    if not (args.checkpoint or args.hf):
         raise SystemExit("tempo-jax eval: give --hf DIR, --checkpoint RUN_DIR or --config RECIPE")
+    mesh = _eval_mesh(args.mesh)
+    if args.checkpoint:
+        actor, critic = load_from_run(args.checkpoint, need_critic=True, mesh=mesh, critic_if_missing=False)
+        tokenizer = load_tokenizer(args.tokenizer or os.path.join(args.checkpoint, "tokenizer"))
+        evaluate_model(actor, tokenizer, names, out_dir=args.out, critic=critic, mesh=mesh, **settings)
+    else:
+        critic_dir, tokenizer_path = args.critic or None, args.tokenizer or None
+        eval_main(args.hf, names, args.out, critic_dir=critic_dir, tokenizer_path=tokenizer_path, mesh=mesh, **settings)
     print(f"results: {os.path.join(args.out, 'results.md')}")
     return 0
+
+
+def _eval_mesh(shape: tuple[int, ...] | None):
+    """The mesh of ``eval --mesh``, after joining a multi-host job as ``train`` does (``init_distributed``:
+    TEMPO_JAX_COORDINATOR ... or a TPU pod; a no-op on one host). ``None``: one device, no mesh."""
+    import jax
+
+    from tempo_jax.parallel.distributed import init_distributed
+    from tempo_jax.parallel.mesh import make_mesh, resolve_shape, suggest_shapes
+
+    init_distributed()
+    if shape is None:
+        if jax.device_count() > 1:
+            logging.getLogger(__name__).warning(
+                "evaluating on one of %d devices; --mesh auto (or DATA,FSDP,TENSOR, e.g. %s) uses them all",
+                jax.device_count(),
+                ",".join(map(str, suggest_shapes(jax.device_count())[0])),
+            )
+        return None
+    return make_mesh(resolve_shape(shape, jax.device_count(), "--mesh"))
 
 
 def _convert(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -116,6 +136,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _mesh_shape(text: str) -> tuple[int, ...]:
+    """``--mesh DATA,FSDP,TENSOR`` (one entry may be -1: the remaining devices) or ``auto`` (= 1,-1,1)."""
+    if text.strip().lower() == "auto":
+        return (1, -1, 1)
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: give DATA,FSDP,TENSOR (three whole numbers, e.g. 1,4,2) or auto")
+    return shape
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempo-jax", description=__doc__)
     parser.add_argument(
@@ -140,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of run_dir")
     p.set_defaults(fn=_train)
 
-    p = sub.add_parser("eval", help="avg@n / pass@k evaluation of a HF checkpoint")
+    p = sub.add_parser("eval", help="avg@n / pass@k evaluation of a HF checkpoint or a run directory")
     p.add_argument("--hf", default="", help="HF directory of the actor")
     p.add_argument("--checkpoint", default="", help="a tempo-jax run directory (its latest checkpoint)")
     p.add_argument("--config", default="", help="a recipe: datasets, lengths, template and run directory")
@@ -154,10 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default="", help="where named datasets live (default: $TEMPO_JAX_DATA_DIR or ../shared/data)"
     )
     p.add_argument(
-        "--template", default=None, help="prompt template (default: the run's own with --checkpoint, else qwen3)"
+        "--template", default=None, help="prompt template (default: the run's own with --checkpoint, else auto)"
     )
     p.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument(
+        "--mesh",
+        type=_mesh_shape,
+        default=None,
+        metavar="DATA,FSDP,TENSOR",
+        help="shard the models over a device mesh, e.g. 1,4,2 (the product must be the device count of the "
+        "whole job; one entry may be -1), or auto: every device on fsdp; with several processes, run the same "
+        "command on each (TEMPO_JAX_COORDINATOR ..., as for train) (default: one device, no mesh)",
+    )
     p.set_defaults(fn=_eval)
 
     p = sub.add_parser("convert", help="load a HF checkpoint and write it back (validates the mapping)")
@@ -167,19 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_convert)
 
     p = sub.add_parser("demo", help="the CPU demo: TEMPO vs baselines on a synthetic task")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="a CI-sized version (minutes)")
     p.add_argument(
         "--seed",
         type=int,
         default=0,
-        help="seed of everything random: task data, model init, SFT order, sampling (default 0)",
+        help="seed of everything random: task data, model init, SFT order, sampling (default: %(default)s)",
     )
     p.add_argument(
         "--seeds",
         type=_positive_int,
         default=1,
-        help="run seeds SEED .. SEED+K-1 and report means with paired standard errors (default 1)",
+        help="run seeds SEED .. SEED+K-1 and report means with paired standard errors (default: %(default)s)",
     )
     p.add_argument(
         "--diagnose",

@@ -17,7 +17,7 @@ LAYERS = [
     ("train", "eval", "demo", "plan"),
     ("rl", "sampling", "rewards", "data"),
     ("models", "parallel"),
-    ("errors",),
+    ("errors", "storage"),
 ]
 ROW = {pkg: i for i, row in enumerate(LAYERS) for pkg in row}
 

@@ -1,5 +1,6 @@
 """The command line: convert, eval and train entry points on the tiny assets (in-process)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -58,6 +59,72 @@ def test_eval_writes_table_and_samples(assets, tmp_path):
     assert [s["question_id"] for s in samples] == ["toy-100", "toy-100", "toy-101", "toy-101", "toy-102", "toy-102"]
 
 
+def _eval_args(model: str, data: str, out, *extra: str) -> list[str]:
+    """A small `tempo-jax eval` of the tiny model: 4 questions x 2 samples = 8 rows (a multiple of data x fsdp)."""
+    return ["eval", "--hf", model, "--datasets", data, "--out", str(out), "--n", "2", "--max-new-tokens", "8"] + [
+        "--template",
+        "plain",
+        "--limit",
+        "4",
+        *extra,
+    ]
+
+
+def _eval_outputs(out) -> tuple[list, dict]:
+    """(the samples, the metrics) of an evaluation of the unlabeled toy set, without timings."""
+    samples = [json.loads(ln) for ln in (out / "unlabeled_samples.jsonl").read_text().splitlines()]
+    metrics = json.loads((out / "results.json").read_text())["datasets"]["unlabeled"]["metrics"]
+    return samples, metrics
+
+
+@pytest.fixture(scope="module")
+def one_device_eval(assets, tmp_path_factory):
+    """The reference: the tiny model evaluated on one device (no --mesh)."""
+    out = tmp_path_factory.mktemp("eval_one_device")
+    assert main(_eval_args(assets["model"], assets["unlabeled"], out)) == 0
+    return _eval_outputs(out)
+
+
+@pytest.mark.parametrize("mesh", ["2,2,2", "auto"])
+def test_eval_on_a_mesh_matches_one_device(assets, one_device_eval, mesh, tmp_path):
+    import jax
+
+    assert jax.device_count() == 8  # tests/conftest.py: 8 fake CPU devices
+    assert main(_eval_args(assets["model"], assets["unlabeled"], tmp_path, "--mesh", mesh)) == 0
+    samples, metrics = _eval_outputs(tmp_path)
+    want_samples, want_metrics = one_device_eval
+    assert len(samples) == 8
+    assert [(s["response"], s["length"]) for s in samples] == [(s["response"], s["length"]) for s in want_samples]
+    assert metrics == want_metrics
+
+
+def test_eval_mesh_must_cover_every_device(assets, tmp_path, capsys):
+    assert main(_eval_args(assets["model"], assets["unlabeled"], tmp_path, "--mesh", "1,2,2")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tempo-jax: error: --mesh=(1, 2, 2) uses 4 devices but 8 are available"), err
+    assert len(err.strip().splitlines()) == 1
+    for bad in ("1,2", "a,b,c"):
+        with pytest.raises(SystemExit) as exc:
+            main(_eval_args(assets["model"], assets["unlabeled"], tmp_path, "--mesh", bad))
+        assert exc.value.code == 2
+        assert "DATA,FSDP,TENSOR" in capsys.readouterr().err
+
+
+def test_eval_as_two_processes_matches_one_device(assets, one_device_eval, tmp_path):
+    """A `jax.distributed` job of 2 local processes x 2 CPU devices started as train is (TEMPO_JAX_COORDINATOR
+    ...), mesh 2,2,1 (the data axis spans the processes): process 0 alone writes the one-device results."""
+    from tempo_jax.testing.multiprocess import describe, run_local_job
+
+    out = tmp_path / "eval"
+    args = _eval_args(assets["model"], assets["unlabeled"], out, "--mesh", "2,2,1")
+    results = run_local_job("tempo_jax.cli", args, tmp_path / "logs", timeout_s=240, via_env=True)
+    assert all(r.returncode == 0 for r in results), describe(results)
+    samples, metrics = _eval_outputs(out)
+    want_samples, want_metrics = one_device_eval
+    assert [(s["response"], s["length"]) for s in samples] == [(s["response"], s["length"]) for s in want_samples]
+    assert metrics == want_metrics
+
+
 def test_train_rejects_unknown_override_in_one_line(capsys):
     config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "tiny.py") + ":tempo"
     assert main(["train", "--config", config, "--config.train.not_a_key=1"]) == 1
@@ -114,6 +181,14 @@ def test_eval_from_a_run_checkpoint_via_its_recipe(assets, tmp_path):
     settings = json.loads((out / "results.json").read_text())["settings"]
     assert settings["template"] == "plain" and settings["max_prompt_tokens"] == cfg.data.max_prompt_tokens
 
+    # the run's actor and critic restored straight onto a mesh: the same samples and critic values
+    on_mesh = tmp_path / "eval_on_mesh"
+    args = ["eval", "--checkpoint", cfg.run_dir, "--datasets", assets["unlabeled"], "--out", str(on_mesh)]
+    assert main([*args, "--n", "2", "--max-new-tokens", "8", "--limit", "2", "--mesh", "1,4,2"]) == 0
+    rows = [[json.loads(ln) for ln in (d / "unlabeled_samples.jsonl").read_text().splitlines()] for d in (out, on_mesh)]
+    assert [(r["response"], r["length"]) for r in rows[1]] == [(r["response"], r["length"]) for r in rows[0]]
+    np.testing.assert_allclose([r["value"] for r in rows[1]], [r["value"] for r in rows[0]], rtol=1e-5, atol=1e-6)
+
 
 def test_demo_rejects_a_seed_count_below_one(capsys):
     with pytest.raises(SystemExit) as exc:
@@ -144,6 +219,38 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("train", "eval", "convert", "demo", "plot", "plan"):
         assert command in out
+
+
+def _options(parser, name: str):
+    """(command name, action) of every argument of ``parser`` and its subcommands, -h/--help left out."""
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for command, sub in action.choices.items():
+                assert helps.get(command), f"`{name} {command}` has no help line in `{name} --help`"
+                yield from _options(sub, f"{name} {command}")
+        else:
+            yield name, action
+
+
+def test_every_option_has_help_that_names_its_default():
+    from tempo_jax.cli import build_parser
+    from tempo_jax.plan.planner import plan_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"train", "eval", "convert", "demo", "plot", "plan"}
+    options = [*_options(parser, "tempo-jax"), *_options(plan_parser(), "tempo-jax plan")]
+    assert len(options) > 25
+    for command, action in options:
+        what = f"{command} {'/'.join(action.option_strings) or action.dest}"
+        assert action.help and action.help != argparse.SUPPRESS, f"{what} has no help"
+        text = action.help % {"default": action.default, "prog": command}  # as --help shows it
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if not flag and not action.required and action.default not in (None, "", argparse.SUPPRESS):
+            assert "default" in text, f"{what}: the help does not name the default {action.default!r}: {text!r}"
 
 
 def test_the_entry_point_imports_no_heavy_module():

@@ -11,6 +11,8 @@ Three input schemas map to one normalised record
 * ``"verl"`` -- the verl RL row: ``prompt`` (chat messages; the problem is the content of the
   last ``user`` message), ``data_source``, ``reward_model.{ground_truth, is_labeled}``,
   optional ``extra_info``. The id is ``"<data_source>-<row>"`` unless ``id_key`` is given.
+  Its records also carry ``messages``: the prompt's ``{role, content}`` messages as given (a
+  system prompt included), which :mod:`tempo_jax.data.templates` renders in order.
 * ``"auto"`` picks ``verl`` when a row has ``prompt`` and ``reward_model``, ``tempo`` when it
   has ``problem`` and ``answer``, and ``hf`` when ``question_key``/``answer_key`` are given.
 
@@ -35,6 +37,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -209,7 +212,12 @@ def _iter_parquet(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str,
 
 
 def iter_rows(path: str | os.PathLike, report: ReadReport | None = None) -> Iterator[tuple[str, Any]]:
-    """Yield ``(where, row)`` for each row; ``row`` is a ``_RowError`` for an undecodable line."""
+    """Yield ``(where, row)`` for each row; ``row`` is a ``_RowError`` for an undecodable line.
+    A ``gs://`` file is read from a local copy (:func:`tempo_jax.storage.local_copy`)."""
+    if storage.is_remote(path):
+        if not storage.isfile(path):
+            raise DataError("file not found", path=path, hint="check the bucket path (gsutil ls)")
+        path = storage.local_copy(path)
     path = pathlib.Path(path)
     _check_path(path)
     report = report if report is not None else ReadReport(str(path))
@@ -369,11 +377,15 @@ def _parse_verl(row: dict, index: int, opts: _Options, report: ReadReport) -> di
             "bad_prompt", f"field 'prompt' must be a non-empty list of {{role, content}} messages, got {_short(prompt)}"
         )
     problem = None
+    messages = []
     for j, m in enumerate(prompt):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise _RowError("bad_prompt", f"prompt[{j}] must be a {{role, content}} dict, got {_short(m)}")
-        if m["role"] == "user":
-            problem = _as_str(m["content"], f"prompt[{j}].content", coerce=False)
+        role = _as_str(m["role"], f"prompt[{j}].role", coerce=False)
+        content = _as_str(m["content"], f"prompt[{j}].content", coerce=False, required_nonempty=role == "user")
+        messages.append({"role": role, "content": content})
+        if role == "user":
+            problem = content
     if problem is None:
         raise _RowError("missing_problem", "prompt has no 'user' message")
     found, rm = _get(row, "reward_model")
@@ -386,7 +398,7 @@ def _parse_verl(row: dict, index: int, opts: _Options, report: ReadReport) -> di
     rid = _required(row, opts.id_key, coerce=True) if opts.id_key else f"{ds}-{index}"
     rec = {"id": rid, "problem": problem, "answer": answer, "is_labeled": labeled}
     rec = _common_tail(row, rec, opts, report, count_defaults=True)
-    return {k: rec[k] for k in RECORD_KEYS}
+    return {**{k: rec[k] for k in RECORD_KEYS}, "messages": messages}
 
 
 _PARSERS = {"tempo": _parse_tempo, "hf": _parse_hf, "verl": _parse_verl}

@@ -2,17 +2,29 @@
 
 The user turn is ``"{problem} {instruction}"`` with the DeepScaleR/reference instruction
 :data:`BOXED_INSTRUCTION` (not appended twice when the problem already ends with it, as verl
-prompts often do). Templates (by name, see :data:`TEMPLATES`):
+prompts often do). A record's chat ``messages`` (a verl row's ``prompt``: all its system/user
+messages, in order) are rendered as given, the instruction added to the last user message; a
+``system=`` override replaces the row's system messages. Templates (by name, see :data:`TEMPLATES`):
 
+* ``auto`` (the default of ``data.template``): the checkpoint tokenizer's own chat template,
+  ``tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)``, with
+  ``enable_thinking`` passed where the template reads it -- so a model's default system message
+  (Qwen2.5, OLMo 3, Llama 3's date header) is in the prompt as the model was trained. A tokenizer
+  without a chat template is a :class:`TemplateError`: use ``plain`` (base models) or a named one.
 * ``qwen3`` / ``qwen3_nothink``: the Qwen3 chat format built by hand,
   ``[<|im_start|>system\\n{system}<|im_end|>\\n]<|im_start|>user\\n{content}<|im_end|>\\n<|im_start|>assistant\\n``
   plus ``<think>\\n\\n</think>\\n\\n`` when thinking is off -- byte-identical to the official
   Qwen3 jinja template with ``add_generation_prompt=True`` and ``enable_thinking`` True/False.
-* ``olmo``: the same ChatML layout with OLMo's ``<|im_start|>``/``<|im_end|>`` tokens (OLMo 2/3
-  instruct); ``olmo3_think`` adds the ``<think>`` generation prefix of OLMo-3 Think. OLMo's
-  official templates insert a default system message when none is given; pass
-  ``system=OLMO3_THINK_SYSTEM`` (or your own) to reproduce that -- we add none by default.
+* ``olmo``: the same ChatML layout with OLMo's ``<|im_start|>``/``<|im_end|>`` tokens (OLMo 3
+  instruct; OLMo 2 instruct uses another, Tulu-style format: use ``auto``); ``olmo3_think`` adds the
+  ``<think>`` generation prefix of OLMo-3 Think. OLMo's official templates insert a default
+  system message when none is given; these named ones add none (``auto`` does, as the checkpoint's
+  template says), pass ``system=OLMO3_THINK_SYSTEM`` (or your own) to add one.
 * ``plain``: no special tokens, just the user content (for base models), plus ``suffix``.
+
+Named templates are explicit overrides of ``auto``; they keep a row's system messages too, and a
+row they cannot write (an assistant turn; for ``plain`` anything but [system,] user) is a
+:class:`TemplateError`.
 
 Length policy (``encode_prompts``): ``filter`` drops prompts longer than ``max_prompt_len``
 tokens (count reported and logged), ``left_truncate`` keeps the last ``max_prompt_len``
@@ -26,6 +38,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import jinja2
+
+from tempo_jax.errors import UserError
+
 log = logging.getLogger(__name__)
 
 BOXED_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
@@ -35,6 +51,11 @@ OLMO3_THINK_SYSTEM = (
 )
 QWEN3_NO_THINK = "<think>\n\n</think>\n\n"
 LENGTH_POLICIES = ("filter", "left_truncate", "error")
+AUTO = "auto"  # the tokenizer's own chat template
+
+
+class TemplateError(UserError, ValueError):
+    """A prompt the chosen template cannot render; the message says which setting to change."""
 
 
 def user_content(problem: str, instruction: str | None = BOXED_INSTRUCTION) -> str:
@@ -45,6 +66,61 @@ def user_content(problem: str, instruction: str | None = BOXED_INSTRUCTION) -> s
     if p.endswith(instruction):
         return p
     return f"{p} {instruction}"
+
+
+def tokenizer_name(tokenizer) -> str:
+    """What error messages call a tokenizer: its path (``name_or_path``), else its class."""
+    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+def chat_template_text(tokenizer) -> str | None:
+    """The tokenizer's own chat template (its ``default`` one when it has several), or ``None``."""
+    text = getattr(tokenizer, "chat_template", None)
+    if isinstance(text, dict):
+        text = text.get("default")
+    return text if isinstance(text, str) and text else None
+
+
+def apply_tokenizer_template(messages: Sequence[dict], tokenizer, *, enable_thinking: bool | None = None) -> str:
+    """``tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)`` with
+    the tokenizer's own template; ``enable_thinking`` is passed where the template reads it."""
+    if tokenizer is None:
+        raise TemplateError(f"template {AUTO!r} renders prompts with the tokenizer's chat template; pass the tokenizer")
+    name, text = tokenizer_name(tokenizer), chat_template_text(tokenizer)
+    if text is None:
+        raise TemplateError(
+            f"tokenizer {name} has no chat template, and data.template={AUTO} (the default) renders prompts "
+            "with it; set data.template=plain for a base model (no chat format) or a named template "
+            f"({', '.join(t for t in TEMPLATES if t != AUTO)}); with tempo-jax eval, --template plain"
+        )
+    switches = {}
+    if enable_thinking is not None:
+        if "enable_thinking" in text:
+            switches["enable_thinking"] = enable_thinking
+        elif not enable_thinking:
+            raise TemplateError(
+                f"the chat template of tokenizer {name} has no enable_thinking switch, so "
+                "data.enable_thinking=False cannot turn thinking off; leave it True or set a named data.template"
+            )
+    try:
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True, **switches)
+    except jinja2.TemplateError as err:
+        raise TemplateError(
+            f"the chat template of tokenizer {name} cannot render a prompt ({err}); check the data's "
+            "messages or set a named data.template"
+        ) from err
+
+
+def plain_text(messages: Sequence[dict], name: str = "plain") -> str:
+    """The plain layout ``[{system}\\n\\n]{user}``; other message lists need a chat template."""
+    roles = [m["role"] for m in messages]
+    if roles not in (["user"], ["system", "user"]):
+        raise TemplateError(
+            f"template {name!r} writes an optional system message and one user message, not the "
+            f"messages {roles}; use a chat template (data.template={AUTO} or a named one) for this data"
+        )
+    system = messages[0]["content"] if len(messages) == 2 else ""
+    return (f"{system}\n\n" if system else "") + messages[-1]["content"]
 
 
 def chatml(messages: Sequence[dict], *, add_generation_prompt: bool = True, generation_prefix: str = "") -> str:
@@ -73,7 +149,11 @@ def qwen3_chat(messages: Sequence[dict], *, enable_thinking: bool = True, add_ge
 
 @dataclasses.dataclass(frozen=True)
 class PromptTemplate:
-    """How a problem becomes a prompt string. ``chat=False`` is the plain template."""
+    """How a problem (or a record's chat messages) becomes a prompt string.
+
+    ``chat=False`` is the plain template; ``tokenizer_template=True`` (``auto``) renders with the
+    tokenizer's own chat template, passing ``enable_thinking`` where that template reads it.
+    """
 
     name: str
     chat: bool = True
@@ -81,22 +161,50 @@ class PromptTemplate:
     system: str | None = None
     instruction: str | None = BOXED_INSTRUCTION
     suffix: str = ""  # plain template only: appended after the user content
+    tokenizer_template: bool = False
+    enable_thinking: bool | None = None  # tokenizer_template only
 
-    def messages(self, problem: str) -> list[dict]:
-        msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
-        return msgs + [{"role": "user", "content": user_content(problem, self.instruction)}]
+    def messages(self, problem: str, messages: Sequence[dict] | None = None) -> list[dict]:
+        """The prompt's messages: ``messages`` (a record's own, in order) with the instruction added
+        to the last user message, else ``[system] + user``; ``system`` replaces the row's system ones."""
+        if not messages:
+            msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
+            return msgs + [{"role": "user", "content": user_content(problem, self.instruction)}]
+        out = [{"role": m["role"], "content": m["content"]} for m in messages]
+        users = [i for i, m in enumerate(out) if m["role"] == "user"]
+        if not users:
+            raise TemplateError(f"a prompt's messages have no 'user' message (roles {[m['role'] for m in out]})")
+        out[users[-1]]["content"] = user_content(out[users[-1]]["content"], self.instruction)
+        if self.system is not None:
+            out = [{"role": "system", "content": self.system}] + [m for m in out if m["role"] != "system"]
+        return out
 
-    def render(self, problem: str) -> str:
+    def render(self, problem: str, tokenizer=None, *, messages: Sequence[dict] | None = None) -> str:
+        """The prompt text; ``tokenizer`` is needed by ``auto`` only."""
+        msgs = self.messages(problem, messages)
+        if self.tokenizer_template:
+            text = apply_tokenizer_template(msgs, tokenizer, enable_thinking=self.enable_thinking)
+            return text + self.generation_prefix
         if not self.chat:
-            prefix = f"{self.system}\n\n" if self.system else ""
-            return prefix + user_content(problem, self.instruction) + self.suffix
-        return chatml(self.messages(problem), generation_prefix=self.generation_prefix)
+            return plain_text(msgs, self.name) + self.suffix
+        try:
+            return chatml(msgs, generation_prefix=self.generation_prefix)
+        except ValueError as err:
+            raise TemplateError(
+                f"template {self.name!r} cannot write this prompt ({err}); use data.template={AUTO} "
+                "(the tokenizer's own chat template)"
+            ) from None
+
+    def render_record(self, record: dict, tokenizer=None) -> str:
+        """A record's prompt: its ``messages`` when it has them (verl rows), else its ``problem``."""
+        return self.render(record["problem"], tokenizer, messages=record.get("messages"))
 
     def __call__(self, problem: str) -> str:
         return self.render(problem)
 
 
 TEMPLATES: dict[str, PromptTemplate] = {
+    AUTO: PromptTemplate(AUTO, tokenizer_template=True),
     "qwen3": PromptTemplate("qwen3"),
     "qwen3_nothink": PromptTemplate("qwen3_nothink", generation_prefix=QWEN3_NO_THINK),
     "olmo": PromptTemplate("olmo"),
@@ -110,17 +218,20 @@ def get_template(
 ) -> PromptTemplate:
     """A template by name (or as given), with field overrides (``system=``, ``instruction=``...).
 
-    ``enable_thinking=False`` on ``qwen3`` selects ``qwen3_nothink`` (and vice versa).
+    ``enable_thinking=False`` on ``qwen3`` selects ``qwen3_nothink`` (and vice versa); on ``auto``
+    it is passed to the tokenizer's chat template.
     """
     if isinstance(template, str):
         if template not in TEMPLATES:
-            raise ValueError(f"unknown prompt template {template!r}; choose one of {sorted(TEMPLATES)}")
+            raise TemplateError(f"unknown prompt template {template!r}; choose one of {sorted(TEMPLATES)}")
         tpl = TEMPLATES[template]
     else:
         tpl = template
-    if enable_thinking is not None:
+    if enable_thinking is not None and tpl.tokenizer_template:
+        tpl = dataclasses.replace(tpl, enable_thinking=enable_thinking)
+    elif enable_thinking is not None:
         if tpl.name not in ("qwen3", "qwen3_nothink"):
-            raise ValueError(f"enable_thinking applies to the qwen3 templates, not {tpl.name!r}")
+            raise TemplateError(f"enable_thinking applies to the {AUTO} and qwen3 templates, not {tpl.name!r}")
         tpl = dataclasses.replace(
             tpl,
             name="qwen3" if enable_thinking else "qwen3_nothink",
@@ -129,13 +240,16 @@ def get_template(
     return dataclasses.replace(tpl, **overrides) if overrides else tpl
 
 
-def render_prompt(problem: str, template: str | PromptTemplate = "qwen3", **kwargs: Any) -> str:
-    return get_template(template, **kwargs).render(problem)
+def render_prompt(problem: str, template: str | PromptTemplate = "qwen3", *, tokenizer=None, **kwargs: Any) -> str:
+    return get_template(template, **kwargs).render(problem, tokenizer)
 
 
-def render_records(records: Sequence[dict], template: str | PromptTemplate = "qwen3", **kwargs: Any) -> list[str]:
+def render_records(
+    records: Sequence[dict], template: str | PromptTemplate = "qwen3", *, tokenizer=None, **kwargs: Any
+) -> list[str]:
+    """Each record's prompt (its ``messages`` when it has them); ``tokenizer`` is needed by ``auto``."""
     tpl = get_template(template, **kwargs)
-    return [tpl.render(r["problem"]) for r in records]
+    return [tpl.render_record(r, tokenizer) for r in records]
 
 
 # ----------------------------------------------------------------------------- prompt encoding
@@ -212,7 +326,7 @@ def encode_records(
     **template_kwargs: Any,
 ) -> tuple[list[dict], EncodedPrompts]:
     """Render + encode records; returns the kept records (each with ``prompt`` and ``prompt_ids``)."""
-    prompts = render_records(records, template, **template_kwargs)
+    prompts = render_records(records, template, tokenizer=tokenizer, **template_kwargs)
     enc = encode_prompts(prompts, tokenizer, max_prompt_len=max_prompt_len, policy=policy)
     kept = [{**records[i], "prompt": prompts[i], "prompt_ids": ids} for i, ids in zip(enc.indices, enc.input_ids)]
     return kept, enc

@@ -35,6 +35,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core.utils import tqdm_utils
 
+from tempo_jax import storage
 from tempo_jax.data.records import SUFFIXES, DataError, ReadReport, read_records
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ TFDS_DIR_ENV = "TEMPO_JAX_TFDS_DIR"
 DEFAULT_DATA_DIR = pathlib.Path("..") / "shared" / "data"
 DEFAULT_TFDS_DIR = pathlib.Path("~") / ".cache" / "tempo_jax" / "tfds"
 BUILDER_NAME = "tempo_local_records"
-_FORMAT_VERSION = "2"  # bump when the stored features or reader semantics change
+_FORMAT_VERSION = "3"  # bump when the stored features or reader semantics change (3: messages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,11 @@ def resolve_source(
                 "to the directory holding the shared data files",
             )
         return path, spec.split, s
+    if storage.is_remote(s):  # a file in a bucket: read from a local copy
+        if not storage.isfile(s):
+            raise DataError("file not found", path=s, hint="check the bucket path (gsutil ls)")
+        local = pathlib.Path(storage.local_copy(s))
+        return local, "train", local.stem
     p = pathlib.Path(s).expanduser()
     if p.suffix.lower() in SUFFIXES or os.sep in s or p.exists():
         if not p.exists():
@@ -177,6 +183,7 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                     "answer": tfds.features.Text(),
                     "is_labeled": np.bool_,
                     "data_source": tfds.features.Text(),
+                    "messages": tfds.features.Text(),  # JSON of a verl row's chat messages; "" = none
                     "index": np.int64,  # position among the kept rows of the source file
                 }
             ),
@@ -192,7 +199,8 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     def _generate_examples(self, records):
         for i, rec in enumerate(records):
-            yield i, {**rec, "index": i}
+            messages = json.dumps(rec["messages"], ensure_ascii=False) if rec.get("messages") else ""
+            yield i, {**rec, "messages": messages, "index": i}
 
 
 def _file_digest(path: pathlib.Path) -> str:
@@ -304,9 +312,10 @@ def as_data_source(name_or_path: str | os.PathLike, split: str | None = None, **
 
 
 def decode_example(ex: dict) -> dict:
-    """A TFDS example (bytes) -> the normalised record of :mod:`records` (plus ``index``)."""
+    """A TFDS example (bytes) -> the normalised record of :mod:`records` (plus ``index``; plus
+    ``messages`` for a verl row)."""
     dec = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
-    return {
+    rec = {
         "id": dec(ex["id"]),
         "problem": dec(ex["problem"]),
         "answer": dec(ex["answer"]),
@@ -314,6 +323,10 @@ def decode_example(ex: dict) -> dict:
         "data_source": dec(ex["data_source"]),
         "index": int(ex["index"]),
     }
+    messages = dec(ex.get("messages", b""))
+    if messages:
+        rec["messages"] = json.loads(messages)
+    return rec
 
 
 def load_records(name_or_path: str | os.PathLike, split: str | None = None, *, return_report: bool = False, **kwargs):

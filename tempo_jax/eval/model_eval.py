@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import pathlib
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +42,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from tempo_jax import storage
 from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_records, get_template
 from tempo_jax.data.tfds_builders import NAMED_DATASETS, load_records
 from tempo_jax.eval import metrics as M
@@ -208,7 +208,7 @@ def make_sample_fn(
     def sample_fn(prompts: list[str], n: int) -> list[list[dict]]:
         if not prompts:
             return []
-        texts = [tpl.render(p) for p in prompts] if tpl is not None else list(prompts)
+        texts = [tpl.render(p, tokenizer) for p in prompts] if tpl is not None else list(prompts)
         enc = encode_prompts(texts, tokenizer, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
         ids = enc.input_ids
         longest = max(len(x) for x in ids)
@@ -281,7 +281,7 @@ def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
 def _dataset_label(spec: str) -> str:
     if spec in NAMED_DATASETS:
         return spec
-    stem = pathlib.Path(spec).name
+    stem = os.path.basename(os.fspath(spec))
     for suffix in (".jsonl", ".json", ".parquet"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
@@ -347,7 +347,7 @@ def evaluate_model(
     method = Greedy() if greedy else Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     tpl = get_template(template)
     value_fn = make_value_fn(critic, rows_per_call=value_rows_per_call, mesh=mesh) if critic is not None else None
-    out = pathlib.Path(out_dir)
+    out = storage.as_path(out_dir)
     write = is_primary()
     if write:
         out.mkdir(parents=True, exist_ok=True)
@@ -496,9 +496,9 @@ def _evaluate_records(
 
 def write_combined(
     results: Mapping[str, EvalResult], out_dir: str | os.PathLike, settings: Mapping[str, Any], *, plot: bool = True
-) -> dict[str, pathlib.Path]:
+) -> dict[str, storage.Path]:
     """``results.md`` (one table, a row per dataset, plus settings), ``results.json`` and ``pass_at_k.png``."""
-    out = pathlib.Path(out_dir)
+    out = storage.as_path(out_dir)
     paths = {"table": out / "results.md", "json": out / "results.json"}
     lines = ["# Evaluation results", "", markdown_table({k: r.metrics for k, r in results.items()}), ""]
     lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None))
@@ -548,5 +548,5 @@ def eval_main(
     critic = from_hf(critic_dir, critic=True, mesh=mesh, **overrides) if critic_dir else None
     kwargs.setdefault("model_name", str(hf_dir))
     results = evaluate_model(actor, tokenizer, datasets, out_dir=out_dir, critic=critic, mesh=mesh, **kwargs)
-    log.info("wrote %s", pathlib.Path(out_dir) / "results.md")
+    log.info("wrote %s", storage.as_path(out_dir) / "results.md")
     return results

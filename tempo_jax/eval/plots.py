@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import pathlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from tempo_jax import storage
 
 STEP_KEYS = ("step", "global_step", "train/step")
 METRICS_FILENAMES = ("metrics.jsonl", "metrics/metrics.jsonl")
@@ -40,11 +41,12 @@ def _new_figure(size=(6.0, 4.0)):
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def _save(fig, path: str | os.PathLike, dpi: float | None = None) -> pathlib.Path:
-    path = pathlib.Path(path)
+def _save(fig, where: str | os.PathLike, dpi: float | None = None) -> storage.Path:
+    path = storage.as_path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png", **({"dpi": dpi} if dpi else {}))
+    with path.open("wb") as fh:  # a file object: matplotlib would treat a gs:// string as a local path
+        fig.savefig(fh, format="png", **({"dpi": dpi} if dpi else {}))
     return path
 
 
@@ -101,7 +103,7 @@ def plot_lines(
     dpi: float | None = None,
     suptitle: str | None = None,
     suptitle_size: float | None = None,
-) -> pathlib.Path:
+) -> storage.Path:
     """A PNG of one row of panels, each ``(lines, draw_lines keyword arguments)``; ``dpi`` of the
     saved file (default the figure's 100)."""
     fig = _figure(size)
@@ -113,7 +115,7 @@ def plot_lines(
     return _save(fig, path, dpi)
 
 
-def plot_pass_at_k(curves, path: str | os.PathLike, *, title: str | None = None) -> pathlib.Path:
+def plot_pass_at_k(curves, path: str | os.PathLike, *, title: str | None = None) -> storage.Path:
     """``curves``: ``{label: {k: pass@k}}`` or an ``EvalResult`` (label = its dataset)."""
     if hasattr(curves, "pass_at_k"):
         curves = {curves.dataset or "eval": curves.pass_at_k}
@@ -139,8 +141,8 @@ def plot_pass_at_k(curves, path: str | os.PathLike, *, title: str | None = None)
     return _save(fig, path)
 
 
-def find_metrics_file(run: str | os.PathLike) -> pathlib.Path:
-    p = pathlib.Path(run)
+def find_metrics_file(run: str | os.PathLike) -> storage.Path:
+    p = storage.as_path(run)
     if p.is_file():
         return p
     for name in METRICS_FILENAMES:
@@ -155,7 +157,7 @@ def find_metrics_file(run: str | os.PathLike) -> pathlib.Path:
 def read_metrics_jsonl(path: str | os.PathLike) -> list[dict]:
     """Rows of a metrics JSONL; a broken line raises with its line number."""
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with storage.open_file(path) as f:
         for i, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -183,7 +185,7 @@ def _series(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _plot_keys(rows, keys, path, *, ylabel, title, scale=1.0, ylim=None) -> pathlib.Path:
+def _plot_keys(rows, keys, path, *, ylabel, title, scale=1.0, ylim=None) -> storage.Path:
     lines = []
     for key in keys:
         xs, ys = _series(rows, key)
@@ -201,7 +203,7 @@ def plot_accuracy_vs_step(
     *,
     metrics: Sequence[str] = ("avg@16",),
     datasets: Sequence[str] | None = None,
-) -> pathlib.Path:
+) -> storage.Path:
     """Curves ``eval/<dataset>/<metric>`` (in %) over steps; default PNG next to the metrics file."""
     mfile = find_metrics_file(run)
     rows = read_metrics_jsonl(mfile)
@@ -220,7 +222,7 @@ def plot_accuracy_vs_step(
     )
 
 
-def plot_critic_auroc(run: str | os.PathLike, out_path: str | os.PathLike | None = None) -> pathlib.Path:
+def plot_critic_auroc(run: str | os.PathLike, out_path: str | os.PathLike | None = None) -> storage.Path:
     """Every metric whose key contains ``auroc`` over steps (0.5 = chance)."""
     mfile = find_metrics_file(run)
     rows = read_metrics_jsonl(mfile)
@@ -233,17 +235,17 @@ def plot_critic_auroc(run: str | os.PathLike, out_path: str | os.PathLike | None
 
 def plot_run(
     run: str | os.PathLike, out_dir: str | os.PathLike | None = None, metrics: Sequence[str] = ("avg@16", "pass@8")
-) -> list[pathlib.Path]:
+) -> list[storage.Path]:
     """Both step plots that the run's metrics support (missing kinds are left out)."""
     mfile = find_metrics_file(run)
-    out_dir = pathlib.Path(out_dir) if out_dir else mfile.parent
+    folder = storage.as_path(out_dir) if out_dir else mfile.parent
     paths = []
     for fn, name, kw in (
         (plot_accuracy_vs_step, "accuracy_vs_step.png", {"metrics": metrics}),
         (plot_critic_auroc, "critic_auroc.png", {}),
     ):
         try:
-            paths.append(fn(mfile, out_dir / name, **kw))
+            paths.append(fn(mfile, folder / name, **kw))
         except ValueError:
             pass
     return paths

@@ -22,13 +22,13 @@ import dataclasses
 import json
 import math
 import os
-import pathlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from tempo_jax import storage
 from tempo_jax.data.templates import render_prompt
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval import plots
@@ -145,16 +145,16 @@ class EvalResult:
 
     def write(
         self, out_dir: str | os.PathLike, dataset_name: str | None = None, *, plot: bool = True
-    ) -> dict[str, pathlib.Path]:
+    ) -> dict[str, storage.Path]:
         name = dataset_name or self.dataset or "eval"
-        out = pathlib.Path(out_dir)
+        out = storage.as_path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
             "samples": out / f"{name}_samples.jsonl",
             "table": out / f"{name}_results.md",
             "summary": out / f"{name}_summary.json",
         }
-        with open(paths["samples"], "w", encoding="utf-8") as f:
+        with paths["samples"].open("w", encoding="utf-8") as f:
             for s in self.samples:
                 f.write(json.dumps(json_safe(s), ensure_ascii=False) + "\n")
         paths["table"].write_text(self.to_markdown(name), encoding="utf-8")
@@ -324,9 +324,9 @@ def evaluate(
     )
 
 
-def write_results_table(results: Mapping[str, EvalResult], path: str | os.PathLike) -> pathlib.Path:
+def write_results_table(results: Mapping[str, EvalResult], where: str | os.PathLike) -> storage.Path:
     """One markdown table over several datasets (rows) -- the paper table."""
-    path = pathlib.Path(path)
+    path = storage.as_path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown_table({k: r.metrics for k, r in results.items()}) + "\n", encoding="utf-8")
     return path

@@ -12,6 +12,7 @@ from typing import Any
 
 import transformers
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
 from tempo_jax.models.config import FULL, SLIDING, SUPPORTED_MODEL_TYPES, ConfigError, ModelConfig, RopeConfig
 
@@ -23,15 +24,14 @@ class CheckpointError(UserError, ValueError):
 
 
 def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
-    cfg_path = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg_path):
+    cfg_path = storage.join(path, "config.json")
+    if not storage.isfile(cfg_path):
         raise CheckpointError(
             f"{cfg_path} not found: a Hugging Face checkpoint directory needs config.json "
             "next to its *.safetensors files"
         )
     try:
-        with open(cfg_path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(storage.read_text(cfg_path))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{cfg_path} is not valid JSON ({err})") from err
 

@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from tempo_jax import storage
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.critic import Critic
 from tempo_jax.models.decoder import CausalLM
@@ -137,7 +138,7 @@ def from_hf(
     ``num_labels=1``) or a TRL value-head checkpoint (``v_head.summary.*``). ``strict`` makes an
     unexpected tensor an error (``lm_head.weight`` of a critic or of a tied model is tolerated).
     """
-    path = str(path)
+    path = storage.local_copy(path)  # a gs:// checkpoint is read from a local copy (memory-mapped)
     cfg = config_from_hf(read_hf_config(path), **overrides)
     cls = Critic if critic else CausalLM
     abstract = nnx.eval_shape(lambda: cls(cfg, nnx.Rngs(0)))
@@ -214,10 +215,15 @@ def hf_tensors(model: CausalLM | Critic) -> dict[str, np.ndarray]:
 def to_hf(model: CausalLM | Critic, path: str | os.PathLike, max_shard_bytes: int = 4 << 30) -> str:
     """Write ``config.json`` + safetensors (sharded with an index when large) that transformers loads.
 
-    A critic is written as ``<Arch>ForTokenClassification`` with ``num_labels=1``.
+    A critic is written as ``<Arch>ForTokenClassification`` with ``num_labels=1``. ``path`` may be
+    remote (``gs://``): the files are written locally first, then uploaded.
     """
-    path = str(path)
-    os.makedirs(path, exist_ok=True)
+    with storage.writable_local_dir(path) as local:
+        _write_hf(model, local, max_shard_bytes)
+    return str(path)
+
+
+def _write_hf(model: CausalLM | Critic, path: str, max_shard_bytes: int) -> None:
     critic = isinstance(model, Critic)
     tensors = hf_tensors(model)
     shards: list[dict[str, np.ndarray]] = [{}]
@@ -242,4 +248,3 @@ def to_hf(model: CausalLM | Critic, path: str | os.PathLike, max_shard_bytes: in
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh, indent=2)
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as fh:
         json.dump(hf_config_dict(model.cfg, critic=critic), fh, indent=2)
-    return path

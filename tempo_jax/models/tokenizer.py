@@ -12,6 +12,7 @@ import os
 
 import transformers
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
 
 # Special tokens assumed when a bare tokenizer.json declares none (first one present wins).
@@ -28,7 +29,12 @@ class TokenizerNotFoundError(TokenizerError, FileNotFoundError):
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """A ``transformers`` fast/slow tokenizer with ``eos_token`` and ``pad_token`` set."""
+    """A ``transformers`` fast/slow tokenizer with ``eos_token`` and ``pad_token`` set (a ``gs://``
+    tokenizer is loaded from a local copy)."""
+    if storage.is_remote(path):
+        if not storage.exists(path):
+            raise TokenizerNotFoundError(f"tokenizer path {path} does not exist")
+        path = storage.local_copy(path)
     path = os.path.expanduser(str(path))
     tok: transformers.PreTrainedTokenizerBase
     if os.path.isfile(path):
@@ -60,6 +66,12 @@ def load_tokenizer(path: str | os.PathLike):
         if pad is not None:
             tok.pad_token = pad
     return tok
+
+
+def save_tokenizer(tokenizer, dest: str | os.PathLike) -> None:
+    """``tokenizer.save_pretrained`` to a local or remote (``gs://``) folder."""
+    with storage.writable_local_dir(dest) as local:
+        tokenizer.save_pretrained(local)
 
 
 CHAT_END = "<|im_end|>"  # ChatML's end of turn: a chat model stops there even when eos is another token

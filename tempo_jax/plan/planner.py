@@ -382,18 +382,28 @@ def plan(
     return finish_report(report, cfg, config_path, command)
 
 
-def plan_main(argv: list[str] | None = None) -> int:
-    """``tempo-jax plan --config <recipe> --topology <slice> [--out file.json] [--config.x=y ...]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--worker":
-        return _worker(argv[1:])
+def plan_parser() -> argparse.ArgumentParser:
+    """The options of ``tempo-jax plan`` (besides ``--config.section.key=value`` overrides)."""
     parser = argparse.ArgumentParser(
         prog="tempo-jax plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", required=True, help="a recipe, e.g. configs/paper.py:qwen3_14b,tempo")
     parser.add_argument("--topology", default="", help="TPU slice, e.g. v5p-128, v6e-64 (default: mesh.topology)")
-    parser.add_argument("--out", default="", help="write the report as JSON here")
-    parser.add_argument("--only", default="", help="comma-separated subset of prefill,grow,decode,e_step,m_step")
+    parser.add_argument("--out", default="", help="write the report as JSON here (default: printed only)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated subset of prefill,grow,decode,e_step,m_step to compile (default: all of them)",
+    )
+    return parser
+
+
+def plan_main(argv: list[str] | None = None) -> int:
+    """``tempo-jax plan --config <recipe> --topology <slice> [--out file.json] [--config.x=y ...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--worker":
+        return _worker(argv[1:])
+    parser = plan_parser()
     args, rest = parser.parse_known_args(argv)
     bad = [a for a in rest if not a.startswith("--config.")]
     if bad:

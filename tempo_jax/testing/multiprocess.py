@@ -3,8 +3,10 @@
 The tests use it to check multi-host code paths on one machine: each process gets its own fake
 CPU devices (``--xla_force_host_platform_device_count``; a count inherited from the caller, e.g.
 the test session's 8, is replaced) and ``--coordinator / --num-processes / --process-id``
-arguments (the convention of :mod:`tempo_jax.plan.selfcheck`). Output goes to
-``<log_dir>/process_<i>.log``.
+arguments (the convention of :mod:`tempo_jax.plan.selfcheck`), or with ``via_env`` the
+``TEMPO_JAX_COORDINATOR / TEMPO_JAX_NUM_PROCESSES / TEMPO_JAX_PROCESS_ID`` variables
+(:func:`tempo_jax.parallel.distributed.init_distributed`; how ``tempo-jax train`` and ``eval`` join a
+job). Output goes to ``<log_dir>/process_<i>.log``.
 """
 
 from __future__ import annotations
@@ -57,12 +59,14 @@ def run_local_job(
     grace_s: float = 30.0,
     env: Mapping[str, str] | None = None,
     log_name: str = "process",
+    via_env: bool = False,
 ) -> list[ProcessResult]:
     """Start ``num_processes`` copies of ``python -m module *args`` as one job and wait for all of them.
 
     If a process fails, the others get ``grace_s`` seconds to finish (they are usually stuck in a
     collective waiting for it) before they are killed; so is everything still running after
-    ``timeout_s``. Returns one :class:`ProcessResult` per process, in process order.
+    ``timeout_s``. ``via_env``: the job's coordinates go in the environment, not the arguments.
+    Returns one :class:`ProcessResult` per process, in process order.
     """
     log_dir = pathlib.Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -72,24 +76,18 @@ def run_local_job(
     for pid in range(num_processes):
         path = log_dir / f"{log_name}_{pid}.log"
         paths.append(path)
+        job = {"coordinator": f"127.0.0.1:{port}", "num-processes": str(num_processes), "process-id": str(pid)}
+        if via_env:
+            flags, proc_env = (
+                [],
+                {**full_env, **{f"TEMPO_JAX_{k.upper().replace('-', '_')}": v for k, v in job.items()}},
+            )
+        else:
+            flags, proc_env = [a for k, v in job.items() for a in (f"--{k}", v)], full_env
         with open(path, "w") as log:  # the child keeps its own handle
             procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        module,
-                        *args,
-                        "--coordinator",
-                        f"127.0.0.1:{port}",
-                        "--num-processes",
-                        str(num_processes),
-                        "--process-id",
-                        str(pid),
-                    ],
-                    env=full_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    [sys.executable, "-m", module, *args, *flags], env=proc_env, stdout=log, stderr=subprocess.STDOUT
                 )
             )
     deadline = time.time() + timeout_s

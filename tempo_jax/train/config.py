@@ -21,6 +21,7 @@ import ml_collections
 from absl import flags
 from ml_collections.config_flags import tuple_parser
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
 from tempo_jax.parallel.mesh import validate_mesh_config
 from tempo_jax.rl import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES
@@ -70,8 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.unlabeled = ""  # D_U: dataset name or file
     c.data.labeled_limit = 0
     c.data.unlabeled_limit = 0
-    c.data.template = "qwen3"
-    c.data.enable_thinking = True  # qwen3 templates only (HF's apply_chat_template default)
+    c.data.template = "auto"  # the tokenizer's own chat template; or qwen3, olmo, plain (base models), ...
+    c.data.enable_thinking = True  # auto (where the chat template reads it) and qwen3; HF's default
     c.data.instruction = "default"  # "default" = the \\boxed{} instruction; "" = none; else the text
     c.data.max_prompt_tokens = 512
     c.data.prompt_policy = "filter"  # filter | left_truncate
@@ -488,7 +489,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append("set model.actor_hf (a Hugging Face directory) or model.init_from (a run directory)")
     for key in ("actor_hf", "critic_hf", "init_from", "tokenizer"):
         path = cfg.model[key]
-        if path and not os.path.exists(path):
+        if path and not storage.exists(path):
             errors.append(f"model.{key}={path!r} does not exist")
     if cfg.algo.critic_update_every < 1:
         errors.append("algo.critic_update_every must be >= 1")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from flax import nnx
 
+from tempo_jax import storage
 from tempo_jax.models.hf_io import to_hf
+from tempo_jax.models.tokenizer import save_tokenizer
 from tempo_jax.parallel.distributed import barrier, is_primary
 from tempo_jax.parallel.mesh import to_host
 from tempo_jax.train.run_files import TOKENIZER_DIR
@@ -17,14 +17,14 @@ def export_final(trainer) -> None:
 
     Every process must call it: parameters sharded over several processes are gathered with
     ``to_host`` (an all-gather, i.e. a collective), then only the primary writes."""
-    base = os.path.join(trainer.run_dir, "export")
+    base = storage.join(trainer.run_dir, "export")
     roles = [("actor", trainer.actor)] + ([("critic", trainer.critic)] if trainer.critic is not None else [])
     for name, role in roles:
         params = to_host(role.state.params)  # one role at a time: a single host copy of a model at the peak
         if is_primary():
-            to_hf(nnx.merge(role.graphdef, params), os.path.join(base, name))
+            to_hf(nnx.merge(role.graphdef, params), storage.join(base, name))
         del params
     if is_primary():
-        trainer.tokenizer.save_pretrained(os.path.join(base, "actor"))
-        trainer.tokenizer.save_pretrained(os.path.join(trainer.run_dir, TOKENIZER_DIR))
+        save_tokenizer(trainer.tokenizer, storage.join(base, "actor"))
+        save_tokenizer(trainer.tokenizer, storage.join(trainer.run_dir, TOKENIZER_DIR))
     barrier("tempo_jax_export_final")  # nobody leaves (and shuts the job down) before the files are written

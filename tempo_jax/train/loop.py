@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -20,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
-from tempo_jax.models.tokenizer import stop_and_pad_ids
+from tempo_jax.models.tokenizer import save_tokenizer, stop_and_pad_ids
 from tempo_jax.parallel import mesh as pmesh
 from tempo_jax.parallel.distributed import init_distributed, is_primary
 from tempo_jax.rewards.grader import Grader
@@ -70,7 +70,7 @@ class Trainer:
         if is_primary():
             ensure_writable(self.run_dir)
         else:
-            os.makedirs(self.run_dir, exist_ok=True)
+            storage.makedirs(self.run_dir)
         self.tokenizer = load_run_tokenizer(cfg)
         self.stream, self.data_report = build_stream(cfg, self.tokenizer)
         actor, critic = load_run_models(cfg, self.mesh)
@@ -81,7 +81,7 @@ class Trainer:
         self.settings = programs.rollout_settings(cfg, *stop_and_pad_ids(self.tokenizer, self.model_cfg))
         self._estimator = programs.advantage_fn(cfg, self.mesh)
         self.checkpointer = Checkpointer(
-            os.path.join(self.run_dir, "checkpoints"),
+            storage.join(self.run_dir, "checkpoints"),
             keep=cfg.checkpoint.keep,
             save_every=cfg.checkpoint.save_every,
             async_save=cfg.checkpoint.async_save,
@@ -93,7 +93,7 @@ class Trainer:
             self._resume()
         if is_primary():  # one writer for the shared run directory (multi-process jobs)
             write_run_files(cfg, self.model_cfg, self.run_dir)
-            self.tokenizer.save_pretrained(os.path.join(self.run_dir, TOKENIZER_DIR))  # for eval --checkpoint
+            save_tokenizer(self.tokenizer, storage.join(self.run_dir, TOKENIZER_DIR))  # for eval --checkpoint
 
     # ------------------------------------------------------------------ construction
     def _make_role(self, name: str, model) -> Role:

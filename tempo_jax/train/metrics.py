@@ -1,4 +1,10 @@
-"""Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars and a tqdm bar."""
+"""Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars and a tqdm bar.
+
+Both files go through :mod:`tempo_jax.storage`, so a ``gs://`` run directory holds them too: the
+JSONL object is rewritten with each new line, and TensorBoard's event file is written by
+:class:`ObjectRecordWriter` (registered with tensorboardX for ``gs://``) instead of tensorboardX's
+own google-cloud-storage writer, so that one path layer serves every file of a run.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,13 @@ import io
 import json
 import logging
 import math
-import os
 from typing import Any
 
 import numpy as np
-from tensorboardX import SummaryWriter
+from tensorboardX import SummaryWriter, record_writer
 from tqdm.auto import tqdm
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -31,17 +37,45 @@ def to_float(value: Any) -> float:
     return float(np.asarray(value))
 
 
+class ObjectRecordWriter:
+    """A TensorBoard event file in an object store: records are buffered and the whole object is
+    uploaded on each flush (object stores cannot append; scalar event files stay small)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._buffer = io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        self._buffer.write(data)
+
+    def flush(self) -> None:
+        storage.as_path(self.path).write_bytes(self._buffer.getvalue())
+
+    def close(self) -> None:
+        self.flush()
+
+
+class ObjectRecordWriterFactory:
+    def open(self, path: str) -> ObjectRecordWriter:
+        return ObjectRecordWriter(path)
+
+    def directory_check(self, path: str) -> None:
+        """Object stores need no folders."""
+
+
+record_writer.register_writer_factory("gs", ObjectRecordWriterFactory())
+
+
 class MetricsWriter:
     def __init__(
         self, run_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True, progress_bar: bool = True
     ):
-        os.makedirs(run_dir, exist_ok=True)
-        self.path = os.path.join(run_dir, METRICS_FILE)
+        storage.makedirs(run_dir)
+        self.path = storage.join(run_dir, METRICS_FILE)
         self._truncate_after(start_step)
-        self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:
-            self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+            self._tb = SummaryWriter(storage.join(run_dir, "tensorboard"))
         self._bar = None
         if progress_bar:
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
@@ -49,21 +83,18 @@ class MetricsWriter:
     def _truncate_after(self, step: int) -> None:
         """On resume, drop lines of steps after the checkpoint (they will be recomputed), and a
         last line torn by a crash mid-write."""
-        if not os.path.exists(self.path):
+        if not storage.isfile(self.path):
             return
-        with open(self.path, encoding="utf-8") as fh:
-            original = fh.read()
+        original = storage.read_text(self.path)
         rows, lines = _parse_lines(original, self.path)
         kept = [ln.rstrip("\n") + "\n" for row, ln in zip(rows, lines) if row.get("step", 0) <= step]
         if "".join(kept) != original:
-            with open(self.path, "w", encoding="utf-8") as fh:
-                fh.writelines(kept)
+            storage.write_text(self.path, "".join(kept))
 
     def write(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:
         row: dict[str, float | str] = {"step": int(step)}
         row.update({k: (to_float(v) if not isinstance(v, str) else v) for k, v in sorted(metrics.items())})
-        self._fh.write(json.dumps(row, allow_nan=True) + "\n")
-        self._fh.flush()
+        storage.append_text(self.path, json.dumps(row, allow_nan=True) + "\n")
         if self._tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, float) and math.isfinite(v):
@@ -80,7 +111,6 @@ class MetricsWriter:
                 self._bar.update(1)
 
     def close(self) -> None:
-        self._fh.close()
         if self._tb is not None:
             self._tb.close()
         if self._bar is not None:
@@ -118,6 +148,5 @@ def _parse_lines(text: str, path: str) -> tuple[list[dict], list[str]]:
 
 
 def read_metrics(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, METRICS_FILE)
-    with open(path, encoding="utf-8") as fh:
-        return _parse_lines(fh.read(), path)[0]
+    path = storage.join(run_dir, METRICS_FILE)
+    return _parse_lines(storage.read_text(path), path)[0]

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import ml_collections
 from flax import nnx
 
+from tempo_jax import storage
 from tempo_jax.eval.model_eval import evaluate_model
 from tempo_jax.train.stream import run_template
 
@@ -42,7 +42,7 @@ def make_evaluator(cfg: ml_collections.ConfigDict, trainer) -> Callable[[int], d
         # gets the same gathered results; only the primary writes eval/step_*/.
         actor = nnx.merge(trainer.actor.graphdef, trainer.actor.state.params)
         critic = nnx.merge(trainer.critic.graphdef, trainer.critic.state.params) if trainer.critic else None
-        out_dir = os.path.join(trainer.run_dir, "eval", f"step_{step:06d}")
+        out_dir = storage.join(trainer.run_dir, "eval", f"step_{step:06d}")
         results = evaluate_model(
             actor,
             trainer.tokenizer,

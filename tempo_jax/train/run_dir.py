@@ -9,9 +9,9 @@ history would restart from step 0 over it. Both stop here, before anything is wr
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 
+from tempo_jax import storage
 from tempo_jax.errors import UserError
 from tempo_jax.train.metrics import METRICS_FILE, read_metrics
 
@@ -48,17 +48,16 @@ class RunHistory:
 
 def run_history(run_dir: str) -> RunHistory:
     """Committed checkpoint steps (names that are whole numbers) and metric steps, read without changing anything."""
-    ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
-    names = sorted(os.listdir(ckpt_dir)) if os.path.isdir(ckpt_dir) else []
+    names = storage.listdir(storage.join(run_dir, CHECKPOINTS))
     steps = sorted(int(n) for n in names if n.isdigit())
-    metrics = os.path.join(run_dir, METRICS_FILE)
-    metric_steps = len({r.get("step") for r in read_metrics(run_dir)}) if os.path.isfile(metrics) else 0
+    metrics = storage.join(run_dir, METRICS_FILE)
+    metric_steps = len({r.get("step") for r in read_metrics(run_dir)}) if storage.isfile(metrics) else 0
     return RunHistory(tuple(steps), metric_steps, tuple(n for n in names if ".corrupt-" in n))
 
 
 def ensure_fresh(run_dir: str) -> None:
     """Refuse a new run into a directory that holds an earlier run's history."""
-    if not os.path.isdir(run_dir):
+    if not storage.isdir(run_dir):
         return
     history = run_history(run_dir)
     if not history.empty:
@@ -73,14 +72,13 @@ def ensure_writable(run_dir: str) -> None:
 
     A read-only or full location otherwise shows up only at the first save, inside Orbax's
     background thread, as a traceback followed by minutes of timeouts."""
-    ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
-    for d in [run_dir] + ([ckpt_dir] if os.path.isdir(ckpt_dir) else []):
-        probe = os.path.join(d, f".tempo_jax_write_probe_{uuid.uuid4().hex}")
+    ckpt_dir = storage.join(run_dir, CHECKPOINTS)
+    for d in [run_dir] + ([ckpt_dir] if storage.isdir(ckpt_dir) else []):
+        probe = storage.as_path(d) / f".tempo_jax_write_probe_{uuid.uuid4().hex}"
         try:
-            os.makedirs(d, exist_ok=True)
-            with open(probe, "w", encoding="utf-8") as fh:
-                fh.write("probe")
-            os.remove(probe)
+            storage.makedirs(d)
+            probe.write_text("probe")
+            probe.unlink()
         except OSError as err:
             raise RunDirError(
                 f"cannot write to {d} ({err.strerror or err}); training needs a writable run "
@@ -99,7 +97,7 @@ def ensure_resumable(run_dir: str, latest_step: int | None) -> None:
     history = run_history(run_dir)
     if history.checkpoint_steps or history.set_aside:
         raise RunDirError(
-            f"--resume: no usable checkpoint in {os.path.join(run_dir, CHECKPOINTS)}, but the run "
+            f"--resume: no usable checkpoint in {storage.join(run_dir, CHECKPOINTS)}, but the run "
             f"has {history.describe()}; nothing was changed. Check that the checkpoints are "
             "readable, or start a new run in another --config.run_dir"
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import ml_collections
 from flax import nnx
 
+from tempo_jax import storage
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import Critic, critic_from_actor
 from tempo_jax.models.decoder import CausalLM
@@ -27,8 +27,8 @@ def load_run_tokenizer(cfg: ml_collections.ConfigDict):
     """The tokenizer of a run: model.tokenizer, else the actor's directory, else init_from's copy."""
     path = cfg.model.tokenizer or cfg.model.actor_hf
     if not path and cfg.model.init_from:
-        path = os.path.join(cfg.model.init_from, TOKENIZER_DIR)
-    if not path or not os.path.exists(path):
+        path = storage.join(cfg.model.init_from, TOKENIZER_DIR)
+    if not path or not storage.exists(path):
         raise FileNotFoundError(f"no tokenizer at {path!r}: set model.tokenizer (a directory transformers can load)")
     return load_tokenizer(path)
 
@@ -49,19 +49,16 @@ def model_config_from_dict(d: dict[str, Any], **overrides: Any) -> ModelConfig:
 
 
 def write_run_files(cfg: ml_collections.ConfigDict, model_cfg: ModelConfig, run_dir: str) -> None:
-    with open(os.path.join(run_dir, CONFIG_FILE), "w", encoding="utf-8") as fh:
-        fh.write(cfg.to_json_best_effort(indent=2))
-    with open(os.path.join(run_dir, MODEL_CONFIG_FILE), "w", encoding="utf-8") as fh:
-        json.dump(model_config_to_dict(model_cfg), fh, indent=2)
+    storage.write_text(storage.join(run_dir, CONFIG_FILE), cfg.to_json_best_effort(indent=2))
+    storage.write_text(storage.join(run_dir, MODEL_CONFIG_FILE), json.dumps(model_config_to_dict(model_cfg), indent=2))
 
 
 def read_run_config(run_dir: str) -> ml_collections.ConfigDict:
     """The resolved recipe a run was trained with (``run_dir/config.json``)."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
+    path = storage.join(run_dir, CONFIG_FILE)
+    if not storage.isfile(path):
         raise RecipeError(f"{path} not found: {run_dir} is not a tempo-jax run directory")
-    with open(path, encoding="utf-8") as fh:
-        return ml_collections.ConfigDict(json.load(fh))
+    return ml_collections.ConfigDict(json.loads(storage.read_text(path)))
 
 
 def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing: bool = True, **overrides: Any):
@@ -70,12 +67,11 @@ def load_from_run(run_dir: str, need_critic: bool, mesh=None, critic_if_missing:
     Only parameters are taken; optimizer states and the step counter start fresh. A run saved
     without a critic (TTRL, EMPO) gives ``critic_from_actor`` when ``critic_if_missing``, else None.
     """
-    config_path = os.path.join(run_dir, MODEL_CONFIG_FILE)
-    if not os.path.isfile(config_path):
+    config_path = storage.join(run_dir, MODEL_CONFIG_FILE)
+    if not storage.isfile(config_path):
         raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a tempo-jax run directory")
-    with open(config_path, encoding="utf-8") as fh:
-        mc = model_config_from_dict(json.load(fh), **overrides)
-    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)  # never changes the run read
+    mc = model_config_from_dict(json.loads(storage.read_text(config_path)), **overrides)
+    ckpt = Checkpointer(storage.join(run_dir, "checkpoints"), read_only=True)  # never changes the run read
     tx = make_optimizer(1.0)
     actor = nnx.eval_shape(lambda: CausalLM(mc, nnx.Rngs(0)))
     critic = nnx.eval_shape(lambda: Critic(mc, nnx.Rngs(0)))

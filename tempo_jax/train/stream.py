@@ -7,7 +7,7 @@ import logging
 import ml_collections
 
 from tempo_jax.data.mixing import MixedStream
-from tempo_jax.data.templates import PromptTemplate, encode_records, get_template
+from tempo_jax.data.templates import AUTO, PromptTemplate, encode_records, get_template
 from tempo_jax.train.config import RecipeError
 from tempo_jax.train.data_roles import load_roles
 
@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def run_template(cfg: ml_collections.ConfigDict) -> PromptTemplate:
-    """The prompt template of a run: data.template, thinking switch and instruction."""
-    thinking = cfg.data.enable_thinking if cfg.data.template.startswith("qwen3") else None
+    """The prompt template of a run: data.template, thinking switch and instruction. The thinking
+    switch goes to the qwen3 templates and to ``auto`` (the tokenizer's chat template, where it reads it)."""
+    takes_thinking = cfg.data.template.startswith("qwen3") or cfg.data.template == AUTO
+    thinking = cfg.data.enable_thinking if takes_thinking else None
     overrides = {}
     if cfg.data.instruction != "default":
         overrides["instruction"] = cfg.data.instruction or None

@@ -158,6 +158,8 @@ def test_verl_parquet_and_defaults(tmp_path):
         ("math-2", "Q2?", "7", False, "math"),
     ]
     assert rep.defaulted["is_labeled"] == 1  # a default was applied, and it is reported
+    # the prompt's messages travel with the record, its system prompt included, for the template
+    assert recs[1]["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Q1?"}]
 
 
 def test_verl_malformed_rows(tmp_path):
@@ -178,6 +180,10 @@ def test_verl_malformed_rows(tmp_path):
     recs, rep = read_verl(path, on_error="skip")
     assert len(recs) == 1 and rep.n_skipped == 3
     assert set(rep.reasons) == {"missing_problem", "missing_ground_truth", "empty_content"}
+    odd = _verl_row(3)
+    odd["prompt"][0]["content"] = {"text": "be brief"}  # a system message must be text as well
+    with pytest.raises(DataError, match=r"field 'prompt\[0\].content' must be a string"):
+        read_verl(_jsonl(tmp_path / "odd.jsonl", [odd]))
 
 
 def test_validate_record():

@@ -56,6 +56,23 @@ def test_verl_parquet_builder(tmp_path):
     assert len(tb.load_records(src, tfds_dir=tmp_path / "tfds")) == 4
 
 
+def test_verl_messages_survive_the_prepared_copy(tmp_path):
+    system = {"role": "system", "content": "Answer in one line. Ünïcode ok."}
+    rows = [
+        {"prompt": [system, {"role": "user", "content": f"Q{i}?"}], "reward_model": {"ground_truth": str(i)}}
+        for i in range(2)
+    ]
+    src = tmp_path / "sys.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for _ in range(2):  # prepare, then read the cached copy
+        recs = tb.load_records(src, tfds_dir=tmp_path / "tfds")
+        assert [r["messages"] for r in recs] == [r["prompt"] for r in rows]
+        assert [r["problem"] for r in recs] == ["Q0?", "Q1?"]
+    tempo = tmp_path / "plain.jsonl"
+    tempo.write_text(json.dumps({"id": "a", "problem": "P", "answer": "1"}) + "\n")
+    assert "messages" not in tb.load_records(tempo, tfds_dir=tmp_path / "tfds")[0]  # only verl rows have them
+
+
 def test_skip_report_survives_cache(tmp_path):
     src = tmp_path / "dirty.jsonl"
     src.write_text('{"id": "a", "problem": "P", "answer": "1"}\n{"id": "b", "problem": "P"}\n{bad\n')

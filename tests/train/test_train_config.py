@@ -365,6 +365,9 @@ def test_paper_recipes_keep_the_recorded_settings(model, method):
     # (the OLMo / Qwen3-8B scripts' critic lr 0) is its own method, with its own run directory
     if method == "tempo":
         want["train.critic_lr"] = 1e-6
+    # prompts from the checkpoint's own chat template: the same prompt for Qwen3, OLMo's default
+    # system message added for OLMo 3 (configs/paper.py)
+    want["data.template"] = "auto"
     if method == "tempo_frozen_critic":
         want.update({"method": method, "train.critic_lr": 0.0, "run_dir": f"runs/tempo_frozen_critic_{model}_aime"})
     if method in ("ttrl", "empo"):
