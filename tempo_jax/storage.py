@@ -117,6 +117,8 @@ def open_file(path: PathLike, mode: str = "r", **kwargs: Any) -> IO:
     """``open`` for local and remote paths alike (text modes default to UTF-8)."""
     if "b" not in mode:
         kwargs.setdefault("encoding", "utf-8")
+    if not is_remote(path):
+        return open(os.fspath(as_path(path)), mode, **kwargs)  # builtins.open: the plain local case
     return as_path(path).open(mode, **kwargs)
 
 

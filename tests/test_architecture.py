@@ -30,6 +30,8 @@ LOCAL_IMPORT_OK = {
     # the entry point: every process's __main__, imported again by the grading pool's forkserver
     # children; it imports a command's modules when the command runs (tests/test_cli.py checks it stays light)
     "cli.py": ("tempo_jax", "jax"),
+    # optional extra (`tempo-jax[wandb]`): a module-level `try: import wandb` so the module loads without it
+    "train/wandb_logger.py": ("wandb",),
 }
 # Declarative tables may run longer than MAX_FUNCTION_LINES.
 LONG_TABLES = {("train/config.py", "base_config"), ("cli.py", "build_parser")}

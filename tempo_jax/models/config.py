@@ -94,6 +94,12 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
+    # generation_config.json's ids (None: the checkpoint had none) and its other keys (temperature,
+    # top_p, ...) as JSON text (a string keeps the config hashable); exports write them back.
+    generation_bos_token_id: int | None = None
+    generation_eos_token_id: int | tuple[int, ...] | None = None
+    generation_pad_token_id: int | None = None
+    generation_extras: str | None = None
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype
     remat: bool = False
@@ -137,11 +143,19 @@ class ModelConfig:
 
     @property
     def eos_ids(self) -> tuple[int, ...]:
-        if self.eos_token_id is None:
-            return ()
-        if isinstance(self.eos_token_id, int):
-            return (self.eos_token_id,)
-        return tuple(self.eos_token_id)
+        """config.json's eos ids."""
+        return _as_ids(self.eos_token_id)
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """The stop ids the checkpoint declares: generation_config.json's eos ids, then config.json's
+        (order kept, no repeats); the tokenizer's are added by ``models.tokenizer.stop_and_pad_ids``."""
+        return tuple(dict.fromkeys(_as_ids(self.generation_eos_token_id) + self.eos_ids))
+
+    @property
+    def declared_pad_id(self) -> int | None:
+        """generation_config.json's pad id, else config.json's."""
+        return self.generation_pad_token_id if self.generation_pad_token_id is not None else self.pad_token_id
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -165,3 +179,11 @@ class ModelConfig:
         elif not self.tie_word_embeddings:
             total += self.vocab_size * h
         return total
+
+
+def _as_ids(value: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, int):
+        return (value,)
+    return tuple(int(v) for v in value)

@@ -2,12 +2,15 @@
 
 Parsing goes through ``transformers.AutoConfig`` so every default (rope theta, layer types,
 tied embeddings) is what transformers itself would use for that checkpoint: nothing assumed.
+``generation_config.json`` (stop, pad and bos ids, sampling defaults) is read next to it into the
+``generation_*`` fields, and written back on export.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import transformers
@@ -16,6 +19,9 @@ from tempo_jax import storage
 from tempo_jax.errors import UserError
 from tempo_jax.models.config import FULL, SLIDING, SUPPORTED_MODEL_TYPES, ConfigError, ModelConfig, RopeConfig
 
+GENERATION_CONFIG = "generation_config.json"
+_GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+_GENERATION_METADATA = ("_from_model_config", "_commit_hash", "_original_object_hash", "transformers_version")
 _ARCH = {"qwen3": "Qwen3", "qwen2": "Qwen2", "llama": "Llama", "olmo2": "Olmo2", "olmo3": "Olmo3"}
 
 
@@ -34,6 +40,63 @@ def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(storage.read_text(cfg_path))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{cfg_path} is not valid JSON ({err})") from err
+
+
+def read_generation_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``generation_config.json`` next to config.json as a dict; None when the directory has none."""
+    gen_path = storage.join(path, GENERATION_CONFIG)
+    if not storage.isfile(gen_path):
+        return None
+    try:
+        gen = json.loads(storage.read_text(gen_path))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{gen_path} is not valid JSON ({err})") from err
+    if not isinstance(gen, dict):
+        raise CheckpointError(f"{gen_path} must hold a JSON object, not {type(gen).__name__}")
+    return gen
+
+
+def generation_fields(gen: dict[str, Any] | None, source: str = GENERATION_CONFIG) -> dict[str, Any]:
+    """The ModelConfig ``generation_*`` fields of a generation_config.json dict (none for None)."""
+    if gen is None:
+        return {}
+    ids: dict[str, Any] = {}
+    for key in _GENERATION_IDS:
+        value = gen.get(key)
+        if key == "eos_token_id" and isinstance(value, list):
+            valid = all(_is_id(v) for v in value)
+        else:
+            valid = value is None or _is_id(value)
+        if not valid:
+            kind = "a token id or a list of ids" if key == "eos_token_id" else "a token id"
+            raise CheckpointError(f"{source}: {key} must be {kind}, got {value!r}")
+        ids[f"generation_{key}"] = _ids(value)
+    extras = {k: v for k, v in gen.items() if k not in _GENERATION_IDS + _GENERATION_METADATA}
+    ids["generation_extras"] = json.dumps(extras, sort_keys=True) if extras else None
+    return ids
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def generation_config_dict(
+    cfg: ModelConfig, stop_ids: Sequence[int] | None = None, pad_id: int | None = None
+) -> dict[str, Any]:
+    """A generation_config.json dict for ``cfg``: the source generation config's other keys kept as
+    they were, ``eos_token_id`` = ``stop_ids`` (default ``cfg.stop_ids``; an int when there is one),
+    ``pad_token_id`` = ``pad_id`` (default ``cfg.declared_pad_id``) and ``bos_token_id`` when known."""
+    out: dict[str, Any] = json.loads(cfg.generation_extras) if cfg.generation_extras else {}
+    bos = cfg.generation_bos_token_id if cfg.generation_bos_token_id is not None else cfg.bos_token_id
+    stops = [int(s) for s in (cfg.stop_ids if stop_ids is None else stop_ids)]
+    pad = cfg.declared_pad_id if pad_id is None else pad_id
+    if bos is not None:
+        out["bos_token_id"] = int(bos)
+    if stops:
+        out["eos_token_id"] = stops[0] if len(stops) == 1 else stops
+    if pad is not None:
+        out["pad_token_id"] = int(pad)
+    return out
 
 
 def _rope(params: dict[str, Any] | None, fallback_theta: float | None) -> RopeConfig:
@@ -58,8 +121,10 @@ def _rope(params: dict[str, Any] | None, fallback_theta: float | None) -> RopeCo
     return RopeConfig(theta=float(theta), type=kind, **kwargs)
 
 
-def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
-    """ModelConfig from a HF config dict; ``overrides`` set our own fields (dtypes, remat, scan)."""
+def config_from_hf(hf: dict[str, Any], *, generation: dict[str, Any] | None = None, **overrides: Any) -> ModelConfig:
+    """ModelConfig from a HF config dict and, when the checkpoint has one, its generation_config.json
+    dict (``generation``, see :func:`read_generation_config`); ``overrides`` set our own fields
+    (dtypes, remat, scan)."""
     model_type = hf.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
@@ -114,6 +179,7 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
         eos_token_id=_ids(getattr(obj, "eos_token_id", None)),
         pad_token_id=getattr(obj, "pad_token_id", None),
         **family,
+        **generation_fields(generation),
     )
     fields.update(overrides)
     return ModelConfig(**fields)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, overload
 
 import jax
@@ -23,7 +23,15 @@ from tempo_jax import storage
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.critic import Critic
 from tempo_jax.models.decoder import CausalLM
-from tempo_jax.models.hf_config import CheckpointError, config_from_hf, hf_config_dict, read_hf_config
+from tempo_jax.models.hf_config import (
+    GENERATION_CONFIG,
+    CheckpointError,
+    config_from_hf,
+    generation_config_dict,
+    hf_config_dict,
+    read_generation_config,
+    read_hf_config,
+)
 from tempo_jax.models.safetensors_io import SafetensorsError, open_checkpoint_files, save_file
 from tempo_jax.models.sharding import state_shardings
 
@@ -139,7 +147,7 @@ def from_hf(
     unexpected tensor an error (``lm_head.weight`` of a critic or of a tied model is tolerated).
     """
     path = storage.local_copy(path)  # a gs:// checkpoint is read from a local copy (memory-mapped)
-    cfg = config_from_hf(read_hf_config(path), **overrides)
+    cfg = config_from_hf(read_hf_config(path), generation=read_generation_config(path), **overrides)
     cls = Critic if critic else CausalLM
     abstract = nnx.eval_shape(lambda: cls(cfg, nnx.Rngs(0)))
     graphdef, abs_state = nnx.split(abstract)
@@ -212,14 +220,30 @@ def hf_tensors(model: CausalLM | Critic) -> dict[str, np.ndarray]:
     return out
 
 
-def to_hf(model: CausalLM | Critic, path: str | os.PathLike, max_shard_bytes: int = 4 << 30) -> str:
-    """Write ``config.json`` + safetensors (sharded with an index when large) that transformers loads.
+def to_hf(
+    model: CausalLM | Critic,
+    path: str | os.PathLike,
+    max_shard_bytes: int = 4 << 30,
+    *,
+    stop_ids: Sequence[int] | None = None,
+    pad_id: int | None = None,
+) -> str:
+    """Write ``config.json``, ``generation_config.json`` + safetensors (sharded with an index when
+    large) that transformers loads.
 
-    A critic is written as ``<Arch>ForTokenClassification`` with ``num_labels=1``. ``path`` may be
-    remote (``gs://``): the files are written locally first, then uploaded.
+    generation_config.json holds ``stop_ids`` as ``eos_token_id`` and ``pad_id`` as ``pad_token_id``
+    (pass the ids sampling used, :func:`~tempo_jax.models.tokenizer.stop_and_pad_ids`; default the
+    model config's own, :func:`~tempo_jax.models.hf_config.generation_config_dict`), and the other
+    keys of the generation config the model was loaded with. A critic is written as
+    ``<Arch>ForTokenClassification`` with ``num_labels=1`` (its generation_config.json, which
+    transformers ignores there, keeps the ids for a reload). ``path`` may be remote (``gs://``): the
+    files are written locally first, then uploaded.
     """
     with storage.writable_local_dir(path) as local:
         _write_hf(model, local, max_shard_bytes)
+        generation = generation_config_dict(model.cfg, stop_ids, pad_id)
+        with open(os.path.join(local, GENERATION_CONFIG), "w", encoding="utf-8") as fh:
+            json.dump(generation, fh, indent=2)
     return str(path)
 
 

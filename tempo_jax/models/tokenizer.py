@@ -78,22 +78,24 @@ CHAT_END = "<|im_end|>"  # ChatML's end of turn: a chat model stops there even w
 
 
 def stop_and_pad_ids(tokenizer, model_cfg) -> tuple[tuple[int, ...], int]:
-    """The rule for the ids sampling stops at and pads with (rollouts and evaluation alike);
-    ``model_cfg`` is a :class:`~tempo_jax.models.config.ModelConfig` (not imported: this module
-    stays free of jax).
+    """The rule for the ids sampling stops at and pads with (rollouts, evaluation and exports
+    alike); ``model_cfg`` is a :class:`~tempo_jax.models.config.ModelConfig` (not imported: this
+    module stays free of jax).
 
-    Stop ids: the model config's eos ids, then the tokenizer's eos id and :data:`CHAT_END` when
-    the vocabulary has it (order kept, no repeats). Pad id: the tokenizer's pad id, else the
-    model config's, else the first stop id (0 when there is none)."""
-    stop = list(model_cfg.eos_ids)
+    Stop ids, in this order with no repeats: the checkpoint's ``generation_config.json`` eos ids,
+    then its ``config.json`` eos ids (``model_cfg.stop_ids``), then the tokenizer's eos id and
+    :data:`CHAT_END` when the vocabulary has it. Pad id: generation_config.json's pad id, else the
+    tokenizer's, else config.json's, else the first stop id (0 when there is none). Exports write
+    both into the exported generation_config.json (``to_hf(stop_ids=, pad_id=)``)."""
+    stop = list(model_cfg.stop_ids)
     for tid in (
         tokenizer.eos_token_id,
         tokenizer.convert_tokens_to_ids(CHAT_END) if CHAT_END in tokenizer.get_vocab() else None,
     ):
         if tid is not None and tid not in stop:
             stop.append(int(tid))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model_cfg.pad_token_id
-    pad = pad if pad is not None else (stop[0] if stop else 0)
+    pads = (model_cfg.generation_pad_token_id, tokenizer.pad_token_id, model_cfg.pad_token_id)
+    pad = next((p for p in pads if p is not None), stop[0] if stop else 0)
     return tuple(stop), int(pad)
 
 

@@ -27,6 +27,7 @@ from tempo_jax.parallel.mesh import validate_mesh_config
 from tempo_jax.rl import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES
 from tempo_jax.rl.options import AGG_MODES, WHITEN_MODES
 from tempo_jax.train.algo_options import SECTIONS, AlgoOptions, algo_options, options_section, rebuild_section
+from tempo_jax.train.wandb_logger import config_errors as wandb_config_errors
 
 
 class RecipeError(UserError, ValueError):
@@ -144,6 +145,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.log = ml_collections.ConfigDict()
     c.log.tensorboard = True
     c.log.progress_bar = True
+    # Weights & Biases (the `wandb` extra; tempo_jax/train/wandb_logger.py), beside metrics.jsonl
+    c.log.wandb = False
+    c.log.wandb_project = "tempo_jax"
+    c.log.wandb_entity = ""  # "" = wandb's default ($WANDB_ENTITY or the account's)
+    c.log.wandb_name = ""  # "" = the run directory's name
+    c.log.wandb_mode = ""  # "online", "offline", "disabled"; "" = $WANDB_MODE, else online
 
     # Device mesh (tempo_jax/parallel/mesh.py): shape = (data, fsdp, tensor), product = number of
     # devices (one entry may be -1); (1, 1, 1) = a single device. rollout_shape: () = roll out on
@@ -507,5 +514,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         )
     if "mesh" in cfg:
         errors.extend(validate_mesh_config(cfg))
+    if "log" in cfg:
+        errors.extend(wandb_config_errors(cfg))
     if errors:
         raise RecipeError("invalid config:\n  - " + "\n  - ".join(errors))

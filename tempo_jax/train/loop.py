@@ -40,6 +40,7 @@ from tempo_jax.train.state import TrainState, create_train_state
 from tempo_jax.train.step_metrics import step_metrics
 from tempo_jax.train.stream import build_stream
 from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS
+from tempo_jax.train.wandb_logger import wandb_sinks
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,14 @@ class Trainer:
         cfg = self.cfg
         total = cfg.train.total_steps
         writer = (
-            MetricsWriter(self.run_dir, total, self.start_step, cfg.log.tensorboard, cfg.log.progress_bar)
+            MetricsWriter(
+                self.run_dir,
+                total,
+                self.start_step,
+                cfg.log.tensorboard,
+                cfg.log.progress_bar,
+                sinks=wandb_sinks(cfg, self.run_dir),
+            )
             if is_primary()
             else NullMetricsWriter()
         )

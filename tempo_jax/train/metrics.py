@@ -1,4 +1,5 @@
-"""Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars and a tqdm bar.
+"""Per-step metrics: a JSONL file (the source of truth), TensorBoard scalars, a tqdm bar and optional
+sinks (Weights & Biases, :mod:`tempo_jax.train.wandb_logger`).
 
 Both files go through :mod:`tempo_jax.storage`, so a ``gs://`` run directory holds them too: the
 JSONL object is rewritten with each new line, and TensorBoard's event file is written by
@@ -12,7 +13,8 @@ import io
 import json
 import logging
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from tensorboardX import SummaryWriter, record_writer
@@ -66,10 +68,25 @@ class ObjectRecordWriterFactory:
 record_writer.register_writer_factory("gs", ObjectRecordWriterFactory())
 
 
+class MetricsSink(Protocol):
+    """Another backend for each row, e.g. :class:`tempo_jax.train.wandb_logger.WandbLogger`."""
+
+    def log(self, step: int, row: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class MetricsWriter:
     def __init__(
-        self, run_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True, progress_bar: bool = True
+        self,
+        run_dir: str,
+        total_steps: int,
+        start_step: int = 0,
+        tensorboard: bool = True,
+        progress_bar: bool = True,
+        sinks: Sequence[MetricsSink] = (),
     ):
+        self._sinks = tuple(sinks)
         storage.makedirs(run_dir)
         self.path = storage.join(run_dir, METRICS_FILE)
         self._truncate_after(start_step)
@@ -100,6 +117,8 @@ class MetricsWriter:
                 if k != "step" and isinstance(v, float) and math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
+        for sink in self._sinks:
+            sink.log(step, {k: v for k, v in row.items() if k != "step"})
         if self._bar is not None:
             shown = {
                 k.split("/")[-1] if k.startswith("acc/") else k.split("/")[-1]: f"{row[k]:.3g}"
@@ -111,6 +130,8 @@ class MetricsWriter:
                 self._bar.update(1)
 
     def close(self) -> None:
+        for sink in self._sinks:
+            sink.close()
         if self._tb is not None:
             self._tb.close()
         if self._bar is not None:

@@ -74,11 +74,12 @@ def ensure_writable(run_dir: str) -> None:
     background thread, as a traceback followed by minutes of timeouts."""
     ckpt_dir = storage.join(run_dir, CHECKPOINTS)
     for d in [run_dir] + ([ckpt_dir] if storage.isdir(ckpt_dir) else []):
-        probe = storage.as_path(d) / f".tempo_jax_write_probe_{uuid.uuid4().hex}"
+        probe = storage.join(d, f".tempo_jax_write_probe_{uuid.uuid4().hex}")
         try:
             storage.makedirs(d)
-            probe.write_text("probe")
-            probe.unlink()
+            with storage.open_file(probe, "w") as fh:
+                fh.write("probe")
+            storage.as_path(probe).unlink()
         except OSError as err:
             raise RunDirError(
                 f"cannot write to {d} ({err.strerror or err}); training needs a writable run "

@@ -42,8 +42,9 @@ def model_config_from_dict(d: dict[str, Any], **overrides: Any) -> ModelConfig:
     d["rope"] = RopeConfig(**d["rope"])
     d["sliding_rope"] = RopeConfig(**d["sliding_rope"]) if d.get("sliding_rope") else None
     d["layer_types"] = tuple(d["layer_types"])
-    if isinstance(d.get("eos_token_id"), list):
-        d["eos_token_id"] = tuple(d["eos_token_id"])
+    for key in ("eos_token_id", "generation_eos_token_id"):  # the generation_* fields: absent in older runs
+        if isinstance(d.get(key), list):
+            d[key] = tuple(d[key])
     d.update(overrides)
     return ModelConfig(**d)
 
