@@ -86,15 +86,18 @@ def stop_and_pad_ids(tokenizer, model_cfg) -> tuple[tuple[int, ...], int]:
     then its ``config.json`` eos ids (``model_cfg.stop_ids``), then the tokenizer's eos id and
     :data:`CHAT_END` when the vocabulary has it. Pad id: generation_config.json's pad id, else the
     tokenizer's, else config.json's, else the first stop id (0 when there is none). Exports write
-    both into the exported generation_config.json (``to_hf(stop_ids=, pad_id=)``)."""
+    both into the exported generation_config.json (``to_hf(stop_ids=, pad_id=)``). Without a
+    tokenizer (``tempo-jax plan`` compiles from the architecture alone) its steps are skipped."""
     stop = list(model_cfg.stop_ids)
-    for tid in (
-        tokenizer.eos_token_id,
-        tokenizer.convert_tokens_to_ids(CHAT_END) if CHAT_END in tokenizer.get_vocab() else None,
-    ):
+    tokenizer_ids: tuple = ()
+    if tokenizer is not None:
+        chat_end = tokenizer.convert_tokens_to_ids(CHAT_END) if CHAT_END in tokenizer.get_vocab() else None
+        tokenizer_ids = (tokenizer.eos_token_id, chat_end)
+    for tid in tokenizer_ids:
         if tid is not None and tid not in stop:
             stop.append(int(tid))
-    pads = (model_cfg.generation_pad_token_id, tokenizer.pad_token_id, model_cfg.pad_token_id)
+    tokenizer_pad = tokenizer.pad_token_id if tokenizer is not None else None
+    pads = (model_cfg.generation_pad_token_id, tokenizer_pad, model_cfg.pad_token_id)
     pad = next((p for p in pads if p is not None), stop[0] if stop else 0)
     return tuple(stop), int(pad)
 

@@ -43,6 +43,7 @@ from tempo_jax.models.cache import cache_bytes
 from tempo_jax.models.critic import Critic
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.sharding import state_shardings
+from tempo_jax.models.tokenizer import stop_and_pad_ids
 from tempo_jax.parallel.mesh import batch_spec, make_mesh, resolve_shape
 from tempo_jax.parallel.topology import parse_topology
 from tempo_jax.plan.estimates import GiB, model_config_for, shard_bytes
@@ -162,9 +163,9 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
 def _sampler_programs(cfg, mc, mesh, rollout_mesh, sizes: dict, want: set) -> tuple[dict, list[int], int]:
     """Prefill, cache grow and decode (unrolled layers, as ``generate`` decodes) on the rollout mesh;
     adds the sampler's parameter sizes to ``sizes``. Returns (programs, cache windows, rows per call)."""
-    # The trainer's rollout settings; stop/pad ids from the architecture (their values do not change
-    # the compiled shapes; the planner has no tokenizer).
-    settings = builders.rollout_settings(cfg, tuple(mc.eos_ids) or (0,), int(mc.pad_token_id or 0))
+    # The trainer's rollout settings; stop/pad ids by the one rule, without the tokenizer's part (the
+    # planner has no tokenizer; the ids' values do not change the compiled shapes).
+    settings = builders.rollout_settings(cfg, *stop_and_pad_ids(None, mc))
     prompts = builders.prompts_per_generate(cfg)
     plen, tlen, n = settings.prompt_len, settings.max_new_tokens, settings.n
     windows = gen.cache_windows(plen, tlen)
