@@ -1,9 +1,20 @@
-"""Paper recipes (TEMPO_SPEC §2 and §4): ``--config=configs/paper.py:<model>,<method>``.
+"""Paper recipes (TEMPO_SPEC §2 and §4): ``--config=configs/paper.py:<model>,<method>[,<suite>]``.
 
     models:  qwen3_14b, olmo3_7b, qwen3_8b
     methods: tempo, tempo_frozen_critic, ttrl, empo, zero_rl_ppo
+    suites:  aime (the default: MATH train as D_L, AIME 2024 as D_U), nonmath (below)
 
-e.g. ``tempo-jax train --config=configs/paper.py:qwen3_14b,tempo``. Every ``tempo`` recipe runs a real
+e.g. ``tempo-jax train --config=configs/paper.py:qwen3_14b,tempo``.
+
+``nonmath``: the paper's non-math runs (OLMo-3-7B; ``configs/paper.py:olmo3_7b,tempo,nonmath``):
+test-time training on BIG-Bench Hard, AGIEval and ZebraLogic (their average is the paper's number),
+GPQA-Diamond held out (``tempo-jax eval --config=... --datasets=/path/to/gpqa_diamond.csv``). The
+data paths are placeholders for your copies of the releases, read as released
+(tempo_jax/data/benchmarks.py): BBH's ``bbh/`` directory, AGIEval's ``data/v1_1/`` directory (or the
+tasks you evaluate), ZebraLogic's ``grid_mode/`` directory (the graded copy,
+allenai/ZebraLogicBench-private), GPQA's ``gpqa_diamond.csv``; ``data.labeled`` is your labeled
+set for the critic (D_L; any schema of tempo_jax/data/records.py). Each row is graded by its
+``data_source`` (``grader.tasks``; AGIEval's cloze tasks are maths). Every ``tempo`` recipe runs a real
 E-step: the critic is recalibrated with lr 1e-6 each step, as the reference's Qwen3-14B script does.
 The reference's OLMo-3-7B and Qwen3-8B scripts set critic lr 0 (no recalibration); that is the
 frozen-critic ablation (TEMPO_SPEC §5.1), method ``tempo_frozen_critic``, never a default.
@@ -62,6 +73,16 @@ MODELS = {
     ),
 }
 METHODS = ("tempo", "tempo_frozen_critic", "ttrl", "empo", "zero_rl_ppo")
+SUITES = ("aime", "nonmath")
+NONMATH_BENCHMARKS = "/path/to/bbh,/path/to/agieval,/path/to/zebralogic"  # D_U and the evaluated benchmarks
+NONMATH = dict(
+    data__labeled="/path/to/nonmath_labeled.jsonl",  # D_L: your labeled set (the critic's E-step)
+    data__unlabeled=NONMATH_BENCHMARKS,  # comma-separated sources, read together
+    eval__datasets=NONMATH_BENCHMARKS,  # a row per benchmark (per-task rows for BBH, AGIEval) and their average
+    # rows are graded by their data_source (tempo_jax/rewards/tasks.py: bbh, agieval, zebra built in);
+    # AGIEval's cloze tasks are maths
+    grader__tasks="agieval/math:math,agieval/gaokao-mathcloze:math",
+)
 TEMPO_CRITIC_LR = 1e-6  # the E-step's critic lr (the reference's Qwen3-14B script, TEMPO_SPEC §2 / §5.1)
 
 TOPOLOGY = "v5p-64"  # 32 chips x 95 GiB; see benchmarks/results/plan_<recipe>.json
@@ -72,16 +93,18 @@ ATTENTION_CHUNK = 1024  # queries per attention block: E/M-step temporaries 58 -
 
 USAGE = (
     f"write --config=configs/paper.py:<model>,<method> with model one of {', '.join(MODELS)} "
-    f"and method one of {', '.join(METHODS)}"
+    f"and method one of {', '.join(METHODS)}; add ,nonmath for the non-math benchmarks (BBH, AGIEval, ZebraLogic)"
 )
 
 
-def paper(model: str, method: str, **changes):
-    """The recipe of ``method`` on ``model``; ``changes`` (``section__key=value``) go on top."""
+def paper(model: str, method: str, suite: str = "aime", **changes):
+    """The recipe of ``method`` on ``model`` for ``suite``; ``changes`` (``section__key=value``) go on top."""
     if model not in MODELS:
         raise RecipeError(f"configs/paper.py: unknown model {model!r}; {USAGE}")
     if method not in METHODS:
         raise RecipeError(f"configs/paper.py: unknown method {method!r}; {USAGE}")
+    if suite not in SUITES:
+        raise RecipeError(f"configs/paper.py: unknown suite {suite!r}; {USAGE}")
     m = MODELS[model]
     ttt = method in ("ttrl", "empo")
     tempo = method in ("tempo", "tempo_frozen_critic")
@@ -142,13 +165,15 @@ def paper(model: str, method: str, **changes):
         base.update(train__total_steps=128)
     if method == "zero_rl_ppo":  # §4.3: GAE (gamma = lam = 1) on D_L only, verl critic defaults
         base.update(train__critic_lr=1e-5, algo__value_options__cliprange_value=0.5)
+    if suite == "nonmath":
+        base.update(NONMATH, run_dir=f"runs/{method}_{model}_nonmath")
     base.update(changes)
     return recipe(method, **base)
 
 
 def get_config(config_string: str):
-    """``"<model>,<method>"``, e.g. ``"qwen3_14b,tempo"``."""
+    """``"<model>,<method>[,<suite>]"``, e.g. ``"qwen3_14b,tempo"``, ``"olmo3_7b,tempo,nonmath"``."""
     parts = [p.strip() for p in config_string.split(",")]
-    if len(parts) != 2:
+    if len(parts) not in (2, 3):
         raise RecipeError(f"configs/paper.py:{config_string} is not <model>,<method>; {USAGE}")
     return paper(*parts)

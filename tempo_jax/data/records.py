@@ -4,7 +4,9 @@ Three input schemas map to one normalised record
 ``{"id": str, "problem": str, "answer": str, "is_labeled": bool, "data_source": str}``:
 
 * ``"tempo"`` -- our files: ``{"id", "problem", "answer"}`` per row (optional ``is_labeled``,
-  ``data_source``); extra fields are ignored.
+  ``data_source``, and ``options`` -- a multiple-choice row's option texts, letters A, B, ... implied --
+  and ``instruction`` -- the row's own answer-format instruction, see :mod:`tempo_jax.data.templates`,
+  both kept in the record); other fields are ignored.
 * ``"hf"`` -- Hugging Face style rows with configurable ``question_key`` / ``answer_key`` /
   ``id_key`` (dotted paths such as ``"meta.id"`` reach into nested dicts). Without ``id_key``
   the id is ``"<data_source>-<row>"`` (row = 0-based position in the file).
@@ -46,6 +48,7 @@ SCHEMAS = ("auto", "tempo", "hf", "verl")
 ON_ERROR = ("raise", "skip")
 SUFFIXES = (".jsonl", ".json", ".parquet")
 RECORD_KEYS = ("id", "problem", "answer", "is_labeled", "data_source")
+OPTIONAL_KEYS = ("options", "instruction")  # kept from tempo rows (and set by data/benchmarks.py)
 
 
 class DataError(UserError, ValueError):
@@ -339,6 +342,23 @@ def _common_tail(row: dict, rec: dict, opts: _Options, report: ReadReport, count
     return rec
 
 
+def _optional(row: dict) -> dict:
+    """A tempo row's ``options`` (non-empty strings) and ``instruction`` (a string), when given."""
+    out: dict[str, Any] = {}
+    options = row.get("options")
+    if options is not None and hasattr(options, "tolist"):  # numpy array from Parquet
+        options = options.tolist()
+    if options is not None:
+        if not isinstance(options, list) or not all(isinstance(o, str) and o.strip() for o in options):
+            raise _RowError(
+                "bad_options", f"field 'options' must be a list of non-empty strings, got {_short(options)}"
+            )
+        out["options"] = list(options)
+    if row.get("instruction") is not None:
+        out["instruction"] = _as_str(row["instruction"], "instruction", coerce=False, required_nonempty=False)
+    return out
+
+
 def _parse_tempo(row: dict, index: int, opts: _Options, report: ReadReport) -> dict:
     labeled = _is_labeled(row, opts, report, "is_labeled", count_defaults=False)
     rec = {
@@ -348,7 +368,7 @@ def _parse_tempo(row: dict, index: int, opts: _Options, report: ReadReport) -> d
         "is_labeled": labeled,
     }
     rec = _common_tail(row, rec, opts, report, count_defaults=False)
-    return {k: rec[k] for k in RECORD_KEYS}
+    return {**{k: rec[k] for k in RECORD_KEYS}, **_optional(row)}
 
 
 def _parse_hf(row: dict, index: int, opts: _Options, report: ReadReport) -> dict:

@@ -2,7 +2,11 @@
 
 The user turn is ``"{problem} {instruction}"`` with the DeepScaleR/reference instruction
 :data:`BOXED_INSTRUCTION` (not appended twice when the problem already ends with it, as verl
-prompts often do). A record's chat ``messages`` (a verl row's ``prompt``: all its system/user
+prompts often do). A record's own ``instruction`` (the non-math benchmarks' answer formats,
+:mod:`tempo_jax.data.benchmarks`) replaces the template's default one; an instruction chosen
+explicitly (``instruction=``, ``data.instruction``) applies to every record. An instruction that
+starts with whitespace (``"\\n\\n..."``) follows the problem without the joining space.
+A record's chat ``messages`` (a verl row's ``prompt``: all its system/user
 messages, in order) are rendered as given, the instruction added to the last user message; a
 ``system=`` override replaces the row's system messages. Templates (by name, see :data:`TEMPLATES`):
 
@@ -65,7 +69,7 @@ def user_content(problem: str, instruction: str | None = BOXED_INSTRUCTION) -> s
     p = problem.rstrip()
     if p.endswith(instruction):
         return p
-    return f"{p} {instruction}"
+    return p + ("" if instruction[:1].isspace() else " ") + instruction
 
 
 def tokenizer_name(tokenizer) -> str:
@@ -163,6 +167,7 @@ class PromptTemplate:
     suffix: str = ""  # plain template only: appended after the user content
     tokenizer_template: bool = False
     enable_thinking: bool | None = None  # tokenizer_template only
+    record_instructions: bool = True  # a record's own "instruction" replaces `instruction`
 
     def messages(self, problem: str, messages: Sequence[dict] | None = None) -> list[dict]:
         """The prompt's messages: ``messages`` (a record's own, in order) with the instruction added
@@ -196,8 +201,13 @@ class PromptTemplate:
             ) from None
 
     def render_record(self, record: dict, tokenizer=None) -> str:
-        """A record's prompt: its ``messages`` when it has them (verl rows), else its ``problem``."""
-        return self.render(record["problem"], tokenizer, messages=record.get("messages"))
+        """A record's prompt: its ``messages`` when it has them (verl rows), else its ``problem``; with
+        the record's own ``instruction`` ("" = none) unless this template's was chosen explicitly."""
+        own = record.get("instruction")
+        tpl = self
+        if self.record_instructions and isinstance(own, str):
+            tpl = dataclasses.replace(self, instruction=own or None)
+        return tpl.render(record["problem"], tokenizer, messages=record.get("messages"))
 
     def __call__(self, problem: str) -> str:
         return self.render(problem)
@@ -219,8 +229,11 @@ def get_template(
     """A template by name (or as given), with field overrides (``system=``, ``instruction=``...).
 
     ``enable_thinking=False`` on ``qwen3`` selects ``qwen3_nothink`` (and vice versa); on ``auto``
-    it is passed to the tokenizer's chat template.
+    it is passed to the tokenizer's chat template. An ``instruction=`` override applies to every
+    record, their own ``instruction`` fields included (``record_instructions=False``).
     """
+    if "instruction" in overrides:
+        overrides.setdefault("record_instructions", False)
     if isinstance(template, str):
         if template not in TEMPLATES:
             raise TemplateError(f"unknown prompt template {template!r}; choose one of {sorted(TEMPLATES)}")

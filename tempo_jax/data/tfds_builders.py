@@ -1,7 +1,8 @@
 """TFDS datasets over local files, prepared as ``array_record`` and read without TensorFlow.
 
 Every source (a named dataset such as ``aime24`` or any JSONL/JSON/Parquet path in one of the
-schemas of :mod:`tempo_jax.data.records`) becomes a ``GeneratorBasedBuilder`` with a single
+schemas of :mod:`tempo_jax.data.records`, or a benchmark release file or directory of
+:mod:`tempo_jax.data.benchmarks`: BBH, AGIEval, ZebraLogic, GPQA) becomes a ``GeneratorBasedBuilder`` with a single
 ``BuilderConfig`` describing it. The config name carries a digest of the file's bytes and the
 reader settings, so editing the file (or changing a key) prepares a fresh copy instead of
 reading a stale one. Prepared data lives under the TFDS cache dir as
@@ -36,7 +37,8 @@ from etils import epath
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from tempo_jax import storage
-from tempo_jax.data.records import SUFFIXES, DataError, ReadReport, read_records
+from tempo_jax.data.benchmarks import SOURCE_SUFFIXES, data_files, is_benchmark_dir, read_source
+from tempo_jax.data.records import RECORD_KEYS, DataError, ReadReport
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ TFDS_DIR_ENV = "TEMPO_JAX_TFDS_DIR"
 DEFAULT_DATA_DIR = pathlib.Path("..") / "shared" / "data"
 DEFAULT_TFDS_DIR = pathlib.Path("~") / ".cache" / "tempo_jax" / "tfds"
 BUILDER_NAME = "tempo_local_records"
-_FORMAT_VERSION = "3"  # bump when the stored features or reader semantics change (3: messages)
+_FORMAT_VERSION = "4"  # bump when the stored features or reader semantics change (3: messages, 4: extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,11 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
     "gsm8k_test": NamedDataset("gsm8k_test.jsonl", "test", "GSM8K test (1319)"),
     "math_train": NamedDataset("math_train.jsonl", "train", "MATH train (7470), D_L candidate"),
     "aime_1983_2023": NamedDataset("aime_1983_2023.jsonl", "train", "AIME 1983-2023 (975), D_L candidate"),
+    # the non-math benchmarks, as released (tempo_jax/data/benchmarks.py); copy them into the data dir
+    "bbh": NamedDataset("bbh", "test", "BIG-Bench Hard: the release's bbh/ directory (27 tasks, 6511)"),
+    "agieval": NamedDataset("agieval", "test", "AGIEval: a directory of data/v1_1/<task>.jsonl files"),
+    "zebralogic": NamedDataset("zebralogic", "test", "ZebraLogic grid_mode (1000): a directory of its files"),
+    "gpqa_diamond": NamedDataset("gpqa_diamond.csv", "test", "GPQA-Diamond (198), held out"),
 }
 
 
@@ -100,14 +107,17 @@ def resolve_source(
         local = pathlib.Path(storage.local_copy(s))
         return local, "train", local.stem
     p = pathlib.Path(s).expanduser()
-    if p.suffix.lower() in SUFFIXES or os.sep in s or p.exists():
+    if p.suffix.lower() in SOURCE_SUFFIXES or os.sep in s or p.exists():
         if not p.exists():
             raise DataError("file not found", path=p, hint="check the path")
-        if p.is_dir():
+        if p.is_dir() and not is_benchmark_dir(p):
             raise DataError(
-                "is a directory, not a data file", path=p, hint="give one .jsonl, .json or .parquet file inside it"
+                "is a directory, not a data file",
+                path=p,
+                hint="give one .jsonl, .json or .parquet file inside it, or a benchmark release directory "
+                "(BBH's bbh/, AGIEval's data/v1_1/, ZebraLogic's grid_mode/)",
             )
-        return p.resolve(), "train", p.stem
+        return p.resolve(), "train", p.name if p.is_dir() else p.stem
     raise DataError(
         f"unknown dataset name {s!r}",
         hint=f"use one of {sorted(NAMED_DATASETS)} (files in the data dir, set by data_dir= or "
@@ -184,6 +194,7 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                     "is_labeled": np.bool_,
                     "data_source": tfds.features.Text(),
                     "messages": tfds.features.Text(),  # JSON of a verl row's chat messages; "" = none
+                    "extra": tfds.features.Text(),  # JSON of other record fields (options, instruction); "" = none
                     "index": np.int64,  # position among the kept rows of the source file
                 }
             ),
@@ -192,7 +203,7 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     def _split_generators(self, dl_manager):
         cfg: LocalSourceConfig = self.builder_config
-        records, report = read_records(cfg.source, **cfg.reader_kwargs())
+        records, report = read_source(cfg.source, **cfg.reader_kwargs())
         self.info.metadata["source"] = cfg.source
         self.info.metadata["read_report"] = report.to_dict()
         return {cfg.split: self._generate_examples(records)}
@@ -200,14 +211,21 @@ class LocalRecordsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _generate_examples(self, records):
         for i, rec in enumerate(records):
             messages = json.dumps(rec["messages"], ensure_ascii=False) if rec.get("messages") else ""
-            yield i, {**rec, "messages": messages, "index": i}
+            extra = {k: v for k, v in rec.items() if k not in (*RECORD_KEYS, "messages")}
+            row = {k: rec[k] for k in RECORD_KEYS}
+            extra_json = json.dumps(extra, ensure_ascii=False) if extra else ""
+            yield i, {**row, "messages": messages, "extra": extra_json, "index": i}
 
 
 def _file_digest(path: pathlib.Path) -> str:
+    """sha256 of a file's bytes; of a (benchmark) directory: of its data files' names and bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for file in data_files(path) if path.is_dir() else [path]:
+        if path.is_dir():
+            h.update(file.name.encode() + b"\x00")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -326,6 +344,9 @@ def decode_example(ex: dict) -> dict:
     messages = dec(ex.get("messages", b""))
     if messages:
         rec["messages"] = json.loads(messages)
+    extra = dec(ex.get("extra", b""))
+    if extra:
+        rec.update({k: v for k, v in json.loads(extra).items() if k not in rec})
     return rec
 
 

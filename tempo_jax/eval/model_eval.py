@@ -47,7 +47,8 @@ from tempo_jax.data.templates import PromptTemplate, encode_prompts, encode_reco
 from tempo_jax.data.tfds_builders import NAMED_DATASETS, load_records
 from tempo_jax.eval import metrics as M
 from tempo_jax.eval import plots
-from tempo_jax.eval.runner import EvalResult, evaluate, json_safe, markdown_table
+from tempo_jax.eval.runner import EvalResult, evaluate, json_safe
+from tempo_jax.eval.tables import AVERAGE_NOTE, results_tables
 from tempo_jax.models.decoder import prompt_response_inputs, shift_to_response_tokens
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.models.tokenizer import check_vocab, load_tokenizer, stop_and_pad_ids
@@ -497,10 +498,13 @@ def _evaluate_records(
 def write_combined(
     results: Mapping[str, EvalResult], out_dir: str | os.PathLike, settings: Mapping[str, Any], *, plot: bool = True
 ) -> dict[str, storage.Path]:
-    """``results.md`` (one table, a row per dataset, plus settings), ``results.json`` and ``pass_at_k.png``."""
+    """``results.md`` (a row per dataset, per-benchmark and per-task rows where a benchmark has several
+    tasks or datasets, the average over benchmarks: :func:`tempo_jax.eval.tables.results_tables`; plus
+    settings), ``results.json`` and ``pass_at_k.png``."""
     out = storage.as_path(out_dir)
     paths = {"table": out / "results.md", "json": out / "results.json"}
-    lines = ["# Evaluation results", "", markdown_table({k: r.metrics for k, r in results.items()}), ""]
+    tables, grouped = results_tables(results)
+    lines = ["# Evaluation results", "", *tables]
     lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None))
     for k, r in results.items():
         dropped = r.metrics.get("prompts_filtered", 0)
@@ -511,10 +515,13 @@ def write_combined(
         "- accuracy columns in %; avg@n = mean accuracy over n samples per question (the paper's "
         "mean@16); pass@k unbiased; per-dataset details in <dataset>_results.md"
     )
+    if grouped["average"]:
+        lines.append(f"- {AVERAGE_NOTE}")
     paths["table"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     doc = {
         "settings": dict(settings),
         "datasets": {k: {"metrics": r.metrics, "seconds": r.seconds} for k, r in results.items()},
+        **grouped,
     }
     paths["json"].write_text(json.dumps(json_safe(doc), indent=1, ensure_ascii=False), encoding="utf-8")
     if plot and any(r.pass_at_k for r in results.values()):

@@ -88,15 +88,17 @@ def default_columns(metrics: Mapping[str, Any]) -> list[str]:
     return cols
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """``{dataset: metrics}`` -> a markdown table (accuracy-like columns in %)."""
+def markdown_table(
+    rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, *, label: str = "dataset"
+) -> str:
+    """``{dataset: metrics}`` -> a markdown table (accuracy-like columns in %); ``label`` heads the name column."""
     if columns is None:
         seen: dict[str, None] = {}
         for m in rows.values():
             for k in default_columns(m):
                 seen.setdefault(k, None)
         columns = list(seen)
-    head = "| dataset | " + " | ".join(columns) + " |"
+    head = f"| {label} | " + " | ".join(columns) + " |"
     sep = "|---|" + "---:|" * len(columns)
     body = ["| " + name + " | " + " | ".join(_fmt(c, m.get(c)) for c in columns) + " |" for name, m in rows.items()]
     return "\n".join([head, sep, *body])
@@ -234,6 +236,8 @@ def _sample_rows(questions, texts, extracted, correct, lengths, finish, values, 
             "avg": c / n,
             "distinct_answers": M.distinct_answers(extracted[qi]),
         }
+        if isinstance(q.get("data_source"), str):  # the benchmark/task, for per-task tables (eval/tables.py)
+            pq["data_source"] = q["data_source"]
         pq.update({f"pass@{k}": M.pass_at_k(n, c, k) for k in ks if k <= n})
         per_question.append(pq)
     return samples, per_question

@@ -1,5 +1,8 @@
 """Rewards: answer extraction, the rule-based grader (process pool), TTRL voting, EMPO entropy.
 
+Grading tasks (``math``, ``multiple_choice``, ``exact_match``, ``logic_grid``) are registered in
+:mod:`tempo_jax.rewards.tasks` and chosen per row by its ``data_source`` (``TaskMap``).
+
 Pure: never imports a model or JAX. Attributes load lazily so grading workers, which import
 this package, only pay for what they use (no numpy there; sympy/math-verify only in workers).
 """
@@ -27,6 +30,13 @@ _EXPORTS = {
     "empo_rewards": "entropy",
     "EntropyResult": "entropy",
     "semantic_entropy": "entropy",
+    "Task": "tasks",
+    "TASKS": "tasks",
+    "TaskMap": "tasks",
+    "register_task": "tasks",
+    "get_task": "tasks",
+    "task_names": "tasks",
+    "cell_accuracy": "logic_grid",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tempo_jax.rewards.voting import PairGrader, cluster_answers
+from tempo_jax.rewards.tasks import DEFAULT_TASK
+from tempo_jax.rewards.voting import PairGrader, TaskSpec, cluster_answers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +46,12 @@ def empo_rewards(
     *,
     max_entropy: float | None = None,
     min_max_frequency: float | None = None,
+    task: TaskSpec = DEFAULT_TASK,
 ) -> list[EntropyResult]:
-    """Semantic-cluster frequency rewards for each prompt (one grader call for the batch)."""
+    """Semantic-cluster frequency rewards for each prompt (one grader call for the batch); answers
+    cluster under each prompt's ``task`` (one name or one per prompt; default math)."""
     out = []
-    for c in cluster_answers(answers_per_prompt, grader):
+    for c in cluster_answers(answers_per_prompt, grader, task):
         freqs = c.frequencies
         h = semantic_entropy(c.sizes)
         top = float(c.sizes.max() / c.n) if c.n else 0.0

@@ -2,11 +2,14 @@
 
 Linear time, iterative (no recursion), safe on arbitrarily long or unbalanced input: the last
 box command decides, and an unclosed brace means "no answer" (``None``), as in the reference
-(`rm_physics.py`, spec §3.3).
+(`rm_physics.py`, spec §3.3). :func:`last_answer_phrase` (the text after the last "answer is" /
+"answer:") serves the non-math tasks (:mod:`tempo_jax.rewards.tasks`).
 """
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Iterable
 
 _COMMANDS = ("\\boxed", "\\fbox")
@@ -93,3 +96,40 @@ def strip_boxed(answer: str) -> str:
 def extract_answers(responses: Iterable[str]) -> list[str]:
     """The boxed answer of each response, ``""`` where there is none."""
     return [extract_boxed(r) or "" for r in responses]
+
+
+# ------------------------------------------------------------------ "the answer is ..." phrases
+TAIL_CHARS = 100_000  # the non-math tasks read a response's final answer from its last 100k chars
+_MAX_OCCURRENCES = 64  # "answer" occurrences tried, last first
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps positions, unlike lower()
+_PHRASE = re.compile(
+    r"answer(?:\*\*)?\s*(?:is\b|would be\b|should be\b|will be\b|:)\s*:?(?:\*\*)?[ \t]*", re.IGNORECASE
+)
+
+
+def tail(text: str | None, chars: int = TAIL_CHARS) -> str:
+    """The last ``chars`` characters of ``text`` ("" for None): where final answers are."""
+    return (text or "")[-chars:]
+
+
+def last_answer_phrase(text: str | None, max_chars: int = 1000) -> str | None:
+    """The rest of the line after the last "answer is" / "answer:" (case-insensitive), or None.
+
+    Covers "So the answer is X." (BBH's chain-of-thought prompts), "The answer is (B)", "Answer: B",
+    "**Answer:** B", "the final answer would be X"; when that line is empty ("Answer:" then a line
+    break), the next non-empty line. Reads :func:`tail` only, tries the last 64 occurrences of
+    "answer" and reads at most ``max_chars`` characters after the phrase (the result is stripped).
+    """
+    text = tail(text)
+    low = text.translate(_ASCII_LOWER)
+    end = len(text)
+    for _ in range(_MAX_OCCURRENCES):
+        pos = low.rfind("answer", 0, end)
+        if pos < 0:
+            return None
+        m = _PHRASE.match(text, pos, min(len(text), pos + 64))
+        if m:
+            lines = text[m.end() : m.end() + max_chars].split("\n")
+            return next((line.strip() for line in lines if line.strip()), "")
+        end = pos
+    return None

@@ -1,13 +1,17 @@
-"""Public grading API: boxed-answer extraction + the equivalence cascade in a process pool.
+"""Public grading API: answer extraction + each task's equivalence check in a process pool.
 
     with Grader(num_workers=2, timeout_s=5.0) as g:
-        correct = g.grade(responses, answers)          # np.ndarray[bool]
+        correct = g.grade(responses, answers)          # np.ndarray[bool], task "math"
         rewards = g.outcome_rewards(responses, answers)  # +1 / -1 float32 (spec §1.2 step 3)
+        tasks = g.tasks_for(data_sources)              # per row, by data_source (TaskMap)
+        correct = g.grade(responses, answers, tasks)   # each row graded by its own task
 
-Cheap verdicts (empty/degenerate answers, equal normalised strings, two different integers) are
-made in the calling process; everything else goes to the pool, once per distinct (pred, gold)
-pair of the call. ``mode="inprocess"`` runs the cascade in this process (soft signal timeouts
-only, main thread only): for tiny unit tests and debugging, not for training.
+Each row's task (:mod:`tempo_jax.rewards.tasks`; default ``math``: last ``\\boxed{}`` → the
+equivalence cascade) extracts its answer and decides cheap verdicts (for math: empty/degenerate
+answers, equal normalised strings, two different integers) in the calling process; everything
+else goes to the one pool, once per distinct (task, pred, gold) of the call.
+``mode="inprocess"`` runs the checks in this process (soft signal timeouts only, main thread
+only): for tiny unit tests and debugging, not for training.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from tempo_jax.rewards import equivalence as _eq
-from tempo_jax.rewards.extract import extract_boxed, strip_boxed
 from tempo_jax.rewards.pool import GradingPool
+from tempo_jax.rewards.tasks import DEFAULT_TASK, WORKER_FN, TaskMap, get_task
 
 Pair = tuple[str, str]
+Tasks = str | Sequence[str] | None  # one task for every row, one per row, or None (math)
 
 
 class Grader:
@@ -36,6 +41,7 @@ class Grader:
       config: cascade knobs (:class:`~tempo_jax.rewards.equivalence.EquivalenceConfig`);
         its ``soft_timeout_s`` is overridden from ``timeout_s`` unless ``keep_soft_timeout``.
       start_method: pool start method (default forkserver, else spawn).
+      task_map: ``data_source`` → task for :meth:`tasks_for` (default: the built-in prefixes).
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class Grader:
         keep_soft_timeout: bool = False,
         start_method: str | None = None,
         memory_limit_mb: int | None = 4096,
+        task_map: TaskMap | None = None,
     ):
         if mode not in ("pool", "inprocess"):
             raise ValueError(f"mode must be 'pool' or 'inprocess', got {mode!r}")
@@ -58,6 +65,7 @@ class Grader:
         self.config = config
         self.mode = mode
         self.timeout_s = timeout_s
+        self.task_map = task_map or TaskMap()
         self.last_call_stats: dict[str, int] = {}
         self._pool: GradingPool | None = None
         if mode == "pool":
@@ -66,37 +74,63 @@ class Grader:
             )
 
     # ------------------------------------------------------------------------------ the API
-    def equivalent_pairs(self, pairs: Iterable[Pair]) -> list[bool]:
-        """Is each ``pred`` equivalent to its ``gold``? Repeated pairs are graded once."""
+    def equivalent_pairs(self, pairs: Iterable[Pair], tasks: Tasks = None) -> list[bool]:
+        """Is each ``pred`` equivalent to its ``gold`` under its task (default math)? Repeated
+        (task, pred, gold) triples are graded once."""
         pairs = [(p or "", g or "") for p, g in pairs]
-        verdict: dict[Pair, bool] = {}
-        todo: list[Pair] = []
-        for pair in dict.fromkeys(pairs):
-            quick = _eq.quick_verdict(pair[0], pair[1], self.config)
+        names = self.task_list(tasks, len(pairs))
+        keyed = [(t, p, g) for t, (p, g) in zip(names, pairs)]
+        verdict: dict[tuple[str, str, str], bool] = {}
+        todo: list[tuple[str, str, str]] = []
+        for key in dict.fromkeys(keyed):
+            quick = get_task(key[0]).quick_verdict(key[1], key[2], self.config)
             if quick is None:
-                todo.append(pair)
+                todo.append(key)
             else:
-                verdict[pair] = quick
+                verdict[key] = quick
         if todo:
             if self._pool is not None:
-                out = self._pool.map(todo, kwargs={"config": self.config}, on_failure=False)
+                items = [(t, get_task(t).module, p, g) for t, p, g in todo]
+                out = self._pool.map(items, fn=WORKER_FN, kwargs={"config": self.config}, on_failure=False)
             else:
-                out = [_eq.is_equivalent(p, g, self.config) for p, g in todo]
+                out = [get_task(t).equivalent(p, g, self.config) for t, p, g in todo]
             verdict.update(zip(todo, (x is True for x in out)))
         self.last_call_stats = {"pairs": len(pairs), "distinct": len(verdict), "sent_to_workers": len(todo)}
-        return [verdict[p] for p in pairs]
+        return [verdict[k] for k in keyed]
 
-    def grade(self, responses: Sequence[str], answers: Sequence[str]) -> np.ndarray:
-        """Boolean correctness of each response's last boxed answer against its gold answer."""
+    def grade(self, responses: Sequence[str], answers: Sequence[str], tasks: Tasks = None) -> np.ndarray:
+        """Boolean correctness of each response's answer (its task's ``extract``; math: the last
+        boxed one) against its gold answer. ``tasks``: one name for all rows, one per row, or None
+        (math)."""
         if len(responses) != len(answers):
             raise ValueError(f"{len(responses)} responses but {len(answers)} answers")
-        preds = [extract_boxed(r) or "" for r in responses]
-        golds = [strip_boxed(a or "") for a in answers]
-        return np.asarray(self.equivalent_pairs(zip(preds, golds)), dtype=bool)
+        names = self.task_list(tasks, len(responses))
+        preds = [get_task(t).extract(r) or "" for t, r in zip(names, responses)]
+        golds = [get_task(t).gold(a or "") for t, a in zip(names, answers)]
+        return np.asarray(self.equivalent_pairs(zip(preds, golds), names), dtype=bool)
 
-    def outcome_rewards(self, responses: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+    def outcome_rewards(self, responses: Sequence[str], answers: Sequence[str], tasks: Tasks = None) -> np.ndarray:
         """+1.0 for a correct response, -1.0 otherwise (float32)."""
-        return np.where(self.grade(responses, answers), 1.0, -1.0).astype(np.float32)
+        return np.where(self.grade(responses, answers, tasks), 1.0, -1.0).astype(np.float32)
+
+    def tasks_for(self, data_sources: Iterable[str | None]) -> list[str]:
+        """Each row's task name, from its ``data_source`` (:class:`~tempo_jax.rewards.tasks.TaskMap`)."""
+        return self.task_map.tasks_for(data_sources)
+
+    @staticmethod
+    def task_list(tasks: Tasks, n: int) -> list[str]:
+        """``tasks`` as ``n`` registered task names (ValueError for an unknown name or length)."""
+        if tasks is None:
+            return [DEFAULT_TASK] * n
+        if isinstance(tasks, str):
+            get_task(tasks)
+            return [tasks] * n
+        names = list(tasks)
+        if len(names) != n:
+            raise ValueError(f"{n} rows but {len(names)} tasks")
+        for name in set(names):
+            get_task(name)
+        return names
 
     # ------------------------------------------------------------------------------ plumbing
     @property

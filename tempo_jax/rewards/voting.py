@@ -5,6 +5,11 @@ existing cluster whose representative (its first member) it matches under the gr
 (``equivalent(pred=answer, gold=representative)``); an empty answer is its own singleton.
 All pairwise comparisons of a whole batch of prompts go to the grader in one call (the greedy
 pass then only looks results up), so the pool sees one large, deduplicated batch.
+
+Each prompt's answers are compared under the prompt's grading task (``task``: one name for every
+prompt or one per prompt; default ``math``, :mod:`tempo_jax.rewards.tasks`): for
+``multiple_choice`` "(B)", "B" and "\\boxed{B}" are one vote, for ``logic_grid`` JSON solutions
+equal cell by cell are one cluster; exact-mode votes use the task's ``canonical`` key.
 """
 
 from __future__ import annotations
@@ -16,13 +21,37 @@ from typing import Protocol
 
 import numpy as np
 
-from tempo_jax.rewards.normalize import normalize_answer
+from tempo_jax.rewards.tasks import DEFAULT_TASK, get_task
+
+TaskSpec = str | Sequence[str]  # one task for every prompt, or one per prompt
 
 
 class PairGrader(Protocol):
-    """Anything with the :meth:`Grader.equivalent_pairs` method."""
+    """Anything with the :meth:`Grader.equivalent_pairs` method (``tasks`` is only passed for
+    tasks other than math, so a math-only grader may take ``pairs`` alone)."""
 
-    def equivalent_pairs(self, pairs: Iterable[tuple[str, str]]) -> list[bool]: ...
+    def equivalent_pairs(self, pairs: Iterable[tuple[str, str]], tasks: Sequence[str] | None = None) -> list[bool]: ...
+
+
+def prompt_tasks(task: TaskSpec, prompts: int) -> list[str]:
+    """``task`` as one registered task name per prompt."""
+    if isinstance(task, str):
+        get_task(task)
+        return [task] * prompts
+    names = list(task)
+    if len(names) != prompts:
+        raise ValueError(f"{prompts} prompts but {len(names)} tasks")
+    for name in set(names):
+        get_task(name)
+    return names
+
+
+def _equivalent(grader: PairGrader, pairs: list[tuple[str, str]], tasks: list[str]) -> list[bool]:
+    if not pairs:
+        return []
+    if all(t == DEFAULT_TASK for t in tasks):
+        return grader.equivalent_pairs(pairs)
+    return grader.equivalent_pairs(pairs, tasks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +78,15 @@ def _clean(answers: Sequence[str | None]) -> list[str]:
     return [(a or "").strip() for a in answers]
 
 
-def cluster_answers(answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader) -> list[Clustering]:
+def cluster_answers(
+    answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader, task: TaskSpec = DEFAULT_TASK
+) -> list[Clustering]:
     """Greedy semantic clustering of every prompt's answers, with one grader call in total."""
     groups = [_clean(a) for a in answers_per_prompt]
+    tasks = prompt_tasks(task, len(groups))
     index: list[tuple[int, int, int]] = []  # (prompt, j, i) for pair (answer j, earlier answer i)
     pairs: list[tuple[str, str]] = []
+    pair_tasks: list[str] = []
     for p, answers in enumerate(groups):
         for j, aj in enumerate(answers):
             if not aj:
@@ -62,7 +95,8 @@ def cluster_answers(answers_per_prompt: Sequence[Sequence[str | None]], grader: 
                 if answers[i]:
                     index.append((p, j, i))
                     pairs.append((aj, answers[i]))
-    verdicts = grader.equivalent_pairs(pairs) if pairs else []
+                    pair_tasks.append(tasks[p])
+    verdicts = _equivalent(grader, pairs, pair_tasks)
     same = {key: bool(v) for key, v in zip(index, verdicts)}
     out = []
     for p, answers in enumerate(groups):
@@ -100,7 +134,10 @@ class VoteResult:
 
 
 def ttrl_rewards(
-    answers_per_prompt: Sequence[Sequence[str | None]], grader: PairGrader, mode: str = "semantic"
+    answers_per_prompt: Sequence[Sequence[str | None]],
+    grader: PairGrader,
+    mode: str = "semantic",
+    task: TaskSpec = DEFAULT_TASK,
 ) -> list[VoteResult]:
     """TTRL majority-vote rewards for each prompt's extracted answers.
 
@@ -109,11 +146,13 @@ def ttrl_rewards(
     ``mode="exact"`` (original TTRL): majority over normalised answer strings (exact Counter;
     empty answers do not vote but count in n; ties go to the first-seen answer); then each
     response scores 1 iff the grader finds its answer equivalent to the majority answer.
+    Answers are compared under each prompt's ``task`` (its ``canonical`` key in exact mode).
     """
     if mode == "semantic":
-        return [_semantic_vote(c) for c in cluster_answers(answers_per_prompt, grader)]
+        return [_semantic_vote(c) for c in cluster_answers(answers_per_prompt, grader, task)]
     if mode == "exact":
-        return _exact_votes([_clean(a) for a in answers_per_prompt], grader)
+        groups = [_clean(a) for a in answers_per_prompt]
+        return _exact_votes(groups, grader, prompt_tasks(task, len(groups)))
     raise ValueError(f"mode must be 'semantic' or 'exact', got {mode!r}")
 
 
@@ -127,11 +166,12 @@ def _semantic_vote(c: Clustering) -> VoteResult:
     return VoteResult(rewards, majority, top / c.n, c.cluster_ids, c.frequencies, tuple(int(s) for s in c.sizes))
 
 
-def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult]:
+def _exact_votes(groups: list[list[str]], grader: PairGrader, tasks: list[str]) -> list[VoteResult]:
     majorities: list[str] = []
     partial: list[tuple[np.ndarray, np.ndarray, int]] = []
-    for answers in groups:
-        keys = [normalize_answer(a) if a else "" for a in answers]
+    for answers, task in zip(groups, tasks):
+        canonical = get_task(task).canonical
+        keys = [canonical(a) if a else "" for a in answers]
         # clusters by normalised string; empties (or answers normalising to "") are singletons
         ids = np.zeros((len(answers),), np.int32)
         sizes: list[int] = []
@@ -153,14 +193,15 @@ def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult
             majority, count = "", 0
         majorities.append(majority)
         partial.append((ids, np.asarray(sizes, np.int32), count))
-    pairs, where = [], []
+    pairs, where, pair_tasks = [], [], []
     for p, (answers, majority) in enumerate(zip(groups, majorities)):
         if majority:
             for j, a in enumerate(answers):
                 if a:
                     pairs.append((a, majority))
                     where.append((p, j))
-    verdicts = grader.equivalent_pairs(pairs) if pairs else []
+                    pair_tasks.append(tasks[p])
+    verdicts = _equivalent(grader, pairs, pair_tasks)
     rewards = [np.zeros((len(a),), np.float32) for a in groups]
     for (p, j), ok in zip(where, verdicts):
         rewards[p][j] = 1.0 if ok else 0.0
@@ -182,8 +223,11 @@ def _exact_votes(groups: list[list[str]], grader: PairGrader) -> list[VoteResult
     return out
 
 
-def majority_correct(results: Sequence[VoteResult], golds: Sequence[str], grader: PairGrader) -> np.ndarray:
+def majority_correct(
+    results: Sequence[VoteResult], golds: Sequence[str], grader: PairGrader, task: TaskSpec = DEFAULT_TASK
+) -> np.ndarray:
     """bool [num_prompts]: is each prompt's majority answer right (TTRL label accuracy)."""
     if len(results) != len(golds):
         raise ValueError(f"{len(results)} results but {len(golds)} golds")
-    return np.asarray(grader.equivalent_pairs([(r.majority_answer, g) for r, g in zip(results, golds)]), dtype=bool)
+    pairs = [(r.majority_answer, g) for r, g in zip(results, golds)]
+    return np.asarray(_equivalent(grader, pairs, prompt_tasks(task, len(pairs))), dtype=bool)

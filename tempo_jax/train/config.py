@@ -24,6 +24,7 @@ from ml_collections.config_flags import tuple_parser
 from tempo_jax import storage
 from tempo_jax.errors import UserError
 from tempo_jax.parallel.mesh import validate_mesh_config
+from tempo_jax.rewards.tasks import DEFAULT_TASK, TaskMap
 from tempo_jax.rl import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES
 from tempo_jax.rl.options import AGG_MODES, WHITEN_MODES
 from tempo_jax.train.algo_options import SECTIONS, AlgoOptions, algo_options, options_section, rebuild_section
@@ -68,8 +69,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.data_dir = ""  # default: $TEMPO_JAX_DATA_DIR or ../shared/data
-    c.data.labeled = ""  # D_L: dataset name or file
-    c.data.unlabeled = ""  # D_U: dataset name or file
+    c.data.labeled = ""  # D_L: dataset name or file (or benchmark directory); several: comma-separated
+    c.data.unlabeled = ""  # D_U: dataset name or file (or benchmark directory); several: comma-separated
     c.data.labeled_limit = 0
     c.data.unlabeled_limit = 0
     c.data.template = "auto"  # the tokenizer's own chat template; or qwen3, olmo, plain (base models), ...
@@ -141,6 +142,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.grader = ml_collections.ConfigDict()
     c.grader.workers = 2
     c.grader.timeout_s = 5.0
+    # data_source -> grading task (tempo_jax/rewards/tasks.py): "bbh:exact_match,my_set:multiple_choice"
+    # adds to / overrides the built-in prefixes (rewards.tasks.DEFAULT_SOURCES); exact name, else longest prefix
+    c.grader.tasks = ""
+    c.grader.default_task = DEFAULT_TASK  # a data_source no key matches
 
     c.log = ml_collections.ConfigDict()
     c.log.tensorboard = True
@@ -439,6 +444,21 @@ def option_errors(options: AlgoOptions) -> list[str]:
     return errors
 
 
+def grader_task_map(cfg: ml_collections.ConfigDict) -> TaskMap:
+    """The run's ``data_source`` → grading task map (``grader.tasks``, ``grader.default_task``)."""
+    g = cfg.get("grader") or {}
+    return TaskMap.from_config(g.get("tasks", ""), g.get("default_task", DEFAULT_TASK))
+
+
+def grader_errors(cfg: ml_collections.ConfigDict) -> list[str]:
+    """What is wrong with the grader's task settings (unknown task names list the registered)."""
+    try:
+        grader_task_map(cfg)
+    except ValueError as err:
+        return [f"grader.tasks / grader.default_task: {err}"]
+    return []
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Fail early with a message that says what to change."""
     errors = []
@@ -516,5 +536,6 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.extend(validate_mesh_config(cfg))
     if "log" in cfg:
         errors.extend(wandb_config_errors(cfg))
+    errors.extend(grader_errors(cfg))
     if errors:
         raise RecipeError("invalid config:\n  - " + "\n  - ".join(errors))

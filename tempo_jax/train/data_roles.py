@@ -17,12 +17,21 @@ from tempo_jax.train.config import RecipeError
 log = logging.getLogger(__name__)
 
 
-def _records(name: str, cfg, labeled: bool) -> list[dict]:
-    """One source's rows; ``labeled`` is the role it was given (rows without a flag take it)."""
+def _records(names: str, cfg, labeled: bool) -> list[dict]:
+    """The rows of one source, or of several comma-separated ones in order (e.g. the non-math
+    benchmarks); ``labeled`` is the role they were given (rows without a flag take it)."""
     kwargs = {"data_dir": cfg.data.data_dir} if cfg.data.data_dir else {}
-    return load_records(
-        name, on_error=cfg.data.on_error, coerce_numbers=cfg.data.coerce_numbers, default_is_labeled=labeled, **kwargs
-    )
+    rows: list[dict] = []
+    for name in (n.strip() for n in names.split(",")):
+        if name:
+            rows += load_records(
+                name,
+                on_error=cfg.data.on_error,
+                coerce_numbers=cfg.data.coerce_numbers,
+                default_is_labeled=labeled,
+                **kwargs,
+            )
+    return rows
 
 
 def load_roles(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[dict]]:

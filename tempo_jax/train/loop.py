@@ -27,7 +27,7 @@ from tempo_jax.parallel.distributed import init_distributed, is_primary
 from tempo_jax.rewards.grader import Grader
 from tempo_jax.train import programs
 from tempo_jax.train.checkpoint import Checkpointer
-from tempo_jax.train.config import validate
+from tempo_jax.train.config import grader_task_map, validate
 from tempo_jax.train.export import export_final
 from tempo_jax.train.metrics import MetricsWriter, NullMetricsWriter
 from tempo_jax.train.periodic_eval import make_evaluator
@@ -113,7 +113,8 @@ class Trainer:
         """The answer grader (a process pool), started on first use; ``close()`` (or the end of
         ``run()``, or leaving ``with Trainer(...)``) stops it."""
         if self._grader is None:
-            self._grader = Grader(num_workers=self.cfg.grader.workers, timeout_s=self.cfg.grader.timeout_s)
+            g = self.cfg.grader
+            self._grader = Grader(num_workers=g.workers, timeout_s=g.timeout_s, task_map=grader_task_map(self.cfg))
         return self._grader
 
     def close(self) -> None:

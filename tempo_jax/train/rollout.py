@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from tempo_jax.rewards.entropy import empo_rewards
-from tempo_jax.rewards.extract import extract_boxed
+from tempo_jax.rewards.tasks import DEFAULT_TASK, get_task
 from tempo_jax.rewards.voting import ttrl_rewards
 from tempo_jax.rl.filters import GroupAccumulator, confidence_filter, constant_labeled_groups
 from tempo_jax.sampling.generate import generate
@@ -54,28 +54,39 @@ def pad_prompts(prompt_ids: list[list[int]], width: int, pad_id: int) -> tuple[n
     return tokens, valid
 
 
-def method_rewards(reward: str, scores: np.ndarray, texts: list[str], n: int, grader) -> tuple[np.ndarray, dict]:
-    """Per-row training reward for the method, plus per-group facts for filters/metrics."""
+def method_rewards(
+    reward: str, scores: np.ndarray, texts: list[str], n: int, grader, tasks: list[str] | None = None
+) -> tuple[np.ndarray, dict]:
+    """Per-row training reward for the method, plus per-group facts for filters/metrics.
+
+    ``tasks``: each group's grading task (its n samples share the prompt's; None: all math): it
+    extracts the answers that TTRL votes on and EMPO clusters, and compares them."""
     groups = len(texts) // n
     if reward == "outcome":
         return scores.astype(np.float32), {}
-    answers = [extract_boxed(t) for t in texts]
+    tasks = list(tasks) if tasks is not None else [DEFAULT_TASK] * groups
+    answers = [get_task(tasks[i // n]).extract(t) for i, t in enumerate(texts)]
     per_prompt = [answers[g * n : (g + 1) * n] for g in range(groups)]
     if reward in ("ttrl_voting", "ttrl_exact"):
-        votes = ttrl_rewards(per_prompt, grader, mode="semantic" if reward == "ttrl_voting" else "exact")
+        mode = "semantic" if reward == "ttrl_voting" else "exact"
+        votes = ttrl_rewards(per_prompt, grader, mode=mode, task=tasks)
         rewards = np.concatenate([v.rewards for v in votes]).astype(np.float32)
         return rewards, {
             "max_frequency": np.array([v.majority_frequency for v in votes]),
             "majority_answer": [v.majority_answer for v in votes],
         }
     if reward == "empo_entropy":
-        res = empo_rewards(per_prompt, grader)
+        res = empo_rewards(per_prompt, grader, task=tasks)
         rewards = np.concatenate([r.rewards for r in res]).astype(np.float32)
         return rewards, {
             "max_frequency": np.array([r.max_frequency for r in res]),
             "semantic_entropy": np.array([r.semantic_entropy for r in res]),
         }
     raise ValueError(f"unknown reward {reward!r}")
+
+
+def _where(column: list, keep: np.ndarray) -> list:
+    return [x for x, k in zip(column, keep) if k]
 
 
 def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: RolloutSettings, rng: jax.Array, mesh):
@@ -127,12 +138,14 @@ def collect(
         t0 = time.perf_counter()
         texts = [tokenizer.decode(t[:length], skip_special_tokens=True) for t, length in zip(out.tokens, out.lengths)]
         answers = [rows[i]["answer"] for i in out.prompt_index]
+        tasks = grader.tasks_for([rows[i].get("data_source") for i in out.prompt_index])  # by data_source
         known = np.array([bool(a) for a in answers])  # test questions may come without an answer
         correct = np.zeros(len(texts), bool)
         if known.any():
-            correct[known] = grader.grade([t for t, k in zip(texts, known) if k], [a for a in answers if a])
+            correct[known] = grader.grade(*(_where(column, known) for column in (texts, answers, tasks)))
         scores = np.where(correct, 1.0, -1.0).astype(np.float32)
-        rewards, facts = method_rewards(s.reward, scores, texts, s.n, grader)
+        group_tasks = tasks[:: s.n]  # a prompt's n samples share its task
+        rewards, facts = method_rewards(s.reward, scores, texts, s.n, grader, group_tasks)
         timing["grading"] += time.perf_counter() - t0
         is_labeled = np.array([bool(rows[i]["is_labeled"]) for i in out.prompt_index])
         group_ids = out.prompt_index.astype(np.int32)
@@ -142,9 +155,10 @@ def collect(
         if s.confidence_filter and "max_frequency" in facts:
             keep &= confidence_filter(facts["max_frequency"][group_ids], s.confidence_lower, s.confidence_upper)
         if "majority_answer" in facts:
-            pairs = [(m, r["answer"]) for m, r in zip(facts["majority_answer"], rows) if r["answer"]]
-            if pairs:
-                info["label_correct"].extend(grader.equivalent_pairs(pairs))
+            majority = zip(facts["majority_answer"], rows, group_tasks)
+            labels = [(m, r["answer"], t) for m, r, t in majority if r["answer"]]
+            if labels:
+                info["label_correct"].extend(grader.equivalent_pairs([x[:2] for x in labels], [x[2] for x in labels]))
         batch = dict(
             prompt_tokens=out.prompt_tokens,
             prompt_valid=out.prompt_valid,

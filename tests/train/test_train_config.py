@@ -9,13 +9,17 @@ from tempo_jax.train.config import (
     METHODS,
     RecipeError,
     UnknownKeyError,
+    grader_task_map,
     load_config,
     method_defaults,
     parse_override,
     set_path,
     split_config_spec,
     uses_critic,
+    validate,
 )
+from tempo_jax.train.data_roles import load_roles
+from tempo_jax.train.periodic_eval import eval_datasets
 
 
 def test_boolean_typo_is_refused_not_read_as_false(tiny_config):
@@ -424,6 +428,61 @@ def test_paper_config_string_errors_list_the_choices(spec, needle):
     assert needle in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(RecipeError, match=r"needs a config string: --config=.*paper.py:<\.\.\.> \(Paper recipes"):
         load_config(PAPER)
+    with pytest.raises(RecipeError, match=r"unknown suite 'code'; write .*; add ,nonmath for the non-math"):
+        load_config(f"{PAPER}:olmo3_7b,tempo,code")
+
+
+BENCHMARK_SAMPLES = REPO / "tests" / "data" / "benchmarks"
+
+
+def test_paper_nonmath_recipe_reads_the_benchmarks(tmp_path, monkeypatch):
+    """configs/paper.py:<model>,<method>,nonmath: the AIME recipe with the non-math data (placeholders),
+    evaluation and grading; pointed at the sample releases it validates and reads each benchmark."""
+    monkeypatch.setenv("TEMPO_JAX_TFDS_DIR", str(tmp_path / "tfds"))
+    placeholders = "/path/to/bbh,/path/to/agieval,/path/to/zebralogic"
+    cfg = load_config(f"{PAPER}:olmo3_7b,tempo,nonmath")
+    assert (cfg.data.unlabeled, cfg.eval.datasets, cfg.run_dir) == (
+        placeholders,
+        placeholders,
+        "runs/tempo_olmo3_7b_nonmath",
+    )
+    assert cfg.data.labeled.startswith("/path/to/") and "gpqa" not in cfg.eval.datasets  # GPQA-Diamond held out
+    aime, nonmath = load_config(f"{PAPER}:olmo3_7b,tempo").to_dict(), cfg.to_dict()
+    for section, keys in (("data", ("labeled", "unlabeled")), ("eval", ("datasets",)), ("grader", ("tasks",))):
+        for key in keys:
+            del aime[section][key], nonmath[section][key]
+    del aime["run_dir"], nonmath["run_dir"]
+    assert nonmath == aime  # nothing else differs
+    samples = f"{BENCHMARK_SAMPLES}/bbh,{BENCHMARK_SAMPLES}/agieval,{BENCHMARK_SAMPLES}/zebralogic"
+    labeled = tmp_path / "labeled.jsonl"
+    labeled.write_text('{"id": "l0", "problem": "Is 7 prime?", "answer": "yes", "data_source": "logic"}\n')
+    overrides = [
+        f"--config.data.labeled={labeled}",
+        f"--config.data.unlabeled={samples}",
+        f"--config.eval.datasets={samples},{BENCHMARK_SAMPLES}/gpqa_diamond.csv",
+        f"--config.model.actor_hf={tmp_path}",
+        f"--config.model.critic_hf={tmp_path}",
+    ]
+    cfg = load_config(f"{PAPER}:olmo3_7b,tempo,nonmath", overrides)
+    validate(cfg)
+    d_l, d_u = load_roles(cfg)
+    assert [r["id"] for r in d_l] == ["l0"] and len(d_u) == 7 + 5 + 2
+    assert [r["data_source"].split("/")[0] for r in d_u] == ["bbh"] * 7 + ["agieval"] * 5 + ["zebralogic"] * 2
+    assert not any(r["is_labeled"] for r in d_u) and all(r["answer"] for r in d_u)
+    assert eval_datasets(cfg)[-1].endswith("gpqa_diamond.csv")
+    tasks = grader_task_map(cfg)
+    assert [tasks.task_for(r["data_source"]) for r in d_u if r["id"].startswith("agieval/")] == [
+        "multiple_choice",
+        "multiple_choice",
+        "math",  # AGIEval's cloze task: maths
+        "math",
+        "multiple_choice",
+    ]
+    assert {tasks.task_for(s) for s in ("bbh/navigate", "zebralogic", "gpqa_diamond")} == {
+        "exact_match",
+        "logic_grid",
+        "multiple_choice",
+    }
 
 
 # -------------------------------------------------------------------------------------- tiny recipes

@@ -116,7 +116,7 @@ def test_gcs_run_directory_end_to_end(bucket, tmp_path):
     assert {"config.json", "model_config.json", "metrics.jsonl", "tokenizer", "tensorboard", "export"} <= files
     assert any(n.startswith("events.out.tfevents") for n in storage.listdir(f"{killed}/tensorboard"))
     assert {"config.json", "model.safetensors"} <= set(storage.listdir(f"{killed}/export/critic"))
-    assert "tokenizer_config.json" in storage.listdir(f"{killed}/export/actor")
+    assert {"tokenizer_config.json", "generation_config.json"} <= set(storage.listdir(f"{killed}/export/actor"))
     assert not [n for n in storage.listdir(f"{killed}/checkpoints") if "tmp" in n]  # no rename leftovers
 
     out = f"{BUCKET}/eval/killed"
@@ -129,12 +129,7 @@ def test_gcs_run_directory_end_to_end(bucket, tmp_path):
             killed,
             "--datasets",
             f"{BUCKET}/assets/unlabeled.jsonl",
-            "--n",
-            "2",
-            "--max-new-tokens",
-            "8",
-            "--limit",
-            "2",
+            *"--n 2 --max-new-tokens 8 --limit 2".split(),
             "--out",
             out,
         )
