@@ -54,8 +54,8 @@ from tempo_jax.models.hf_io import from_hf
 from tempo_jax.models.tokenizer import check_vocab, load_tokenizer, stop_and_pad_ids
 from tempo_jax.parallel.distributed import is_primary
 from tempo_jax.parallel.mesh import batch_sharding, to_host
-from tempo_jax.rewards.extract import extract_boxed
 from tempo_jax.rewards.grader import Grader
+from tempo_jax.rewards.tasks import get_task
 from tempo_jax.rl.advantages import value_at_last_token
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
@@ -263,16 +263,19 @@ def make_sample_fn(
 # ----------------------------------------------------------------------------- grading
 
 
-def make_grader_fn(grader) -> Callable[[list, list], tuple[np.ndarray, list]]:
-    """``grader_fn(responses, answers) -> (correct bool [N], extracted [N])`` for the runner.
-    ``grader`` has ``grade(responses, answers) -> bool array`` (a :class:`tempo_jax.rewards.Grader`);
-    ``extracted`` is each response's last ``\\boxed{}`` content (``None`` when there is none).
+def make_grader_fn(grader) -> Callable[..., tuple[np.ndarray, list]]:
+    """``grader_fn(responses, answers, data_sources=None) -> (correct bool [N], extracted [N])`` for
+    the runner. ``grader`` is a :class:`tempo_jax.rewards.Grader`: each row is graded, and its
+    answer extracted, by the task its ``data_source`` names (math when there is none), as in training.
     """
 
-    def grader_fn(responses, answers):
-        correct = np.asarray(grader.grade(list(responses), list(answers)), dtype=bool)
-        return correct, [extract_boxed(r) for r in responses]
+    def grader_fn(responses, answers, data_sources=None):
+        sources = list(data_sources) if data_sources is not None else [None] * len(responses)
+        tasks = grader.tasks_for(sources)
+        correct = np.asarray(grader.grade(list(responses), list(answers), tasks), dtype=bool)
+        return correct, [get_task(task).extract(r) for task, r in zip(tasks, responses)]
 
+    grader_fn.takes_data_sources = True  # type: ignore[attr-defined]  # the runner passes each row's data_source
     return grader_fn
 
 

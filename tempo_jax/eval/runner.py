@@ -7,7 +7,8 @@
   n samples per prompt (the reference evaluates with T=1.0, top_p=1.0, n=16). A sample may
   also carry ``"value"`` (V_T) if the sampler computes it.
 * ``grader_fn(responses: list[str], answers: list[str]) -> (correct bool array, extracted)``,
-  called once per chunk on the flattened samples.
+  called once per chunk on the flattened samples; one marked ``takes_data_sources`` (as
+  ``model_eval.make_grader_fn``'s is) also gets ``data_sources=`` (each row's question's).
 * ``value_fn(prompts: list[str], responses: list[list[str]]) -> [Q][n] values`` (optional).
 
 The returned :class:`EvalResult` holds every sample, per-question statistics and the
@@ -34,7 +35,7 @@ from tempo_jax.eval import metrics as M
 from tempo_jax.eval import plots
 
 SampleFn = Callable[[list, int], list]
-GraderFn = Callable[[list, list], tuple]
+GraderFn = Callable[..., tuple]  # (responses, answers[, data_sources=]) -> (correct, extracted)
 
 
 def json_safe(x: Any) -> Any:
@@ -283,7 +284,10 @@ def evaluate(
             c_val.append([s.get("value") for s in samples])
         flat = [t for row in c_texts for t in row]
         answers = [q["answer"] for q in qs for _ in range(n)]
-        ok, ext = grader_fn(flat, answers)
+        if getattr(grader_fn, "takes_data_sources", False):  # grade each row by its data_source's task
+            ok, ext = grader_fn(flat, answers, data_sources=[q.get("data_source") for q in qs for _ in range(n)])
+        else:
+            ok, ext = grader_fn(flat, answers)
         ok = np.asarray(ok, dtype=bool).reshape(-1)
         ext = list(ext)
         if len(ok) != len(flat) or len(ext) != len(flat):

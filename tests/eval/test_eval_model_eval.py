@@ -17,11 +17,13 @@ from flax import nnx
 from tempo_jax.data.templates import render_prompt
 from tempo_jax.data.tfds_builders import load_records
 from tempo_jax.eval.model_eval import eval_main, evaluate_model, make_grader_fn, make_sample_fn, make_value_fn
+from tempo_jax.eval.runner import evaluate
 from tempo_jax.models.config import ModelConfig, RopeConfig
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import to_hf
 from tempo_jax.models.tokenizer import check_vocab, load_tokenizer, stop_and_pad_ids
+from tempo_jax.rewards import Grader
 from tempo_jax.sampling.methods import Sampling
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -255,3 +257,26 @@ def test_grader_fn_and_stop_ids(tokenizer, actor):
     assert stop_and_pad_ids(tokenizer, actor.cfg) == ((151645,), 151643)  # the rule make_sample_fn uses
     with pytest.raises(ValueError, match="vocab_size"):
         check_vocab(tokenizer, 1000)
+
+
+def test_grader_fn_grades_and_extracts_each_row_by_its_data_source():
+    fn = make_grader_fn(Grader(mode="inprocess"))
+    responses = ["Thus the answer is (B).", "\\boxed{4}", "So the answer is True."]
+    ok, extracted = fn(responses, ["B", "4", "True"], data_sources=["agieval/lsat-ar", "math500", "bbh/navigate"])
+    assert ok.tolist() == [True, True, True] and extracted == ["B", "4", "True"]
+    ok, _ = fn(responses, ["B", "4", "True"])  # no data source: every row is maths (boxed answers only)
+    assert ok.tolist() == [False, True, False]
+    questions = [
+        {"id": "q", "problem": "p", "answer": "B", "data_source": "agieval/lsat-ar"},
+        {"id": "m", "problem": "p", "answer": "4", "data_source": "math500"},
+    ]
+    texts = {"q": "The answer is (B).", "m": "\\boxed{4}"}
+    result = evaluate(
+        questions,
+        lambda prompts, n: [[{"text": texts[p], "length": 3}] * n for p in prompts],
+        fn,
+        n=2,
+        ks=(1,),
+        prompt_fn=lambda q: q["id"],
+    )
+    assert result.metrics["avg@2"] == 1.0  # the runner hands each row's data_source to the grader
