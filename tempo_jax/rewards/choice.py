@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from tempo_jax.rewards.extract import extract_boxed, last_answer_phrase, tail
+from tempo_jax.rewards.extract import extract_boxed, last_answer_phrase, never_raises, same_key, tail
 
 LETTERS = "ABCDEFGHIJ"
 MAX_ANSWER_CHARS = 1000  # longer answers are wrong
@@ -106,13 +106,9 @@ def extract(response: str | None) -> str | None:
 
 def quick_verdict(pred: str, gold: str, config: object = None) -> bool:
     """Always decided here: same letter, or same normalised text. ``config`` is unused."""
-    key = canonical(pred)
-    return bool(key) and key == canonical(gold)
+    return same_key(canonical, pred, gold)
 
 
 def equivalent(pred: str, gold: str, config: object = None) -> bool:
     """The pool-side check: the same verdict as :func:`quick_verdict` (never raises)."""
-    try:
-        return quick_verdict(pred, gold)
-    except Exception:  # a grader must not crash on model text
-        return False
+    return never_raises(quick_verdict, pred, gold)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import decimal
 import re
 
-from tempo_jax.rewards.extract import extract_boxed, last_answer_phrase, tail
+from tempo_jax.rewards.extract import extract_boxed, last_answer_phrase, never_raises, same_key, tail
 
 MAX_ANSWER_CHARS = 2000  # longer answers are wrong (BBH's longest targets are word lists of ~300 chars)
 _WRAPPERS = re.compile(
@@ -105,13 +105,9 @@ def extract(response: str | None) -> str | None:
 
 def quick_verdict(pred: str, gold: str, config: object = None) -> bool:
     """Always decided here: equal non-empty keys. ``config`` is unused."""
-    key = canonical(pred)
-    return bool(key) and key == canonical(gold)
+    return same_key(canonical, pred, gold)
 
 
 def equivalent(pred: str, gold: str, config: object = None) -> bool:
     """The pool-side check: the same verdict as :func:`quick_verdict` (never raises)."""
-    try:
-        return quick_verdict(pred, gold)
-    except Exception:  # a grader must not crash on model text
-        return False
+    return never_raises(quick_verdict, pred, gold)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 _COMMANDS = ("\\boxed", "\\fbox")
 
@@ -133,3 +133,17 @@ def last_answer_phrase(text: str | None, max_chars: int = 1000) -> str | None:
             return next((line.strip() for line in lines if line.strip()), "")
         end = pos
     return None
+
+
+def same_key(canonical: Callable[[str], str], pred: str, gold: str) -> bool:
+    """The verdict of graders that compare canonical forms: equal and not empty."""
+    key = canonical(pred)
+    return bool(key) and key == canonical(gold)
+
+
+def never_raises(check: Callable[[str, str], bool], pred: str, gold: str) -> bool:
+    """``check(pred, gold)``, False when it raises: a grader must not crash on model text."""
+    try:
+        return check(pred, gold)
+    except Exception:
+        return False

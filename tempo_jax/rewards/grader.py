@@ -23,7 +23,7 @@ import numpy as np
 
 from tempo_jax.rewards import equivalence as _eq
 from tempo_jax.rewards.pool import GradingPool
-from tempo_jax.rewards.tasks import DEFAULT_TASK, WORKER_FN, TaskMap, get_task
+from tempo_jax.rewards.tasks import WORKER_FN, TaskMap, expand_tasks, get_task
 
 Pair = tuple[str, str]
 Tasks = str | Sequence[str] | None  # one task for every row, one per row, or None (math)
@@ -78,7 +78,7 @@ class Grader:
         """Is each ``pred`` equivalent to its ``gold`` under its task (default math)? Repeated
         (task, pred, gold) triples are graded once."""
         pairs = [(p or "", g or "") for p, g in pairs]
-        names = self.task_list(tasks, len(pairs))
+        names = expand_tasks(tasks, len(pairs))
         keyed = [(t, p, g) for t, (p, g) in zip(names, pairs)]
         verdict: dict[tuple[str, str, str], bool] = {}
         todo: list[tuple[str, str, str]] = []
@@ -104,7 +104,7 @@ class Grader:
         (math)."""
         if len(responses) != len(answers):
             raise ValueError(f"{len(responses)} responses but {len(answers)} answers")
-        names = self.task_list(tasks, len(responses))
+        names = expand_tasks(tasks, len(responses))
         preds = [get_task(t).extract(r) or "" for t, r in zip(names, responses)]
         golds = [get_task(t).gold(a or "") for t, a in zip(names, answers)]
         return np.asarray(self.equivalent_pairs(zip(preds, golds), names), dtype=bool)
@@ -116,21 +116,6 @@ class Grader:
     def tasks_for(self, data_sources: Iterable[str | None]) -> list[str]:
         """Each row's task name, from its ``data_source`` (:class:`~tempo_jax.rewards.tasks.TaskMap`)."""
         return self.task_map.tasks_for(data_sources)
-
-    @staticmethod
-    def task_list(tasks: Tasks, n: int) -> list[str]:
-        """``tasks`` as ``n`` registered task names (ValueError for an unknown name or length)."""
-        if tasks is None:
-            return [DEFAULT_TASK] * n
-        if isinstance(tasks, str):
-            get_task(tasks)
-            return [tasks] * n
-        names = list(tasks)
-        if len(names) != n:
-            raise ValueError(f"{n} rows but {len(names)} tasks")
-        for name in set(names):
-            get_task(name)
-        return names
 
     # ------------------------------------------------------------------------------ plumbing
     @property

@@ -93,6 +93,22 @@ def get_task(name: str) -> Task:
     return task
 
 
+def expand_tasks(tasks: str | Iterable[str] | None, n: int, unit: str = "rows") -> list[str]:
+    """``tasks`` (None = math, one name, or one per item) as ``n`` registered task names
+    (ValueError for an unknown name or a wrong count)."""
+    if tasks is None:
+        return [DEFAULT_TASK] * n
+    if isinstance(tasks, str):
+        get_task(tasks)
+        return [tasks] * n
+    names = list(tasks)
+    if len(names) != n:
+        raise ValueError(f"{n} {unit} but {len(names)} tasks")
+    for name in set(names):
+        get_task(name)
+    return names
+
+
 def equivalent_in_worker(task: str, module: str, pred: str, gold: str, config: Any = None) -> bool:
     """The pool's function: ``task``'s ``equivalent`` (``module`` registers it when unknown here)."""
     if task not in TASKS and module:

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tempo_jax.rewards.tasks import DEFAULT_TASK, get_task
+from tempo_jax.rewards.tasks import DEFAULT_TASK, expand_tasks, get_task
 
 TaskSpec = str | Sequence[str]  # one task for every prompt, or one per prompt
 
@@ -31,19 +31,6 @@ class PairGrader(Protocol):
     tasks other than math, so a math-only grader may take ``pairs`` alone)."""
 
     def equivalent_pairs(self, pairs: Iterable[tuple[str, str]], tasks: Sequence[str] | None = None) -> list[bool]: ...
-
-
-def prompt_tasks(task: TaskSpec, prompts: int) -> list[str]:
-    """``task`` as one registered task name per prompt."""
-    if isinstance(task, str):
-        get_task(task)
-        return [task] * prompts
-    names = list(task)
-    if len(names) != prompts:
-        raise ValueError(f"{prompts} prompts but {len(names)} tasks")
-    for name in set(names):
-        get_task(name)
-    return names
 
 
 def _equivalent(grader: PairGrader, pairs: list[tuple[str, str]], tasks: list[str]) -> list[bool]:
@@ -83,7 +70,7 @@ def cluster_answers(
 ) -> list[Clustering]:
     """Greedy semantic clustering of every prompt's answers, with one grader call in total."""
     groups = [_clean(a) for a in answers_per_prompt]
-    tasks = prompt_tasks(task, len(groups))
+    tasks = expand_tasks(task, len(groups), "prompts")
     index: list[tuple[int, int, int]] = []  # (prompt, j, i) for pair (answer j, earlier answer i)
     pairs: list[tuple[str, str]] = []
     pair_tasks: list[str] = []
@@ -152,7 +139,7 @@ def ttrl_rewards(
         return [_semantic_vote(c) for c in cluster_answers(answers_per_prompt, grader, task)]
     if mode == "exact":
         groups = [_clean(a) for a in answers_per_prompt]
-        return _exact_votes(groups, grader, prompt_tasks(task, len(groups)))
+        return _exact_votes(groups, grader, expand_tasks(task, len(groups), "prompts"))
     raise ValueError(f"mode must be 'semantic' or 'exact', got {mode!r}")
 
 
@@ -230,4 +217,4 @@ def majority_correct(
     if len(results) != len(golds):
         raise ValueError(f"{len(results)} results but {len(golds)} golds")
     pairs = [(r.majority_answer, g) for r, g in zip(results, golds)]
-    return np.asarray(_equivalent(grader, pairs, prompt_tasks(task, len(pairs))), dtype=bool)
+    return np.asarray(_equivalent(grader, pairs, expand_tasks(task, len(pairs), "prompts")), dtype=bool)

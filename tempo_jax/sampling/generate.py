@@ -1,8 +1,14 @@
 """Jitted rollout: prefill once per prompt, fan the cache out to n samples, decode in a while loop.
 
-The decode loop stops as soon as every sequence has emitted a stop token (or at
-``max_new_tokens``) and returns, for every sampled token, its log-prob under the model's own
-distribution (PPO/GSPO's old log-probs) and optionally under the sampling distribution.
+The decode loop stops as soon as every sequence has emitted a stop token or reached its length
+budget and returns, for every sampled token, its log-prob under the model's own distribution
+(PPO/GSPO's old log-probs) and optionally under the sampling distribution.
+
+``max_new_tokens`` is one budget for every row or a budget per prompt (or per row): the largest
+sizes the buffers and cache windows (static shapes), the budgets themselves are a traced array in
+the loop state, so other budgets under the same cap reuse the compiled programs. A row stops at
+its budget (finish reason ``length``) with the same tokens and log-probs as the first tokens of
+a longer budget (same batch, same ``rng``); rows that have stopped idle until the batch ends.
 
 Performance notes (CPU numbers in ``benchmarks/sampler.py``):
 
@@ -118,7 +124,7 @@ def _record(c: dict, tok, lp, slp, stop: jax.Array, pad_id: int) -> dict:
         )
     out["lengths"] = c["lengths"] + live.astype(jnp.int32)
     out["eos"] = c["eos"] | hit
-    out["done"] = c["done"] | hit
+    out["done"] = c["done"] | hit | (out["lengths"] >= c["budget"])
     out["step"] = c["step"] + 1
     return out
 
@@ -143,9 +149,11 @@ def prefill(
     pad_id: int,
     with_sampling_logprobs: bool,
     rng,
+    budgets=None,
 ):
     """Run each prompt once into a ``cache_len``-slot cache, fan out to n samples (row i*n+j =
-    sample j of prompt i) and sample the first token: the decode loop state."""
+    sample j of prompt i) and sample the first token: the decode loop state. ``budgets`` [rows]
+    are the rows' new-token budgets (default: ``max_new_tokens``, the buffers' width, for all)."""
     model: CausalLM = nnx.merge(graphdef, state)
     positions = positions_from_valid(valid)
     cache = _constrain_cache(init_layer_cache(model.cfg, tokens.shape[0], cache_len, cache_dtype), mesh)
@@ -172,6 +180,9 @@ def prefill(
         tokens=jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
         logprobs=jnp.zeros((rows, max_new_tokens), jnp.float32),
         lengths=jnp.zeros((rows,), jnp.int32),
+        budget=jnp.full((rows,), max_new_tokens, jnp.int32)
+        if budgets is None
+        else jnp.minimum(jnp.asarray(budgets, jnp.int32), max_new_tokens),
     )
     if with_sampling_logprobs:
         carry["sampling_logprobs"] = jnp.zeros((rows, max_new_tokens), jnp.float32)
@@ -235,12 +246,52 @@ def _names(path) -> tuple:
     return names[:-1] if names and names[-1] == "value" else names
 
 
+def row_budgets(max_new_tokens: int | Sequence[int] | np.ndarray, batch: int, n: int) -> np.ndarray:
+    """The new-token budget of each of the ``batch * n`` rows (int32): ``max_new_tokens`` is one
+    int for every row, one per prompt (its n samples share it) or one per row (row i*n+j = sample
+    j of prompt i). Raises ValueError for n < 1, a budget < 1, a non-integer or a wrong length."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"need n >= 1 samples per prompt, got n={n!r}")
+    if isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool):
+        if not 1 <= max_new_tokens <= np.iinfo(np.int32).max:
+            raise ValueError(f"need 1 <= max_new_tokens < 2**31, got {max_new_tokens}")
+        return np.full((batch * n,), int(max_new_tokens), np.int32)
+    values = np.asarray(max_new_tokens)
+    if values.ndim != 1 or values.dtype == bool or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(
+            "max_new_tokens must be an int or a 1-D sequence of ints (one per prompt or per row), "
+            f"got {type(max_new_tokens).__name__} of dtype {values.dtype} and shape {values.shape}"
+        )
+    if len(values) not in (batch, batch * n):
+        rows = f" or {batch * n} (one per row)" if n > 1 else ""
+        raise ValueError(f"max_new_tokens has {len(values)} budgets; need {batch} (one per prompt){rows}")
+    bad = np.flatnonzero((values < 1) | (values > np.iinfo(np.int32).max))
+    if len(bad):
+        raise ValueError(f"every budget must be in [1, 2**31): max_new_tokens[{bad[0]}] = {values[bad[0]]}")
+    return (np.repeat(values, n) if len(values) == batch else values).astype(np.int32)
+
+
+def _check_memory(cfg, windows: list[int], batch: int, n: int, dtype, budget_bytes, mesh: Mesh | None) -> None:
+    """Peak cache memory, in caches of batch*n rows x the full length: prefill + fan-out, or a
+    window and the next one during a resize (:func:`~tempo_jax.sampling.memory.check_cache_fits`)."""
+    total = windows[-1]
+    peaks = [windows[0] / total * ((1 + 1 / n) if n > 1 else 1)]
+    peaks += [(a + b) / total for a, b in zip(windows, windows[1:])]
+    devices = 1 if mesh is None else mesh.size
+    check_cache_fits(cfg, batch * n, total, dtype, budget_bytes, devices, copies=max(peaks), samples_per_prompt=n)
+
+
+def _place(x: np.ndarray, mesh: Mesh | None) -> jax.Array:
+    """A batch array on the device(s): rows by the batch rule on a mesh."""
+    return jnp.asarray(x) if mesh is None else jax.device_put(x, batch_sharding(mesh, x.shape))
+
+
 def generate(
     model: CausalLM | tuple,
     prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
     *,
     n: int = 1,
-    max_new_tokens: int = 128,
+    max_new_tokens: int | Sequence[int] | np.ndarray = 128,
     method: Greedy | Sampling = Sampling(),
     stop_ids: Sequence[int] | None = None,
     pad_id: int | None = None,
@@ -257,7 +308,8 @@ def generate(
     ``model`` is a CausalLM or its ``(graphdef, state)`` split. ``prompts`` are token-id lists
     (left-padded here to a power-of-two bucket) or an already padded ``(tokens, valid)`` pair.
     ``stop_ids`` default to the model config's EOS ids. ``min_window`` is the smallest cache
-    window of the segmented decode (:func:`cache_windows`).
+    window of the segmented decode (:func:`cache_windows`). ``max_new_tokens`` is one budget or
+    one per prompt or per row (:func:`row_budgets`); the output is as wide as the largest.
     """
     graphdef, state = nnx.split(model) if isinstance(model, nnx.Module) else model
     cfg = graphdef_cfg(graphdef, state)
@@ -267,24 +319,13 @@ def generate(
         tokens, valid = prompts
     else:
         tokens, valid = left_pad(prompts, pad, min_bucket)
-    if max_new_tokens < 1 or n < 1:
-        raise ValueError(f"need n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}")
     batch, plen = tokens.shape
-    windows = cache_windows(plen, max_new_tokens, min_window)
-    total = windows[-1]
-    # Peak cache memory, in caches of batch*n rows x total slots: prefill + fan-out, or a window
-    # and the next one during a resize.
-    peaks = [windows[0] / total * ((1 + 1 / n) if n > 1 else 1)]
-    peaks += [(a + b) / total for a, b in zip(windows, windows[1:])]
-    devices = 1 if mesh is None else mesh.size
-    check_cache_fits(
-        cfg, batch * n, total, kv_cache_dtype, memory_budget_bytes, devices, copies=max(peaks), samples_per_prompt=n
-    )
+    budgets = row_budgets(max_new_tokens, batch, n)
+    cap = int(budgets.max())
+    windows = cache_windows(plen, cap, min_window)
+    _check_memory(cfg, windows, batch, n, kv_cache_dtype, memory_budget_bytes, mesh)
     rng = jax.random.key(0) if rng is None else rng
     graphdef, state = _layers_unrolled(graphdef, state)
-    sharding = None if mesh is None else batch_sharding(mesh, tokens.shape)
-    tokens_j = jnp.asarray(tokens) if sharding is None else jax.device_put(tokens, sharding)
-    valid_j = jnp.asarray(valid) if sharding is None else jax.device_put(valid, sharding)
     # On fake CPU devices, sharded programs queued back to back can deadlock in XLA's collectives:
     # with a mesh, wait for each one.
     sync = jax.block_until_ready if mesh is not None else (lambda x: x)
@@ -292,23 +333,24 @@ def generate(
         prefill(
             graphdef,
             state,
-            tokens_j,
-            valid_j,
+            _place(tokens, mesh),
+            _place(valid, mesh),
             windows[0],
             kv_cache_dtype,
             mesh,
             n,
-            max_new_tokens,
+            cap,
             method,
             stop,
             pad,
             return_sampling_logprobs,
             rng,
+            _place(budgets, mesh),
         )
     )
     start = 1  # the first token was sampled from the prefill logits
     for i, window in enumerate(windows):
-        end = min(window - plen + 1, max_new_tokens)
+        end = min(window - plen + 1, cap)
         if end <= start:
             continue
         if i:
@@ -318,9 +360,10 @@ def generate(
         carry = sync(decode(graphdef, state, carry, jnp.asarray(end, jnp.int32), rng, method, stop, pad))
         start = end
     carry.pop("cache")
+    carry.pop("budget")
     out = to_host(carry)  # gathers rows other hosts hold (multi-host)
     lengths = np.asarray(out["lengths"])
-    mask = np.arange(max_new_tokens)[None, :] < lengths[:, None]
+    mask = np.arange(cap)[None, :] < lengths[:, None]
     return SampleOutput(
         prompt_tokens=np.repeat(tokens, n, axis=0),
         prompt_valid=np.repeat(valid, n, axis=0),
