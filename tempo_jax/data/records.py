@@ -214,14 +214,19 @@ def _iter_parquet(path: pathlib.Path, report: ReadReport) -> Iterator[tuple[str,
         ) from e
 
 
-def iter_rows(path: str | os.PathLike, report: ReadReport | None = None) -> Iterator[tuple[str, Any]]:
-    """Yield ``(where, row)`` for each row; ``row`` is a ``_RowError`` for an undecodable line.
-    A ``gs://`` file is read from a local copy (:func:`tempo_jax.storage.local_copy`)."""
+def local_data_file(path: str | os.PathLike) -> pathlib.Path:
+    """``path`` as a local path: a ``gs://`` file is read from a local copy
+    (:func:`tempo_jax.storage.local_copy`), a missing one is a :class:`DataError`."""
     if storage.is_remote(path):
         if not storage.isfile(path):
             raise DataError("file not found", path=path, hint="check the bucket path (gsutil ls)")
-        path = storage.local_copy(path)
-    path = pathlib.Path(path)
+        return pathlib.Path(storage.local_copy(path))
+    return pathlib.Path(path)
+
+
+def iter_rows(path: str | os.PathLike, report: ReadReport | None = None) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, row)`` for each row; ``row`` is a ``_RowError`` for an undecodable line."""
+    path = local_data_file(path)
     _check_path(path)
     report = report if report is not None else ReadReport(str(path))
     suffix = path.suffix.lower()

@@ -38,7 +38,7 @@ from tensorflow_datasets.core.utils import tqdm_utils
 
 from tempo_jax import storage
 from tempo_jax.data.benchmarks import SOURCE_SUFFIXES, data_files, is_benchmark_dir, read_source
-from tempo_jax.data.records import RECORD_KEYS, DataError, ReadReport
+from tempo_jax.data.records import RECORD_KEYS, DataError, ReadReport, local_data_file
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,7 @@ def resolve_source(
             )
         return path, spec.split, s
     if storage.is_remote(s):  # a file in a bucket: read from a local copy
-        if not storage.isfile(s):
-            raise DataError("file not found", path=s, hint="check the bucket path (gsutil ls)")
-        local = pathlib.Path(storage.local_copy(s))
+        local = local_data_file(s)
         return local, "train", local.stem
     p = pathlib.Path(s).expanduser()
     if p.suffix.lower() in SOURCE_SUFFIXES or os.sep in s or p.exists():

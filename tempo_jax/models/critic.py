@@ -13,21 +13,12 @@ from flax import nnx
 
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.decoder import CausalLM, Decoder, default_positions
-from tempo_jax.models.layers import param_init
+from tempo_jax.models.layers import linear
 
 
 def value_head(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Linear:
     """HF's token-classification head with one label: Linear(hidden, 1) with a bias (zero at init)."""
-    return nnx.Linear(
-        cfg.hidden_size,
-        1,
-        use_bias=True,
-        dtype=cfg.jnp_dtype,
-        param_dtype=cfg.jnp_param_dtype,
-        kernel_init=param_init(),
-        bias_init=nnx.initializers.zeros_init(),
-        rngs=rngs,
-    )
+    return linear(cfg, cfg.hidden_size, 1, True, rngs)
 
 
 class Critic(nnx.Module):

@@ -36,7 +36,8 @@ class RMSNorm(nnx.Module):
         return (self.weight[...].astype(jnp.float32) * x32).astype(dtype)
 
 
-def _linear(cfg: ModelConfig, n_in: int, n_out: int, bias: bool, rngs: nnx.Rngs) -> nnx.Linear:
+def linear(cfg: ModelConfig, n_in: int, n_out: int, bias: bool, rngs: nnx.Rngs) -> nnx.Linear:
+    """A projection in the model's dtypes and initialisation (bias zero at init)."""
     return nnx.Linear(
         n_in,
         n_out,
@@ -120,10 +121,10 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         h, d = cfg.hidden_size, cfg.head_dim
-        self.q_proj = _linear(cfg, h, cfg.num_heads * d, cfg.qkv_bias, rngs)
-        self.k_proj = _linear(cfg, h, cfg.num_kv_heads * d, cfg.qkv_bias, rngs)
-        self.v_proj = _linear(cfg, h, cfg.num_kv_heads * d, cfg.qkv_bias, rngs)
-        self.o_proj = _linear(cfg, cfg.num_heads * d, h, False, rngs)
+        self.q_proj = linear(cfg, h, cfg.num_heads * d, cfg.qkv_bias, rngs)
+        self.k_proj = linear(cfg, h, cfg.num_kv_heads * d, cfg.qkv_bias, rngs)
+        self.v_proj = linear(cfg, h, cfg.num_kv_heads * d, cfg.qkv_bias, rngs)
+        self.o_proj = linear(cfg, cfg.num_heads * d, h, False, rngs)
         if cfg.qk_norm == "head":
             self.q_norm = RMSNorm(d, cfg.rms_norm_eps, cfg)
             self.k_norm = RMSNorm(d, cfg.rms_norm_eps, cfg)
@@ -165,9 +166,9 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         h, i = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = _linear(cfg, h, i, False, rngs)
-        self.up_proj = _linear(cfg, h, i, False, rngs)
-        self.down_proj = _linear(cfg, i, h, False, rngs)
+        self.gate_proj = linear(cfg, h, i, False, rngs)
+        self.up_proj = linear(cfg, h, i, False, rngs)
+        self.down_proj = linear(cfg, i, h, False, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -21,7 +21,6 @@ says what to change.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
@@ -47,7 +46,7 @@ from tempo_jax.models.tokenizer import stop_and_pad_ids
 from tempo_jax.parallel.mesh import batch_spec, make_mesh, resolve_shape
 from tempo_jax.parallel.topology import parse_topology
 from tempo_jax.plan.estimates import GiB, model_config_for, shard_bytes
-from tempo_jax.plan.report import finish_report, format_report, precheck
+from tempo_jax.plan.report import finish_report, format_report, precheck, slice_fields
 from tempo_jax.sampling import generate as gen
 from tempo_jax.train import programs as builders
 from tempo_jax.train.config import load_config, uses_critic
@@ -142,11 +141,7 @@ def compile_programs(cfg, topology_name: str, only: tuple[str, ...] = ()) -> dic
     # The sampler's resharded copy of the actor (rollout_shape) is freed before the updates (Trainer.step).
     programs.update(_update_programs(cfg, mc, mesh, actor, critic, sizes, want))
     return {
-        "topology": topo.slice_name,
-        "topology_name": topo.topology_name,
-        "chips": topo.chips,
-        "hosts": topo.hosts,
-        "chip": dataclasses.asdict(topo.chip),
+        **slice_fields(topo),
         "mesh": dict(mesh.shape),
         "rollout_mesh": dict(rollout_mesh.shape),
         "windows": windows,

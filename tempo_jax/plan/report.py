@@ -183,6 +183,17 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def slice_fields(topo) -> dict:
+    """The report's description of the slice (a ``parallel.topology`` topology)."""
+    return {
+        "topology": topo.slice_name,
+        "topology_name": topo.topology_name,
+        "chips": topo.chips,
+        "hosts": topo.hosts,
+        "chip": dataclasses.asdict(topo.chip),
+    }
+
+
 def precheck(cfg, topology_name: str) -> dict | None:
     """A report without compiling when the train states alone cannot fit (fast, no libtpu needed)."""
     topo = parse_topology(topology_name)
@@ -199,11 +210,7 @@ def precheck(cfg, topology_name: str) -> dict | None:
     sizes["critic_opt_state"] = sizes["actor_opt_state"] if roles == 2 else 0
     program = {"name": "train_states", "compiled": False, "temp_bytes": 0.0, "resident_bytes": states, "fits": False}
     return {
-        "topology": topo.slice_name,
-        "topology_name": topo.topology_name,
-        "chips": topo.chips,
-        "hosts": topo.hosts,
-        "chip": dataclasses.asdict(topo.chip),
+        **slice_fields(topo),
         "mesh": {"data": 1, "fsdp": topo.chips, "tensor": 1},
         "rollout_mesh": {},
         "windows": [],

@@ -9,7 +9,6 @@ from tempo_jax.models.hf_io import to_hf
 from tempo_jax.models.tokenizer import save_tokenizer
 from tempo_jax.parallel.distributed import barrier, is_primary
 from tempo_jax.parallel.mesh import to_host
-from tempo_jax.train.run_files import TOKENIZER_DIR
 
 
 def export_final(trainer) -> None:
@@ -32,6 +31,5 @@ def export_final(trainer) -> None:
             )
         del params
     if is_primary():
-        save_tokenizer(trainer.tokenizer, storage.join(base, "actor"))
-        save_tokenizer(trainer.tokenizer, storage.join(trainer.run_dir, TOKENIZER_DIR))
+        save_tokenizer(trainer.tokenizer, storage.join(base, "actor"))  # run_dir/tokenizer: written at start
     barrier("tempo_jax_export_final")  # nobody leaves (and shuts the job down) before the files are written
