@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tempo_jax.models.hf_io import from_hf
 from tempo_jax.testing.torch_reference import HFCheckpointCache, hf_config_from
 
 torch = pytest.importorskip("torch")
@@ -111,3 +112,10 @@ def hf_pad():
 def teacher_forced():
     """:func:`teacher_forced_logits`."""
     return teacher_forced_logits
+
+
+@pytest.fixture(scope="module")
+def qwen3(checkpoints):
+    """Our model loaded from the tiny Qwen3 checkpoint (the generate tests' model)."""
+    path, _ = checkpoints.get("qwen3")
+    return from_hf(path)

@@ -22,12 +22,6 @@ PAD = 0
 T = 16
 
 
-@pytest.fixture(scope="module")
-def qwen3(checkpoints):
-    path, hf_model = checkpoints.get("qwen3")
-    return from_hf(path)
-
-
 def _run(model, prompts, seed, **kw):
     args = dict(n=4, max_new_tokens=T, method=Sampling(), stop_ids=(), pad_id=PAD, rng=jax.random.key(seed))
     args.update(kw)

@@ -25,12 +25,6 @@ PAD = 0
 CAP = 24
 
 
-@pytest.fixture(scope="module")
-def qwen3(checkpoints):
-    path, _ = checkpoints.get("qwen3")
-    return from_hf(path)
-
-
 def _run(model, prompts, budgets, **kw):
     args = dict(n=2, method=Sampling(), stop_ids=(), pad_id=PAD, rng=jax.random.key(5), return_sampling_logprobs=True)
     args.update(kw)
