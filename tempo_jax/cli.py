@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from tempo_jax.errors import UserError
+from tempo_jax.sampling import ENGINES
 
 # This module is the __main__ of every process `tempo-jax` starts, and multiprocessing's
 # forkserver/spawn children (the grading pool's workers) import __main__ again: at module level it
@@ -42,6 +43,8 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
         data_dir=args.data_dir or None,
         template=args.template,
         seed=args.seed,
+        engine=args.engine,
+        decode_slots=args.decode_slots,
     )
     datasets = args.datasets
     if args.config:  # the recipe supplies datasets, sampling length, template and run directory
@@ -191,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="static",
+        help="rollout engine: static batches, or continuous batching over --decode-slots slots refilled as "
+        "rows stop (same samples) (default: %(default)s; with --config, the recipe's rollout.engine)",
+    )
+    p.add_argument(
+        "--decode-slots",
+        type=int,
+        default=0,
+        help="the continuous engine's decode slots (default: %(default)s = a quarter of the rows per call)",
+    )
     p.add_argument(
         "--mesh",
         type=_mesh_shape,

@@ -170,6 +170,8 @@ def make_sample_fn(
     mesh: Mesh | None = None,
     value_fn: Callable | None = None,
     kv_cache_dtype: str | None = None,
+    engine: str = "static",
+    decode_slots: int = 0,
     return_tokens: bool = False,
     stop_ids: Sequence[int] | None = None,
 ) -> Callable:
@@ -236,6 +238,8 @@ def make_sample_fn(
                 kv_cache_dtype=kv_cache_dtype,
                 mesh=mesh,
                 min_bucket=min_bucket,
+                engine=engine,
+                slots=decode_slots or None,
             )
             keep = real * n  # rows of the real prompts come first (row i*n+j)
             decoded = _decode(tokenizer, out.tokens[:keep], out.lengths[:keep])
@@ -321,6 +325,8 @@ def evaluate_model(
     ks: Sequence[int] = M.DEFAULT_KS,
     mesh: Mesh | None = None,
     kv_cache_dtype: str | None = None,
+    engine: str = "static",
+    decode_slots: int = 0,
     value_rows_per_call: int | None = None,
     min_bucket: int = 16,
     greedy: bool = False,
@@ -338,6 +344,8 @@ def evaluate_model(
         extracted)`` callable, or ``None`` (a ``Grader(num_workers=2, timeout_s=5.0)`` is made and closed).
       batch_prompts: prompts per sampler call (default ``min(8, len(dataset))``); rows = batch_prompts * n.
       greedy: argmax decoding instead of sampling (the reference never uses it; for debugging).
+      engine, decode_slots: the rollout engine (``static`` or ``continuous`` with that many decode
+        slots, 0: its default) (:func:`~tempo_jax.sampling.generate.generate`).
     Writes ``<name>_samples.jsonl``, ``<name>_results.md``, ``<name>_summary.json``,
     ``<name>_pass_at_k.png`` per dataset, and ``results.md``, ``results.json``, ``pass_at_k.png``.
     Returns ``{name: EvalResult}`` in the order given.
@@ -367,6 +375,8 @@ def evaluate_model(
         mesh=mesh,
         value_fn=value_fn,
         kv_cache_dtype=kv_cache_dtype,
+        engine=engine,
+        decode_slots=decode_slots,
     )
     results: dict[str, EvalResult] = {}
     try:
@@ -458,6 +468,8 @@ def _evaluate_records(
     mesh,
     value_fn,
     kv_cache_dtype: str | None,
+    engine: str,
+    decode_slots: int,
 ) -> EvalResult:
     """One dataset: prompts encoded as training encodes them, sampled n times each, graded."""
     questions, enc = encode_records(records, tokenizer, tpl, max_prompt_len=max_prompt_tokens, policy=prompt_policy)
@@ -490,6 +502,8 @@ def _evaluate_records(
         mesh=mesh,
         value_fn=value_fn,
         kv_cache_dtype=kv_cache_dtype,
+        engine=engine,
+        decode_slots=decode_slots,
     )
     res = evaluate(
         questions, sample_fn, grader_fn, n=n, ks=ks, prompt_fn=lambda q: q["prompt"], chunk_size=bp, dataset_name=name

@@ -41,12 +41,15 @@ class KVCache:
 @dataclasses.dataclass
 class LayerKVCache:
     """k, v: tuples (one entry per layer) of [batch, kv_heads, slots, head_dim]; valid and
-    index as in :class:`KVCache`."""
+    index as in :class:`KVCache`. ``ring``: the slots are a ring buffer (continuous batching):
+    the write index wraps around and attention orders keys by age, not slot
+    (:func:`~tempo_jax.models.layers.attention_mask`)."""
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
     valid: jax.Array
     index: jax.Array
+    ring: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     @property
     def max_len(self) -> int:

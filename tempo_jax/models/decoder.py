@@ -66,6 +66,7 @@ class Decoder(nnx.Module):
         is_sliding = [t == SLIDING for t in cfg.layer_types]
         windows = [cfg.sliding_window if t else NO_WINDOW for t in is_sliding]
         stacked = isinstance(cache, KVCache)
+        ring = isinstance(cache, LayerKVCache) and cache.ring
 
         def run(graphdef, state, h, cos, sin, mask, kv):
             block = nnx.merge(graphdef, state)
@@ -90,7 +91,7 @@ class Decoder(nnx.Module):
                 sin = jnp.where(flag, sliding[1], full[1])
                 # Built inside the body: a [B, L, S] mask passed into the loop would be materialised
                 # (long training sequences); here it fuses into the attention scores.
-                mask = MaskSpec(q_slots, kv_valid, w)
+                mask = MaskSpec(q_slots, kv_valid, w, ring)
                 h, kv = run(graphdef, layer_state, h, cos, sin, mask, kv)
                 return h, (None if kv is None else new_rows(kv))
 
@@ -105,8 +106,8 @@ class Decoder(nnx.Module):
             layer_kv = None
         else:
             # One mask spec for full attention, one for sliding layers (identical dense masks are CSE'd).
-            full_mask = MaskSpec(q_slots, kv_valid, NO_WINDOW)
-            sliding_mask = MaskSpec(q_slots, kv_valid, cfg.sliding_window or NO_WINDOW)
+            full_mask = MaskSpec(q_slots, kv_valid, NO_WINDOW, ring)
+            sliding_mask = MaskSpec(q_slots, kv_valid, cfg.sliding_window or NO_WINDOW, ring)
             layer_kv, layer_rows = [], []
             for i, block in enumerate(self.layers):
                 graphdef, state = nnx.split(block)
@@ -145,8 +146,14 @@ def _updated_cache(cache: KVCache | LayerKVCache, length: int, kv_valid: jax.Arr
             )
             for kb, vb, r in zip(cache.k, cache.v, layer_rows)
         ]
+    if cache.ring:  # the write index wraps around (a write never straddles the end: one token per step)
+        index = index % cache.max_len
     return LayerKVCache(
-        k=tuple(kv[0] for kv in layer_kv), v=tuple(kv[1] for kv in layer_kv), valid=kv_valid, index=index
+        k=tuple(kv[0] for kv in layer_kv),
+        v=tuple(kv[1] for kv in layer_kv),
+        valid=kv_valid,
+        index=index,
+        ring=cache.ring,
     )
 
 

@@ -50,12 +50,19 @@ def linear(cfg: ModelConfig, n_in: int, n_out: int, bias: bool, rngs: nnx.Rngs) 
     )
 
 
-def attention_mask(q_slots: jax.Array, kv_valid: jax.Array, window: jax.Array | int) -> jax.Array:
+def attention_mask(q_slots: jax.Array, kv_valid: jax.Array, window: jax.Array | int, ring: bool = False) -> jax.Array:
     """[B, Lq, S] bool: a key at slot s is visible to a query at slot t iff it is valid, s <= t and
     s > t - window (HF's rule). q_slots [Lq] are the queries' absolute slots; kv_valid [B, S] marks
-    real (non-pad, already written) keys. Computed once per forward, shared by the layers."""
+    real (non-pad, already written) keys. Computed once per forward, shared by the layers.
+
+    ``ring``: the slots are a ring buffer (the continuous-batching cache): a key's age is
+    (t - s) mod S and it is visible iff valid and younger than the window; slots a row has not
+    written since it was (re)filled are invalid, so no key from the future is ever valid."""
     k_slots = jnp.arange(kv_valid.shape[1], dtype=jnp.int32)
-    causal = (k_slots[None, :] <= q_slots[:, None]) & (k_slots[None, :] > q_slots[:, None] - window)
+    if ring:
+        causal = (q_slots[:, None] - k_slots[None, :]) % kv_valid.shape[1] < window
+    else:
+        causal = (k_slots[None, :] <= q_slots[:, None]) & (k_slots[None, :] > q_slots[:, None] - window)
     return causal[None, :, :] & kv_valid[:, None, :]
 
 
@@ -69,9 +76,10 @@ class MaskSpec:
     q_slots: jax.Array
     kv_valid: jax.Array
     window: jax.Array | int
+    ring: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     def dense(self) -> jax.Array:
-        return attention_mask(self.q_slots, self.kv_valid, self.window)
+        return attention_mask(self.q_slots, self.kv_valid, self.window, self.ring)
 
 
 def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, spec: MaskSpec, chunk: int) -> jax.Array:
@@ -93,7 +101,7 @@ def attend_chunked(q: jax.Array, k: jax.Array, v: jax.Array, spec: MaskSpec, chu
 
     @jax.checkpoint
     def block(q_block, q_slots):
-        return attend(q_block, k, v, attention_mask(q_slots, spec.kv_valid, spec.window))
+        return attend(q_block, k, v, attention_mask(q_slots, spec.kv_valid, spec.window, spec.ring))
 
     _, out = jax.lax.scan(lambda _, xs: (None, block(*xs)), None, (q_blocks, slots))
     return out.swapaxes(0, 1).reshape(b, blocks * chunk, h * d)[:, :length]

@@ -1,1 +1,3 @@
 
+
+ENGINES = ("static", "continuous")  # generate(engine=...): kept here, free of jax, for the CLI

@@ -48,8 +48,27 @@ def logsumexp_parts(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
     return m, jnp.sum(jnp.exp(logits - m[:, None]), axis=-1)
 
 
+def row_keys(rng: jax.Array, rows: jax.Array, steps: jax.Array) -> jax.Array:
+    """One key per row [R]: the key of token ``steps[i]`` of row ``rows[i]``.
+
+    A row's draws then depend only on (seed, row, token index), not on the batch, slot or step
+    it was decoded in: the static and the continuous engine sample the same tokens from the same
+    logits, and so do a batch and any chunk of it."""
+    return jax.vmap(lambda r, t: jax.random.fold_in(jax.random.fold_in(rng, r), t))(rows, steps)
+
+
+def row_uniforms(rng: jax.Array, rows: int) -> jax.Array:
+    """[rows] uniforms in [0, 1): one per key when ``rng`` is a batch of keys (:func:`row_keys`),
+    else ``rows`` draws from the one key."""
+    is_typed = jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key)
+    if rng.ndim == (1 if is_typed else 2):
+        return jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(rng)
+    return jax.random.uniform(rng, (rows,), jnp.float32)
+
+
 def draw(rng: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One token per row from softmax(logits) [R, V], by inverse CDF with one uniform per row.
+    """One token per row from softmax(logits) [R, V], by inverse CDF with one uniform per row
+    (``rng``: one key, or one key per row).
 
     The vocabulary is cut into blocks of C entries: the block is found from the cumulative block
     masses, then the token from the cumulative masses inside that block, so only [R, V / C] and
@@ -67,7 +86,7 @@ def draw(rng: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array, jax.A
     block_mass = jnp.sum(jnp.exp(blocks - m[:, None, None]), axis=-1)  # [R, NB]
     cum = jnp.cumsum(block_mass, axis=-1)
     total = cum[:, -1]
-    target = jax.random.uniform(rng, (rows,), jnp.float32) * total
+    target = row_uniforms(rng, rows) * total
     blk = jnp.minimum(jnp.sum(cum <= target[:, None], axis=-1).astype(jnp.int32), _last_index(block_mass > 0))
     inner = jnp.take_along_axis(blocks, blk[:, None, None], axis=1)[:, 0]  # [R, C]
     inner_mass = jnp.exp(inner - m[:, None])

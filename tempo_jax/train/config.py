@@ -27,6 +27,7 @@ from tempo_jax.parallel.mesh import validate_mesh_config
 from tempo_jax.rewards.tasks import DEFAULT_TASK, TaskMap
 from tempo_jax.rl import ADVANTAGES, POLICY_LOSSES, VALUE_LOSSES
 from tempo_jax.rl.options import AGG_MODES, WHITEN_MODES
+from tempo_jax.sampling import ENGINES
 from tempo_jax.train.algo_options import SECTIONS, AlgoOptions, algo_options, options_section, rebuild_section
 from tempo_jax.train.wandb_logger import config_errors as wandb_config_errors
 
@@ -90,6 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.rollout.top_k = -1
     c.rollout.kv_cache_dtype = ""
     c.rollout.prompts_per_generate = 0  # prompts per sampler call (bounds the KV cache); 0 = the whole batch
+    # static: each sampler call decodes its batch until the longest row stops; continuous: decode_slots
+    # slots refilled as rows stop (the whole batch in one call; prompts_per_generate does not apply)
+    c.rollout.engine = "static"
+    c.rollout.decode_slots = 0  # continuous engine's slots; 0 = a quarter of the batch's rows
 
     c.algo = ml_collections.ConfigDict()
     # Each function's options section holds exactly its typed options (rl/options.py), rebuilt when
@@ -532,6 +537,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
             f"train.train_batch_size={t.train_batch_size}"
         )
+    if cfg.rollout.get("engine", "static") not in ENGINES:
+        errors.append(f"rollout.engine={cfg.rollout.engine!r} must be one of {', '.join(ENGINES)}")
+    if cfg.rollout.get("decode_slots", 0) < 0:
+        errors.append(f"rollout.decode_slots={cfg.rollout.decode_slots} must be >= 0 (0 = a quarter of the rows)")
     if "mesh" in cfg:
         errors.extend(validate_mesh_config(cfg))
     if "log" in cfg:

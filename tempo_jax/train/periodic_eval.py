@@ -21,9 +21,13 @@ def eval_datasets(cfg: ml_collections.ConfigDict) -> list[str]:
 
 def recipe_eval_settings(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
     """What a recipe fixes for evaluating its models (periodic evaluation and ``tempo-jax eval
-    --config``): sampling length, the run's prompt template and prompt length, the data directory."""
+    --config``): sampling length, the run's prompt template and prompt length, the data directory,
+    the rollout engine and its KV-cache dtype."""
     return dict(
         max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+        kv_cache_dtype=cfg.rollout.kv_cache_dtype or None,
+        engine=cfg.rollout.get("engine", "static"),
+        decode_slots=cfg.rollout.get("decode_slots", 0),
         template=run_template(cfg),
         max_prompt_tokens=cfg.data.max_prompt_tokens,
         data_dir=cfg.data.data_dir or None,

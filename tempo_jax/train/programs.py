@@ -118,6 +118,8 @@ def rollout_settings(cfg: ml_collections.ConfigDict, stop_ids: tuple[int, ...], 
         confidence_upper=a.confidence_upper,
         kv_cache_dtype=r.kv_cache_dtype or None,
         prompts_per_generate=r.get("prompts_per_generate", 0),
+        engine=r.get("engine", "static"),
+        decode_slots=r.get("decode_slots", 0),
     )
 
 

@@ -40,7 +40,9 @@ class RolloutSettings:
     confidence_lower: float = 0.3
     confidence_upper: float = 1.0
     kv_cache_dtype: str | None = None
-    prompts_per_generate: int = 0  # 0 = all prompts of a batch in one sampler call
+    prompts_per_generate: int = 0  # 0 = all prompts of a batch in one sampler call (static engine)
+    engine: str = "static"  # static | continuous (generate's engine)
+    decode_slots: int = 0  # the continuous engine's slots (0: its default)
 
 
 def pad_prompts(prompt_ids: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +93,9 @@ def _where(column: list, keep: np.ndarray) -> list:
 
 def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: RolloutSettings, rng: jax.Array, mesh):
     """``generate`` over chunks of ``s.prompts_per_generate`` prompts (the KV cache holds one chunk),
-    joined as one output; a single call when the setting is 0 or covers the batch."""
-    chunk = s.prompts_per_generate or len(tokens)
+    joined as one output; a single call when the setting is 0 or covers the batch, or for the
+    continuous engine (its ``decode_slots`` bound the cache)."""
+    chunk = (s.engine == "static" and s.prompts_per_generate) or len(tokens)
     outs = []
     for i, start in enumerate(range(0, len(tokens), chunk)):
         key = rng if chunk >= len(tokens) else jax.random.fold_in(rng, i)
@@ -107,6 +110,8 @@ def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: Roll
             rng=key,
             kv_cache_dtype=s.kv_cache_dtype,
             mesh=mesh,
+            engine=s.engine,
+            slots=s.decode_slots or None,
         )
         out.prompt_index = out.prompt_index + start
         outs.append(out)

@@ -3,9 +3,9 @@ stops exactly at its budget, its tokens are the prefix of a longer budget's, the
 once every row is done, other budgets under the same cap reuse the compiled programs, the n
 samples of a prompt share its budget, and bad budgets fail with a ValueError.
 
-The randomness of a step is ``fold_in(rng, step)`` drawn over the whole batch (one uniform per
-row): it depends on the step, the row and the batch's size, never on the budgets, so sampled rows
-are prefix-equal too (same prompts, same n, same rng)."""
+The randomness of a token is the row's own key for that token index
+(:func:`~tempo_jax.sampling.methods.row_keys`): it depends on the seed, the row and the token
+index, never on the budgets, so sampled rows are prefix-equal too (same prompts, same n, same rng)."""
 
 from __future__ import annotations
 

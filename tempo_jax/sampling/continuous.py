@@ -1,0 +1,356 @@
+"""Continuous batching: a fixed number of decode slots, refilled as rows finish.
+
+The static engine (:func:`tempo_jax.sampling.generate.generate`) decodes a batch until its longest
+row stops, so with long-tailed response lengths most slot-steps go to rows that already ended.
+Here ``slots`` rows decode at once; when enough of them have stopped, the next pending
+(prompt, sample) rows are prefilled and inserted into the freed slots, so the batch stays full
+until the work runs out. Same output contract (:class:`SampleOutput`, row i*n+j = sample j of
+prompt i, model and sampling log-probs, finish reasons, per-row budgets) and, because a row's
+draws depend only on (seed, row, token index) (:func:`~tempo_jax.sampling.methods.row_keys`),
+the same tokens as the static engine from the same logits.
+
+The cache is a ring buffer (:class:`~tempo_jax.models.cache.LayerKVCache` with ``ring=True``) of
+``prompt_len + cap - 1`` slots (rounded up to a tile), with one write index shared by every row
+(each step writes one token per row at the same slot, so a decode step is the static engine's
+step). A row is inserted by prefilling its prompt into a small cache of its own and scattering
+those keys/values into its ring row at the slots that end just before the write index; the rest of
+the row is marked invalid. Keys are stored already rotated (RoPE at their own positions), and
+attention orders keys by age modulo the ring, not by slot, so a row never sees what its slot held
+before. A row lives at most ``prompt_len + budget - 1`` slots: it never overwrites its own keys.
+
+The host drives the loop (as JetStream's orchestrator does): ``insert`` (jitted, one program per
+power-of-two insert size), ``decode`` (a jitted ``while_loop`` that runs until at least
+``refill`` slots are free, or until every row is done once nothing is pending), then it copies the
+finished rows' outputs back and refills. Everything is deterministic: same seed, same output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from tempo_jax.models.cache import LayerKVCache, init_layer_cache
+from tempo_jax.models.decoder import CausalLM, positions_from_valid
+from tempo_jax.parallel.mesh import to_host
+from tempo_jax.sampling.generate import (
+    SLOT_TILE,
+    SampleOutput,
+    _constrain_cache,
+    _layers_unrolled,
+    _place,
+    _stop_array,
+    graphdef_cfg,
+    row_budgets,
+)
+from tempo_jax.sampling.memory import check_cache_fits
+from tempo_jax.sampling.methods import Greedy, Sampling, row_keys
+from tempo_jax.sampling.padding import bucket_length, left_pad
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousStats:
+    """What the engine did: ``decode_steps`` loop iterations over ``slots`` slots and
+    ``insert_rows`` prefilled rows (insert batches padded to a power of two included), so
+    slot utilisation = generated tokens / (slots x decode_steps + insert_rows)."""
+
+    slots: int
+    ring_len: int
+    decode_steps: int
+    inserts: int
+    insert_rows: int
+
+    def utilisation(self, generated_tokens: int) -> float:
+        return generated_tokens / max(self.slots * self.decode_steps + self.insert_rows, 1)
+
+
+def ring_length(prompt_len: int, cap: int) -> int:
+    """Ring slots: a row's prompt plus every sampled token but the last (never fed back),
+    rounded up to :data:`~tempo_jax.sampling.generate.SLOT_TILE`."""
+    return -(-(prompt_len + cap - 1) // SLOT_TILE) * SLOT_TILE
+
+
+def _empty_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, with_slp: bool, mesh) -> dict:
+    cache = init_layer_cache(cfg, slots, ring_len, dtype)
+    cache = _constrain_cache(dataclasses.replace(cache, ring=True), mesh)
+    state = dict(
+        cache=cache,
+        tok=jnp.full((slots,), pad_id, jnp.int32),
+        pos=jnp.zeros((slots,), jnp.int32),
+        row=jnp.zeros((slots,), jnp.int32),
+        count=jnp.zeros((slots,), jnp.int32),
+        budget=jnp.ones((slots,), jnp.int32),
+        done=jnp.ones((slots,), jnp.bool_),  # an empty slot counts as done (free)
+        eos=jnp.zeros((slots,), jnp.bool_),
+        tokens=jnp.full((slots, cap), pad_id, jnp.int32),
+        logprobs=jnp.zeros((slots, cap), jnp.float32),
+        steps=jnp.zeros((), jnp.int32),
+    )
+    if with_slp:
+        state["sampling_logprobs"] = jnp.zeros((slots, cap), jnp.float32)
+    return state
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
+def init_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, with_slp: bool, mesh) -> dict:
+    """All slots empty (done); the ring cache placed by the batch rule on a mesh."""
+    return _empty_state(cfg, slots, ring_len, cap, dtype, pad_id, with_slp, mesh)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 8, 9, 10, 11, 12), donate_argnums=(2,))
+def insert(
+    graphdef,
+    params,
+    state: dict,
+    tokens: jax.Array,
+    valid: jax.Array,
+    slots: jax.Array,
+    rows: jax.Array,
+    budgets: jax.Array,
+    method,
+    stop_ids: tuple,
+    pad_id: int,
+    cache_dtype: str | None,
+    mesh: Mesh | None,
+    rng: jax.Array,
+) -> dict:
+    """Prefill ``tokens`` [I, P] (left-padded) and put row ``rows[i]`` into slot ``slots[i]``
+    (an index >= the slot count is padding: dropped), its first token sampled from the prefill
+    logits with the row's own key. The state is donated: the ring is updated in place."""
+    model: CausalLM = nnx.merge(graphdef, params)
+    n_ins, plen = tokens.shape
+    scratch = init_layer_cache(model.cfg, n_ins, plen, cache_dtype)
+    hidden, filled = model.model(tokens, positions_from_valid(valid), valid, scratch)
+    assert isinstance(filled, LayerKVCache)
+    logits = model.logits_from_hidden(hidden[:, -1])
+    tok, lp, slp = method.sample_with_logprobs(row_keys(rng, rows, jnp.zeros_like(rows)), logits)
+    hit = jnp.any(tok[:, None] == _stop_array(stop_ids)[None, :], axis=-1)
+
+    ring: LayerKVCache = state["cache"]
+    at = (ring.index - plen + jnp.arange(plen, dtype=jnp.int32)) % ring.max_len  # the prompt ends before the index
+    put = lambda buf, new: buf.at[slots[:, None], :, at[None, :], :].set(  # noqa: E731
+        jnp.swapaxes(new, 1, 2).astype(buf.dtype), mode="drop"
+    )
+    row_valid = jnp.zeros((n_ins, ring.max_len), jnp.bool_).at[:, at].set(valid)
+    cache = LayerKVCache(
+        k=tuple(map(put, ring.k, filled.k)),
+        v=tuple(map(put, ring.v, filled.v)),
+        valid=ring.valid.at[slots].set(row_valid, mode="drop"),
+        index=ring.index,
+        ring=True,
+    )
+    cap = state["tokens"].shape[1]
+    set_rows = lambda buf, first, fill: buf.at[slots].set(  # noqa: E731
+        jnp.full((n_ins, cap), fill, buf.dtype).at[:, 0].set(first), mode="drop"
+    )
+    set_slots = lambda buf, new: buf.at[slots].set(new, mode="drop")  # noqa: E731
+    out = dict(state)
+    out["cache"] = _constrain_cache(cache, mesh)
+    out["tok"] = set_slots(state["tok"], tok)
+    out["pos"] = set_slots(state["pos"], jnp.sum(valid, axis=-1).astype(jnp.int32))
+    out["row"] = set_slots(state["row"], rows)
+    out["count"] = set_slots(state["count"], jnp.ones_like(rows))
+    out["budget"] = set_slots(state["budget"], budgets)
+    out["eos"] = set_slots(state["eos"], hit)
+    out["done"] = set_slots(state["done"], hit | (budgets <= 1))
+    out["tokens"] = set_rows(state["tokens"], tok, pad_id)
+    out["logprobs"] = set_rows(state["logprobs"], lp, 0.0)
+    if "sampling_logprobs" in state:
+        out["sampling_logprobs"] = set_rows(state["sampling_logprobs"], slp, 0.0)
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7), donate_argnums=(2,))
+def decode(graphdef, params, state: dict, free_target: jax.Array, rng: jax.Array, method, stop_ids: tuple, pad_id: int):
+    """Decode every slot until at least ``free_target`` slots are done (free) or all are."""
+    model: CausalLM = nnx.merge(graphdef, params)
+    stop = _stop_array(stop_ids)
+    slots, cap = state["tokens"].shape
+    ones = jnp.ones((slots, 1), jnp.bool_)
+    slot_ids = jnp.arange(slots)
+
+    def cond(c):
+        n_done = jnp.sum(c["done"].astype(jnp.int32))
+        return (n_done < free_target) & (n_done < slots)
+
+    def body(c):
+        logits, cache = model(c["tok"][:, None], c["pos"][:, None], ones, c["cache"])
+        tok, lp, slp = method.sample_with_logprobs(row_keys(rng, c["row"], c["count"]), logits[:, 0])
+        live = ~c["done"]
+        tok = jnp.where(live, tok, pad_id)
+        col = jnp.where(live, c["count"], cap)  # a done slot writes nowhere
+        write = lambda buf, x: buf.at[slot_ids, col].set(x, mode="drop")  # noqa: E731
+        hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
+        out = dict(c)
+        out["cache"] = cache
+        out["tok"] = tok
+        out["pos"] = c["pos"] + 1
+        out["tokens"] = write(c["tokens"], tok)
+        out["logprobs"] = write(c["logprobs"], lp)
+        if "sampling_logprobs" in c:
+            out["sampling_logprobs"] = write(c["sampling_logprobs"], slp)
+        out["count"] = c["count"] + live.astype(jnp.int32)
+        out["eos"] = c["eos"] | hit
+        out["done"] = c["done"] | hit | (out["count"] >= c["budget"])
+        out["steps"] = c["steps"] + 1
+        return out
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+@jax.jit
+def take(state: dict, slots: jax.Array) -> dict:
+    """The outputs of the given slots (finished rows) for the host."""
+    keys = ("tokens", "logprobs", "sampling_logprobs", "count", "eos")
+    return {k: state[k][slots] for k in keys if k in state}
+
+
+def default_slots(rows: int) -> int:
+    """A quarter of the rows (at least one): enough rows wait to keep the slots full."""
+    return max(-(-rows // 4), 1)
+
+
+def generate_continuous(
+    model: CausalLM | tuple,
+    prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
+    *,
+    n: int = 1,
+    max_new_tokens: int | Sequence[int] | np.ndarray = 128,
+    method: Greedy | Sampling = Sampling(),
+    stop_ids: Sequence[int] | None = None,
+    pad_id: int | None = None,
+    rng: jax.Array | None = None,
+    kv_cache_dtype: str | None = None,
+    mesh: Mesh | None = None,
+    min_bucket: int = 16,
+    memory_budget_bytes: int | None = None,
+    return_sampling_logprobs: bool = False,
+    slots: int | None = None,
+    refill: int | None = None,
+) -> tuple[SampleOutput, ContinuousStats]:
+    """Sample ``n`` responses per prompt with ``slots`` decode slots (default
+    :func:`default_slots`); arguments as :func:`~tempo_jax.sampling.generate.generate`.
+
+    ``refill``: insert new rows once this many slots are free (default: an eighth of the slots,
+    at least one); fewer means fuller slots but more, smaller prefills and host round trips.
+    Returns the output and what the engine did (:class:`ContinuousStats`).
+    """
+    graphdef, params = nnx.split(model) if isinstance(model, nnx.Module) else model
+    cfg = graphdef_cfg(graphdef, params)
+    stop = tuple(int(s) for s in (stop_ids if stop_ids is not None else cfg.eos_ids))
+    pad = int(pad_id if pad_id is not None else (cfg.pad_token_id if cfg.pad_token_id is not None else 0))
+    if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], np.ndarray):
+        tokens, valid = prompts
+    else:
+        tokens, valid = left_pad(prompts, pad, min_bucket)
+    batch, plen = tokens.shape
+    budgets = row_budgets(max_new_tokens, batch, n)
+    total_rows, cap = len(budgets), int(budgets.max())
+    n_slots = min(int(slots) if slots else default_slots(total_rows), total_rows)
+    if n_slots < 1:
+        raise ValueError(f"need at least one decode slot, got slots={slots}")
+    if mesh is not None:  # the same number of slots on every batch shard (the batch rule's split)
+        shards = mesh.shape["data"] * mesh.shape["fsdp"]
+        n_slots = -(-n_slots // shards) * shards
+    refill_at = max(int(refill) if refill else n_slots // 8, 1)
+    ring_len = ring_length(plen, cap)
+    insert_peak = bucket_length(n_slots, 1) * plen / (n_slots * ring_len)
+    check_cache_fits(
+        cfg,
+        n_slots,
+        ring_len,
+        kv_cache_dtype,
+        memory_budget_bytes,
+        1 if mesh is None else mesh.size,
+        copies=1 + insert_peak,
+        samples_per_prompt=1,
+    )
+    rng = jax.random.key(0) if rng is None else rng
+    graphdef, params = _layers_unrolled(graphdef, params)
+    sync = jax.block_until_ready if mesh is not None else (lambda x: x)  # see generate(): fake-device collectives
+
+    state = sync(init_state(cfg, n_slots, ring_len, cap, kv_cache_dtype, pad, return_sampling_logprobs, mesh))
+    out_tokens = np.full((total_rows, cap), pad, np.int32)
+    out_lp = np.zeros((total_rows, cap), np.float32)
+    out_slp = np.zeros((total_rows, cap), np.float32) if return_sampling_logprobs else None
+    lengths = np.zeros((total_rows,), np.int32)
+    eos = np.zeros((total_rows,), bool)
+    slot_row = np.full((n_slots,), -1)  # host's view: the row each slot holds (-1: free)
+    next_row, inserts, insert_rows = 0, 0, 0
+    while True:
+        free = np.flatnonzero(slot_row < 0)
+        if next_row < total_rows and len(free):
+            m = min(len(free), total_rows - next_row)
+            size = min(bucket_length(m, 1), bucket_length(n_slots, 1))
+            rows = np.arange(next_row, next_row + m)
+            pad_rows = np.concatenate([rows, np.full(size - m, rows[-1])])
+            to_slots = np.concatenate([free[:m], np.full(size - m, n_slots)])  # n_slots: dropped
+            prompt_of = pad_rows // n
+            state = sync(
+                insert(
+                    graphdef,
+                    params,
+                    state,
+                    _place(tokens[prompt_of], mesh),
+                    _place(valid[prompt_of], mesh),
+                    jnp.asarray(to_slots, jnp.int32),
+                    jnp.asarray(pad_rows, jnp.int32),
+                    jnp.asarray(budgets[pad_rows], jnp.int32),
+                    method,
+                    stop,
+                    pad,
+                    kv_cache_dtype,
+                    mesh,
+                    rng,
+                )
+            )
+            slot_row[free[:m]] = rows
+            next_row += m
+            inserts += 1
+            insert_rows += size
+        pending = total_rows - next_row
+        target = min(refill_at, pending) if pending else n_slots
+        state = sync(decode(graphdef, params, state, jnp.asarray(target, jnp.int32), rng, method, stop, pad))
+        done = np.asarray(to_host(state["done"]))
+        finished = np.flatnonzero(done & (slot_row >= 0))
+        if len(finished):
+            size = bucket_length(len(finished), 1)
+            idx = np.concatenate([finished, np.full(size - len(finished), finished[-1])])
+            got = to_host(take(state, jnp.asarray(idx, jnp.int32)))
+            rows = slot_row[finished]
+            k = len(finished)
+            out_tokens[rows] = np.asarray(got["tokens"])[:k]
+            out_lp[rows] = np.asarray(got["logprobs"])[:k]
+            if out_slp is not None:
+                out_slp[rows] = np.asarray(got["sampling_logprobs"])[:k]
+            lengths[rows] = np.asarray(got["count"])[:k]
+            eos[rows] = np.asarray(got["eos"])[:k]
+            slot_row[finished] = -1
+        if next_row >= total_rows and (slot_row < 0).all():
+            break
+    stats = ContinuousStats(
+        slots=n_slots,
+        ring_len=ring_len,
+        decode_steps=int(to_host(state["steps"])),
+        inserts=inserts,
+        insert_rows=insert_rows,
+    )
+    mask = np.arange(cap)[None, :] < lengths[:, None]
+    output = SampleOutput(
+        prompt_tokens=np.repeat(tokens, n, axis=0),
+        prompt_valid=np.repeat(valid, n, axis=0),
+        tokens=out_tokens,
+        mask=mask,
+        lengths=lengths,
+        eos=eos,
+        logprobs=out_lp,
+        sampling_logprobs=out_slp,
+        prompt_index=np.repeat(np.arange(batch), n),
+    )
+    return output, stats
