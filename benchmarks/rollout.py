@@ -12,24 +12,27 @@ at T = 1 (no top-k / top-p). Same budgets in every repeat: no recompilation afte
 Engines (:data:`ENGINES`, ``--engines``):
 
 * ``static``: :func:`tempo_jax.sampling.generate.generate` with ``max_new_tokens=budgets`` (one per
-  row): a row stops at its budget and its slot idles until the longest row finishes;
+  row): all R rows in one batch (R slots); a row stops at its budget and its slot idles until the
+  longest row finishes;
+* ``continuous``: :func:`tempo_jax.sampling.continuous.generate_continuous`, ``--slots`` decode slots
+  (default R / 4, so a quarter of static's KV cache) refilled with the next pending row as rows
+  stop; the same tokens as ``static`` (per-row keys);
 * ``transformers``: ``generate`` with ``num_return_sequences=n`` and a :class:`RowBudgets`
   stopping criterion (row r finished after b_r new tokens); finished rows also keep their slot
   until every row has stopped.
 
-A continuous-batching engine (refilling a finished row's slot with the next prompt) plugs in as
-one more :class:`Engine` in :data:`ENGINES`: ``run(models, workload, seed) -> EngineRun`` and the
-workload of its untimed warm-up call.
+Another engine plugs in as one more :class:`Engine` in :data:`ENGINES`: ``run(models, workload,
+seed) -> EngineRun`` and the workload of its untimed warm-up call.
 
 Per engine, over ``--repeats`` alternating repeats after one warm-up call each (ours: the full
 workload, which compiles its programs; transformers: a small one, allocator and kernels): useful tokens/s
 (sum of budgets / wall time of the whole call, prefill included), slot utilisation (sum of budgets
-/ (rows x decode steps actually run)), min / median / max; and per repeat the ratio of each engine's
-useful tokens/s to transformers' (min / median / max). JSON with the command in
-``benchmarks/results/rollout_<tag>.json``.
+/ slot-steps computed: slots x decode steps, plus prefilled rows for continuous), min / median /
+max; and per repeat the ratio of each engine's useful tokens/s to transformers' and to static's
+(min / median / max). JSON with the command in ``benchmarks/results/rollout_<tag>.json``.
 
     python benchmarks/rollout.py [--prompts 64] [--n 4] [--cap 128] [--mean-frac 0.3] [--sigma 1.0]
-        [--model small] [--engines static transformers] [--repeats 3] [--tag cpu]
+        [--model small] [--engines static continuous transformers] [--slots 0] [--repeats 3] [--tag cpu]
 
 The target shape is 256 rows with a cap of 1,024 new tokens on a real model (``--cap 1024
 --model sampler`` here); the defaults keep the 256 rows and the budgets' distribution but take a
@@ -67,6 +70,7 @@ import transformers
 
 from benchmarks.sampler import HF_CONFIG, host_info, load, versions
 from tempo_jax.models.hf_io import from_hf
+from tempo_jax.sampling import continuous
 from tempo_jax.sampling import generate as gen
 from tempo_jax.sampling.methods import Sampling
 
@@ -91,6 +95,7 @@ class Workload:
     prompts: np.ndarray  # [P, L] token ids (no padding: every prompt is L tokens)
     n: int  # samples per prompt; row i*n+j = sample j of prompt i
     budgets: np.ndarray  # [P*n] new-token budget of each row
+    slots: int = 0  # the continuous engine's decode slots (0: its default, a quarter of the rows)
 
     @property
     def rows(self) -> int:
@@ -108,7 +113,8 @@ class Workload:
 @dataclasses.dataclass(frozen=True)
 class EngineRun:
     seconds: float  # wall time of the whole call
-    decode_steps: int  # token positions every row slot was carried through (the longest row)
+    decode_steps: int  # token positions every slot was carried through
+    slot_steps: int  # slot x token positions computed (slot utilisation = useful tokens / slot_steps)
 
 
 @dataclasses.dataclass
@@ -163,7 +169,32 @@ def run_static(models: Models, work: Workload, seed: int) -> EngineRun:
     dt = time.perf_counter() - t0
     np.testing.assert_array_equal(out.lengths, work.budgets)
     # the decode loop runs until the longest row is done (no EOS here): its length is the step count
-    return EngineRun(seconds=dt, decode_steps=int(out.lengths.max()))
+    steps = int(out.lengths.max())
+    return EngineRun(seconds=dt, decode_steps=steps, slot_steps=work.rows * steps)
+
+
+def run_continuous(models: Models, work: Workload, seed: int) -> EngineRun:
+    """Continuous batching over ``work.slots`` slots: slot-steps are the decode loop's steps x
+    slots plus one per prefilled row (inserts padded to a power of two included)."""
+    t0 = time.perf_counter()
+    out, stats = continuous.generate_continuous(
+        models.ours,
+        work.prompts.tolist(),
+        n=work.n,
+        max_new_tokens=work.budgets,
+        method=Sampling(temperature=1.0),
+        stop_ids=(),
+        pad_id=0,
+        rng=jax.random.key(seed),
+        slots=work.slots or None,
+    )
+    dt = time.perf_counter() - t0
+    np.testing.assert_array_equal(out.lengths, work.budgets)
+    return EngineRun(
+        seconds=dt,
+        decode_steps=stats.decode_steps,
+        slot_steps=stats.slot_steps + stats.insert_rows,
+    )
 
 
 class RowBudgets(transformers.StoppingCriteria):
@@ -199,7 +230,7 @@ def run_transformers(models: Models, work: Workload, seed: int) -> EngineRun:
     dt = time.perf_counter() - t0
     steps = out.shape[1] - ids.shape[1]
     assert out.shape[0] == work.rows and steps == work.cap, (out.shape, work.cap)
-    return EngineRun(seconds=dt, decode_steps=steps)
+    return EngineRun(seconds=dt, decode_steps=steps, slot_steps=work.rows * steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,12 +249,12 @@ def tiny(work: Workload) -> Workload:
     return Workload(prompts=work.prompts[:2, :8], n=1, budgets=np.full(2, 4, np.int32))
 
 
-# "continuous" (issue 17's continuous batching) registers here.
 ENGINES: dict[str, Engine] = {
     "static": Engine(run_static, same_shapes),
+    "continuous": Engine(run_continuous, same_shapes),
     "transformers": Engine(run_transformers, tiny),
 }
-BASELINE = "transformers"
+BASELINES = ("transformers", "static")  # per-repeat speed ratios are reported against each
 
 
 def spread(values: list[float], digits: int = 1) -> dict:
@@ -251,20 +282,21 @@ def compare(models: Models, work: Workload, engines: list[str], repeats: int) ->
     result: dict = dict(warmup_s=warmup, loadavg_per_repeat=loads, engines={})
     for name in engines:
         tok_s = [work.useful / e.seconds for e in runs[name]]
-        util = [work.useful / (work.rows * e.decode_steps) for e in runs[name]]
+        util = [work.useful / e.slot_steps for e in runs[name]]
         result["engines"][name] = dict(
             useful_tok_s=spread(tok_s),
             slot_utilisation=spread(util, 3),
             decode_steps=[e.decode_steps for e in runs[name]],
             runs_s=[round(e.seconds, 3) for e in runs[name]],
         )
-    if BASELINE in engines:
-        base = runs[BASELINE]
-        result["ratio_vs_" + BASELINE] = {
-            name: spread([b.seconds / e.seconds for e, b in zip(runs[name], base)], 3)
-            for name in engines
-            if name != BASELINE
-        }
+    for baseline in BASELINES:
+        if baseline in engines:
+            base = runs[baseline]
+            result["ratio_vs_" + baseline] = {
+                name: spread([b.seconds / e.seconds for e, b in zip(runs[name], base)], 3)
+                for name in engines
+                if name != baseline
+            }
     return result
 
 
@@ -292,7 +324,8 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--sigma", type=float, default=1.0, help="lognormal shape of the budgets")
     parser.add_argument("--seed", type=int, default=0, help="budgets and prompts")
     parser.add_argument("--model", choices=sorted(MODELS), default="small")
-    parser.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=["static", "transformers"])
+    parser.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=["static", "continuous", "transformers"])
+    parser.add_argument("--slots", type=int, default=0, help="continuous engine's decode slots (0: rows / 4)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--omp-wait-policy", default="PASSIVE", help="PASSIVE | ACTIVE | default (for torch)")
     parser.add_argument("--tag", default="cpu", help="output benchmarks/results/rollout_<tag>.json")
@@ -312,7 +345,7 @@ def main(argv=None) -> dict:
     prompts = np.random.default_rng(args.seed).integers(
         1, hf_config["vocab_size"], size=(args.prompts, args.prompt_len)
     )
-    work = Workload(prompts=prompts, n=args.n, budgets=budgets)
+    work = Workload(prompts=prompts, n=args.n, budgets=budgets, slots=args.slots)
     result = dict(
         benchmark="rollout: useful tokens/s under per-row budgets, tempo_jax vs transformers, identical weights",
         command=" ".join(["python benchmarks/rollout.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -330,6 +363,8 @@ def main(argv=None) -> dict:
             distribution=f"lognormal, sigma {args.sigma}, clipped mean {args.mean_frac} x cap, seed {args.seed}",
             eos="disabled on both sides: every row generates exactly its budget",
             sampling="temperature 1.0, no top-k/top-p",
+            continuous_slots=args.slots or continuous.default_slots(rows),
+            static_slots=rows,
         ),
     )
     print(f"workload: {result['workload']['budgets']}", flush=True)
@@ -342,8 +377,9 @@ def main(argv=None) -> dict:
         result.update(compare(models, work, args.engines, args.repeats))
     for name, e in result["engines"].items():
         print(f"  {name}: useful tok/s {e['useful_tok_s']}, slot utilisation {e['slot_utilisation']}", flush=True)
-    for name, r in result.get("ratio_vs_" + BASELINE, {}).items():
-        print(f"  {name} / {BASELINE}: {r}", flush=True)
+    for baseline in BASELINES:
+        for name, r in result.get("ratio_vs_" + baseline, {}).items():
+            print(f"  {name} / {baseline}: {r}", flush=True)
     result["loadavg_end"] = load()
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as fh:

@@ -56,9 +56,9 @@ Goals stated by the project (reported, not tuned to): sampler >= 2x Tunix; M-ste
 >= 1.25x Tunix's actor / critic update and >= 55% of the matmul peak. Judged on medians of the
 per-repeat ratios (ours / Tunix in the same round) and on median times.
 
-``--quick``: a 7.3M-parameter model (``benchmarks.rollout.MODELS["small"]``) and tiny shapes, a
-smoke run in under 2 minutes, written to ``$TMPDIR/peers_cpu_quick.json``. Results:
-``benchmarks/results/peers_cpu.json`` (``--out``), with the
+``--quick``: a 2.6M-parameter model (``benchmarks.rollout.MODELS["small"]`` with 2 layers and a
+4096-token vocabulary) and tiny shapes, a smoke run in under 2 minutes, written to
+``$TMPDIR/peers_cpu_quick.json``. Results: ``benchmarks/results/peers_cpu.json`` (``--out``), with the
 command, versions, host, XLA_FLAGS and the load average at the start, per repeat and at the end.
 """
 
@@ -85,6 +85,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tunix.generate import sampler as tunix_sampler
+from tunix.models.qwen3 import model as tunix_qwen3
+from tunix.models.qwen3 import params as tunix_qwen3_params
+from tunix.rl import function_registry as tunix_registry
+from tunix.rl import trainer as tunix_rl_trainer
+from tunix.rl import utils as tunix_rl_utils
+from tunix.rl.ppo import ppo_learner
+from tunix.sft import peft_trainer
 
 from benchmarks.rollout import MODELS, build_models
 from benchmarks.sampler import HF_CONFIG, PROMPT_LEN, host_info, load, run_ours, versions
@@ -95,15 +103,9 @@ from tempo_jax.rl.advantages import em_token
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.state import create_train_state
 from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, UpdateSpec, make_e_step, make_m_step
-from tunix.generate import sampler as tunix_sampler
-from tunix.models.qwen3 import model as tunix_qwen3
-from tunix.models.qwen3 import params as tunix_qwen3_params
-from tunix.rl import function_registry as tunix_registry
-from tunix.rl import trainer as tunix_rl_trainer
-from tunix.rl import utils as tunix_rl_utils
-from tunix.rl.ppo import ppo_learner
-from tunix.sft import peft_trainer
 
+# --quick: benchmarks.rollout's 7.3M "small" model cut to 2 layers and a 4096-token vocabulary (compiles fast)
+QUICK_MODEL = dict(MODELS["small"], num_hidden_layers=2, vocab_size=4096)
 RESULTS = ROOT / "benchmarks" / "results" / "peers_cpu.json"
 PAD = 0  # pad id on both sides; prompts and responses draw ids from 1..vocab-1
 LR = 1e-6
@@ -146,14 +148,20 @@ def parity(ours: CausalLM, tunix_model: nnx.Module, vocab: int) -> dict:
     a = np.asarray(ours(tokens)[0])
     b = np.asarray(tunix_logits(tunix_model, tokens))
     diff = float(np.max(np.abs(a - b)))
-    return dict(max_abs_logit_diff=diff, logit_scale=float(np.max(np.abs(a))), ok=bool(diff < 1e-3 * max(1.0, float(np.abs(a).max()))))
+    return dict(
+        max_abs_logit_diff=diff,
+        logit_scale=float(np.max(np.abs(a))),
+        ok=bool(diff < 1e-3 * max(1.0, float(np.abs(a).max()))),
+    )
 
 
 def tunix_critic(actor: nnx.Module, cfg: tunix_qwen3.ModelConfig, head_kernel: np.ndarray) -> nnx.Module:
     """Tunix's critic: ``create_critic_model`` on the actor (LM head -> Linear(hidden, 1)). A tied
     Qwen3 has no ``lm_head`` attribute, so the backbone is first moved into an untied Qwen3."""
     if cfg.use_tied_embedding:
-        untied = nnx.eval_shape(lambda: tunix_qwen3.Qwen3(dataclasses.replace(cfg, use_tied_embedding=False), rngs=nnx.Rngs(0)))
+        untied = nnx.eval_shape(
+            lambda: tunix_qwen3.Qwen3(dataclasses.replace(cfg, use_tied_embedding=False), rngs=nnx.Rngs(0))
+        )
         untied.lm_head = nnx.Linear(cfg.embed_dim, 1, use_bias=False, rngs=nnx.Rngs(0))  # placeholder
         nnx.update(untied, nnx.state(actor))
         actor = untied
@@ -196,7 +204,7 @@ def alternate(
     pair: dict[str, Callable[[int], float]], repeats: int, label: str, work: float, unit: str, warmups: int = 1
 ) -> dict[str, Any]:
     """``warmups`` untimed calls per side, then ``repeats`` rounds in the order of ``pair``; each call
-    returns seconds. ``work`` / seconds is the throughput. Per-round ratio: first side / second side."""
+    returns seconds; ``work`` / seconds is the throughput. Per-round ratio: first side's throughput / second's."""
     warm: dict[str, list[float]] = {}
     for name, fn in pair.items():
         warm[name] = [fn(1000 + i) for i in range(warmups)]
@@ -235,7 +243,9 @@ def alternate(
 # Sampler
 
 
-def sampler_section(ours: CausalLM, tunix_model: nnx.Module, hf: dict, batches: list[int], new_tokens: int, repeats: int) -> list[dict]:
+def sampler_section(
+    ours: CausalLM, tunix_model: nnx.Module, hf: dict, batches: list[int], new_tokens: int, repeats: int
+) -> list[dict]:
     vocab = hf["vocab_size"]
     cache = tunix_sampler.CacheConfig(
         cache_size=PROMPT_LEN + new_tokens,
@@ -249,7 +259,7 @@ def sampler_section(ours: CausalLM, tunix_model: nnx.Module, hf: dict, batches: 
         prompts = np.random.default_rng(0).integers(1, vocab, size=(batch, PROMPT_LEN))
         texts = [" ".join(map(str, p)) for p in prompts]
 
-        def run_tunix(seed: int) -> float:
+        def run_tunix(seed: int, texts: list[str] = texts) -> float:
             t0 = time.perf_counter()
             out = tunix(
                 texts,
@@ -267,13 +277,15 @@ def sampler_section(ours: CausalLM, tunix_model: nnx.Module, hf: dict, batches: 
 
         print(f"sampler, batch {batch}, {new_tokens} new tokens:", flush=True)
         res = alternate(
-            {"ours": lambda s: run_ours(ours, prompts, new_tokens, seed=s), "tunix": run_tunix},
+            {"ours": lambda s, p=prompts: run_ours(ours, p, new_tokens, seed=s), "tunix": run_tunix},
             repeats,
             f"batch {batch}",
             batch * new_tokens,
             "tok/s",
         )
-        rows.append(dict(batch=batch, prompt_len=PROMPT_LEN, new_tokens=new_tokens, tunix_cache_size=cache.cache_size, **res))
+        rows.append(
+            dict(batch=batch, prompt_len=PROMPT_LEN, new_tokens=new_tokens, tunix_cache_size=cache.cache_size, **res)
+        )
         r = rows[-1]
         print(
             f"  => tok/s ours {r['ours']['rate']}, Tunix {r['tunix']['rate']}, ratio ours/Tunix {r['ratio']}",
@@ -329,13 +341,17 @@ def tunix_trainer(model: nnx.Module, role: str, algo: ppo_learner.PPOConfig, eos
     trainer = tunix_rl_trainer.Trainer(
         model=model,
         optimizer=make_optimizer(LR),
-        training_config=peft_trainer.TrainingConfig(eval_every_n_steps=10**9, metrics_prefix=role, pbar_description=None),
+        training_config=peft_trainer.TrainingConfig(
+            eval_every_n_steps=10**9, metrics_prefix=role, pbar_description=None
+        ),
         custom_checkpoint_metadata_fn=lambda: {"role": role},
     )
     trainer.is_managed_externally = True
     if role == "actor":
         trainer.with_loss_fn(tunix_registry.default_registry.get("policy_loss_fn", algo.policy_loss_fn), has_aux=True)
-        trainer.with_gen_model_input_fn(lambda x: {"train_example": x, "algo_config": algo, "pad_id": PAD, "eos_id": eos})
+        trainer.with_gen_model_input_fn(
+            lambda x: {"train_example": x, "algo_config": algo, "pad_id": PAD, "eos_id": eos}
+        )
         trainer.with_rl_metrics_to_log({"pg_clipfrac": np.mean})
     else:
         trainer.with_loss_fn(tunix_registry.default_registry.get("value_loss_fn", algo.value_loss_fn), has_aux=True)
@@ -367,7 +383,9 @@ def updates_section(
     algo = ppo_learner.PPOConfig(beta=0.0)
     critic = critic_from_actor(ours)  # both critics from the untrained actors
     tunix_critic_model = tunix_critic(tunix_actor, tcfg, np.asarray(critic.score.kernel[...]))
-    out: dict[str, Any] = dict(rows=rows, prompt_len=PROMPT_LEN, response_len=tlen, ours_micro_rows=micro, tunix_micro_rows=rows)
+    out: dict[str, Any] = dict(
+        rows=rows, prompt_len=PROMPT_LEN, response_len=tlen, ours_micro_rows=micro, tunix_micro_rows=rows
+    )
     peak_before = matmul_peak()
     print(f"fp32 matmul peak (2048^2): {peak_before / 1e9:.1f} GFLOP/s", flush=True)
 
@@ -401,19 +419,25 @@ def updates_section(
             assert trainer.train_steps == before + 1, (before, trainer.train_steps)
             return dt
 
-        print(f"{name}: ours {name.split('_vs_')[0]} ({loss}, micro {micro} rows) vs Tunix PPO {role} update "
-              f"({rows} rows, no accumulation), {rows} x {seq} tokens:", flush=True)
+        print(
+            f"{name}: ours {name.split('_vs_')[0]} ({loss}, micro {micro} rows) vs Tunix PPO {role} update "
+            f"({rows} rows, no accumulation), {rows} x {seq} tokens:",
+            flush=True,
+        )
         # Two warm-up calls: on both sides the second call compiles again (the first call's state
         # holds uncommitted scalars -- step / optimizer counts -- its output committed ones).
-        res = alternate({"ours": run_ours_update, "tunix": run_tunix_update}, repeats, name, rows * seq, "tok/s", warmups=2)
+        pair = {"ours": run_ours_update, "tunix": run_tunix_update}
+        res = alternate(pair, repeats, name, rows * seq, "tok/s", warmups=2)
         res["useful_flops"] = useful_flops(cfg, rows, seq, lm_head=role == "actor")
         res["losses"] = dict(ours=loss, tunix=f"ppo {'policy' if role == 'actor' else 'value'} loss")
         out[name] = res
-        print(f"  => tok/s ours {res['ours']['rate']}, Tunix {res['tunix']['rate']}, ratio ours/Tunix {res['ratio']}", flush=True)
+        print(f"  => tok/s ours {res['ours']['rate']}, Tunix {res['tunix']['rate']}, ratio {res['ratio']}", flush=True)
         del trainer, holder
     peak_after = matmul_peak()
     peak = max(peak_before, peak_after)
-    out["matmul_peak_gflops"] = dict(before=round(peak_before / 1e9, 1), after=round(peak_after / 1e9, 1), used=round(peak / 1e9, 1))
+    out["matmul_peak_gflops"] = {
+        k: round(v / 1e9, 1) for k, v in (("before", peak_before), ("after", peak_after), ("used", peak))
+    }
     for name, *_ in sections:
         res = out[name]
         for side in ("ours", "tunix"):
@@ -446,11 +470,14 @@ def goals(result: dict) -> dict:
 
 
 def print_table(result: dict) -> None:
-    print("\n| measurement | ours (min / median / max) | Tunix (min / median / max) | ratio ours/Tunix (min / median / max) |")
+    print(
+        "\n| measurement | ours (min / median / max) | Tunix (min / median / max) | ours/Tunix (min / median / max) |"
+    )
     print("|---|---|---|---|")
     fmt = lambda d: f"{d['min']} / {d['median']} / {d['max']}"
     for row in result["sampler"]:
-        print(f"| sampler b{row['batch']}, tok/s | {fmt(row['ours']['rate'])} | {fmt(row['tunix']['rate'])} | {fmt(row['ratio'])} |")
+        cells = [fmt(row["ours"]["rate"]), fmt(row["tunix"]["rate"]), fmt(row["ratio"])]
+        print(f"| sampler b{row['batch']}, tok/s | " + " | ".join(cells) + " |")
     u = result["updates"]
     if not u:
         print("\ngoals: " + json.dumps(result["goals"]))
@@ -458,7 +485,8 @@ def print_table(result: dict) -> None:
     for name, label in (("m_step_vs_actor", "M-step vs PPO actor"), ("e_step_vs_critic", "E-step vs PPO critic")):
         if name in u:
             res = u[name]
-            print(f"| {label}, tok/s | {fmt(res['ours']['rate'])} | {fmt(res['tunix']['rate'])} | {fmt(res['ratio'])} |")
+            cells = [fmt(res["ours"]["rate"]), fmt(res["tunix"]["rate"]), fmt(res["ratio"])]
+            print(f"| {label}, tok/s | " + " | ".join(cells) + " |")
             print(
                 f"| {label}, % of peak (median time) | {res['ours']['fraction_of_peak']['at_median_time']:.1%} | "
                 f"{res['tunix']['fraction_of_peak']['at_median_time']:.1%} | |"
@@ -469,16 +497,16 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="7.3M model and tiny shapes: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="2.6M model and tiny shapes: a smoke run")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="sampler batches (default 16 64)")
     parser.add_argument("--new-tokens", type=int, default=None, help="default 128")
     parser.add_argument("--rows", type=int, default=None, help="rollouts per update (default 64)")
     parser.add_argument("--response", type=int, default=None, help="response tokens per rollout (default 128)")
     parser.add_argument("--micro-tokens", type=int, default=8192, help="ours: micro-batch tokens (train_step.py)")
     parser.add_argument("--skip-updates", action="store_true")
-    parser.add_argument("--out", default=None, help="default benchmarks/results/peers_cpu.json (quick: $TMPDIR/peers_cpu_quick.json)")
+    parser.add_argument("--out", default=None, help=f"default {RESULTS} (quick: $TMPDIR/peers_cpu_quick.json)")
     args = parser.parse_args(argv)
-    hf = MODELS["small"] if args.quick else HF_CONFIG
+    hf = QUICK_MODEL if args.quick else HF_CONFIG
     batches = args.batches or ([4] if args.quick else [16, 64])
     new_tokens = args.new_tokens or (16 if args.quick else 128)
     rows = args.rows or (8 if args.quick else 64)
@@ -488,7 +516,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     result: dict[str, Any] = dict(
         benchmark="tempo_jax vs Google Tunix 0.1.7: sampler and RL updates on identical weights, alternating repeats",
-        command="benchmarks/peers/.venv/bin/python benchmarks/peers/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        command=" ".join(
+            ["benchmarks/peers/.venv/bin/python", "benchmarks/peers/run.py"]
+            + (argv if argv is not None else sys.argv[1:])
+        ),
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         host=host_info(),
         versions=dict(
@@ -515,9 +546,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("Tunix and tempo_jax disagree on the same weights: not comparing")
 
     result["sampler"] = sampler_section(ours, tunix_model, hf, batches, new_tokens, args.repeats)
-    result["updates"] = (
-        {} if args.skip_updates else updates_section(ours, tunix_model, tcfg, rows, response, args.micro_tokens, args.repeats)
-    )
+    result["updates"] = {}
+    if not args.skip_updates:
+        result["updates"] = updates_section(ours, tunix_model, tcfg, rows, response, args.micro_tokens, args.repeats)
     result["goals"] = goals(result)
     result["loadavg_end"] = load()
     print_table(result)

@@ -56,18 +56,22 @@ from tempo_jax.sampling.padding import bucket_length, left_pad
 
 @dataclasses.dataclass(frozen=True)
 class ContinuousStats:
-    """What the engine did: ``decode_steps`` loop iterations over ``slots`` slots and
-    ``insert_rows`` prefilled rows (insert batches padded to a power of two included), so
-    slot utilisation = generated tokens / (slots x decode_steps + insert_rows)."""
+    """What the engine did: ``decode_steps`` loop iterations, ``slot_steps`` slots x iterations
+    summed (the slots shrink as the last rows drain), ``insert_rows`` prefilled rows (insert
+    batches padded to a power of two included); so slot utilisation = generated tokens /
+    (slot_steps + insert_rows)."""
 
     slots: int
     ring_len: int
     decode_steps: int
+    slot_steps: int
     inserts: int
     insert_rows: int
+    prefilled_prompts: int  # prompts run through the model (each once per insert, padding included)
+    shrinks: int
 
     def utilisation(self, generated_tokens: int) -> float:
-        return generated_tokens / max(self.slots * self.decode_steps + self.insert_rows, 1)
+        return generated_tokens / max(self.slot_steps + self.insert_rows, 1)
 
 
 def ring_length(prompt_len: int, cap: int) -> int:
@@ -103,13 +107,14 @@ def init_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, wit
     return _empty_state(cfg, slots, ring_len, cap, dtype, pad_id, with_slp, mesh)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 8, 9, 10, 11, 12), donate_argnums=(2,))
+@functools.partial(jax.jit, static_argnums=(0, 9, 10, 11, 12, 13), donate_argnums=(2,))
 def insert(
     graphdef,
     params,
     state: dict,
     tokens: jax.Array,
     valid: jax.Array,
+    source: jax.Array,
     slots: jax.Array,
     rows: jax.Array,
     budgets: jax.Array,
@@ -120,15 +125,18 @@ def insert(
     mesh: Mesh | None,
     rng: jax.Array,
 ) -> dict:
-    """Prefill ``tokens`` [I, P] (left-padded) and put row ``rows[i]`` into slot ``slots[i]``
-    (an index >= the slot count is padding: dropped), its first token sampled from the prefill
-    logits with the row's own key. The state is donated: the ring is updated in place."""
+    """Prefill the prompts ``tokens`` [U, P] (left-padded) once each and put row ``rows[i]``, a
+    sample of prompt ``source[i]``, into slot ``slots[i]`` (an index >= the slot count is
+    padding: dropped), its first token sampled from the prefill logits with the row's own key.
+    The state is donated: the ring is updated in place."""
     model: CausalLM = nnx.merge(graphdef, params)
-    n_ins, plen = tokens.shape
-    scratch = init_layer_cache(model.cfg, n_ins, plen, cache_dtype)
+    n_ins, plen = len(rows), tokens.shape[1]
+    scratch = init_layer_cache(model.cfg, tokens.shape[0], plen, cache_dtype)
     hidden, filled = model.model(tokens, positions_from_valid(valid), valid, scratch)
     assert isinstance(filled, LayerKVCache)
-    logits = model.logits_from_hidden(hidden[:, -1])
+    logits = model.logits_from_hidden(hidden[:, -1])[source]
+    filled = jax.tree.map(lambda x: x[source] if x.ndim else x, filled)  # the n samples of a prompt share its KV
+    valid = valid[source]
     tok, lp, slp = method.sample_with_logprobs(row_keys(rng, rows, jnp.zeros_like(rows)), logits)
     hit = jnp.any(tok[:, None] == _stop_array(stop_ids)[None, :], axis=-1)
 
@@ -204,6 +212,15 @@ def decode(graphdef, params, state: dict, free_target: jax.Array, rng: jax.Array
     return jax.lax.while_loop(cond, body, state)
 
 
+@functools.partial(jax.jit, static_argnums=(2,))
+def shrink(state: dict, keep: jax.Array, mesh: Mesh | None) -> dict:
+    """The state of slots ``keep`` only (every per-slot array indexed, the cache included): once
+    nothing is pending, the last rows drain on fewer slots, each step costing less."""
+    out = jax.tree.map(lambda x: x[keep] if x.ndim else x, state)
+    out["cache"] = _constrain_cache(out["cache"], mesh)
+    return out
+
+
 @jax.jit
 def take(state: dict, slots: jax.Array) -> dict:
     """The outputs of the given slots (finished rows) for the host."""
@@ -255,9 +272,8 @@ def generate_continuous(
     n_slots = min(int(slots) if slots else default_slots(total_rows), total_rows)
     if n_slots < 1:
         raise ValueError(f"need at least one decode slot, got slots={slots}")
-    if mesh is not None:  # the same number of slots on every batch shard (the batch rule's split)
-        shards = mesh.shape["data"] * mesh.shape["fsdp"]
-        n_slots = -(-n_slots // shards) * shards
+    shards = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    n_slots = -(-n_slots // shards) * shards  # the same number of slots on every batch shard
     refill_at = max(int(refill) if refill else n_slots // 8, 1)
     ring_len = ring_length(plen, cap)
     insert_peak = bucket_length(n_slots, 1) * plen / (n_slots * ring_len)
@@ -282,7 +298,8 @@ def generate_continuous(
     lengths = np.zeros((total_rows,), np.int32)
     eos = np.zeros((total_rows,), bool)
     slot_row = np.full((n_slots,), -1)  # host's view: the row each slot holds (-1: free)
-    next_row, inserts, insert_rows = 0, 0, 0
+    next_row, steps = 0, 0
+    counts = dict(slot_steps=0, inserts=0, insert_rows=0, prefilled_prompts=0, shrinks=0)
     while True:
         free = np.flatnonzero(slot_row < 0)
         if next_row < total_rows and len(free):
@@ -291,14 +308,16 @@ def generate_continuous(
             rows = np.arange(next_row, next_row + m)
             pad_rows = np.concatenate([rows, np.full(size - m, rows[-1])])
             to_slots = np.concatenate([free[:m], np.full(size - m, n_slots)])  # n_slots: dropped
-            prompt_of = pad_rows // n
+            prompts_in, source = np.unique(pad_rows // n, return_inverse=True)  # prefill each prompt once
+            prompts_in = np.concatenate([prompts_in, np.full(bucket_length(len(prompts_in), 1) - len(prompts_in), -1)])
             state = sync(
                 insert(
                     graphdef,
                     params,
                     state,
-                    _place(tokens[prompt_of], mesh),
-                    _place(valid[prompt_of], mesh),
+                    _place(tokens[prompts_in], mesh),
+                    _place(valid[prompts_in], mesh),
+                    jnp.asarray(source, jnp.int32),
                     jnp.asarray(to_slots, jnp.int32),
                     jnp.asarray(pad_rows, jnp.int32),
                     jnp.asarray(budgets[pad_rows], jnp.int32),
@@ -312,11 +331,19 @@ def generate_continuous(
             )
             slot_row[free[:m]] = rows
             next_row += m
-            inserts += 1
-            insert_rows += size
+            counts["inserts"] += 1
+            counts["insert_rows"] += size
+            counts["prefilled_prompts"] += len(prompts_in)
+        current = len(slot_row)
         pending = total_rows - next_row
-        target = min(refill_at, pending) if pending else n_slots
+        if pending:
+            target = min(refill_at, pending)
+        else:  # drain: stop when half the slots are free, to move the rest onto fewer slots
+            target = current - current // 2 if current > shards else current
         state = sync(decode(graphdef, params, state, jnp.asarray(target, jnp.int32), rng, method, stop, pad))
+        done_steps = int(to_host(state["steps"]))
+        counts["slot_steps"] += current * (done_steps - steps)
+        steps = done_steps
         done = np.asarray(to_host(state["done"]))
         finished = np.flatnonzero(done & (slot_row >= 0))
         if len(finished):
@@ -332,15 +359,16 @@ def generate_continuous(
             lengths[rows] = np.asarray(got["count"])[:k]
             eos[rows] = np.asarray(got["eos"])[:k]
             slot_row[finished] = -1
-        if next_row >= total_rows and (slot_row < 0).all():
+        live = np.flatnonzero(slot_row >= 0)
+        if next_row >= total_rows and not len(live):
             break
-    stats = ContinuousStats(
-        slots=n_slots,
-        ring_len=ring_len,
-        decode_steps=int(to_host(state["steps"])),
-        inserts=inserts,
-        insert_rows=insert_rows,
-    )
+        if next_row >= total_rows and 2 * len(live) <= current and current > shards:
+            size = -(-bucket_length(len(live), 1) // shards) * shards
+            keep = np.concatenate([live, np.flatnonzero(slot_row < 0)[: size - len(live)]])
+            state = sync(shrink(state, jnp.asarray(keep, jnp.int32), mesh))
+            slot_row = slot_row[keep]
+            counts["shrinks"] += 1
+    stats = ContinuousStats(slots=n_slots, ring_len=ring_len, decode_steps=steps, **counts)
     mask = np.arange(cap)[None, :] < lengths[:, None]
     output = SampleOutput(
         prompt_tokens=np.repeat(tokens, n, axis=0),
