@@ -280,3 +280,16 @@ def test_grader_fn_grades_and_extracts_each_row_by_its_data_source():
         prompt_fn=lambda q: q["id"],
     )
     assert result.metrics["avg@2"] == 1.0  # the runner hands each row's data_source to the grader
+
+
+def test_continuous_engine_evaluates_like_the_static_one(actor, tokenizer, data_dir, tfds_dir, tmp_path):
+    """``engine="continuous"`` (3 decode slots for 16 rows per call) writes the same samples."""
+    common = dict(n=N, max_new_tokens=MAX_NEW, limit=LIMIT, data_dir=data_dir, tfds_dir=tfds_dir, template="qwen3")
+    evaluate_model(actor, tokenizer, ["aime24"], out_dir=tmp_path / "static", **common)
+    evaluate_model(
+        actor, tokenizer, ["aime24"], out_dir=tmp_path / "cont", engine="continuous", decode_slots=3, **common
+    )
+    static = _read_jsonl(tmp_path / "static" / "aime24_samples.jsonl")
+    cont = _read_jsonl(tmp_path / "cont" / "aime24_samples.jsonl")
+    keys = ("question_id", "sample", "response", "length", "finish_reason", "correct")
+    assert [[r[k] for k in keys] for r in cont] == [[r[k] for k in keys] for r in static]
