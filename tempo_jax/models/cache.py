@@ -43,13 +43,16 @@ class LayerKVCache:
     """k, v: tuples (one entry per layer) of [batch, kv_heads, slots, head_dim]; valid and
     index as in :class:`KVCache`. ``ring``: the slots are a ring buffer (continuous batching):
     the write index wraps around and attention orders keys by age, not slot
-    (:func:`~tempo_jax.models.layers.attention_mask`)."""
+    (:func:`~tempo_jax.models.layers.attention_mask`). ``empty``: nothing written yet (a fresh
+    cache, static): a prefill then attends over its own tokens only, through the model's fused
+    kernel (:mod:`~tempo_jax.models.attention_kernels`), and writes them."""
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
     valid: jax.Array
     index: jax.Array
     ring: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    empty: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     @property
     def max_len(self) -> int:
@@ -83,6 +86,7 @@ def init_layer_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: str | No
         v=tuple(jnp.zeros(shape, dt) for _ in range(cfg.num_layers)),
         valid=jnp.zeros((batch, max_len), jnp.bool_),
         index=jnp.zeros((), jnp.int32),
+        empty=True,
     )
 
 

@@ -16,6 +16,7 @@ from tempo_jax.errors import UserError
 
 FULL = "full_attention"
 SLIDING = "sliding_attention"
+ATTENTION_IMPLS = ("xla", "cudnn", "splash", "auto", "dot_product_xla", "splash_interpret")
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama", "olmo2", "olmo3")
 
 
@@ -105,6 +106,9 @@ class ModelConfig:
     remat: bool = False
     scan_layers: bool = False
     attention_chunk: int = 0  # queries per attention block on long sequences (0: all at once)
+    # whole-sequence self-attention kernel: xla | cudnn | splash | auto (models/attention_kernels.py);
+    # dot_product_xla and splash_interpret run the cuDNN and splash glue on a CPU (for tests)
+    attention_impl: str = "xla"
 
     def __post_init__(self):
         if not self.layer_types:
@@ -127,6 +131,10 @@ class ModelConfig:
             raise ConfigError(f"qk_norm must be none|head|full, got {self.qk_norm!r}")
         if self.norm_placement not in ("pre", "post"):
             raise ConfigError(f"norm_placement must be pre|post, got {self.norm_placement!r}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ConfigError(
+                f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention_impl!r}"
+            )
         if self.attention_chunk < 0:
             raise ConfigError(f"attention_chunk must be >= 0 (0 = no chunking), got {self.attention_chunk}")
         for name in ("param_dtype", "dtype"):

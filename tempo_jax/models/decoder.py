@@ -67,6 +67,10 @@ class Decoder(nnx.Module):
         windows = [cfg.sliding_window if t else NO_WINDOW for t in is_sliding]
         stacked = isinstance(cache, KVCache)
         ring = isinstance(cache, LayerKVCache) and cache.ring
+        # Self-attention over these tokens only (training, prefill into an empty cache): the
+        # mask covers them alone and attention may take a fused kernel (MaskSpec.self_only).
+        self_only = cache is None or (isinstance(cache, LayerKVCache) and cache.empty)
+        mask_slots, mask_valid = (jnp.arange(length, dtype=jnp.int32), valid) if self_only else (q_slots, kv_valid)
 
         def run(graphdef, state, h, cos, sin, mask, kv):
             block = nnx.merge(graphdef, state)
@@ -91,7 +95,7 @@ class Decoder(nnx.Module):
                 sin = jnp.where(flag, sliding[1], full[1])
                 # Built inside the body: a [B, L, S] mask passed into the loop would be materialised
                 # (long training sequences); here it fuses into the attention scores.
-                mask = MaskSpec(q_slots, kv_valid, w, ring)
+                mask = MaskSpec(mask_slots, mask_valid, w, ring, self_only)
                 h, kv = run(graphdef, layer_state, h, cos, sin, mask, kv)
                 return h, (None if kv is None else new_rows(kv))
 
@@ -106,8 +110,8 @@ class Decoder(nnx.Module):
             layer_kv = None
         else:
             # One mask spec for full attention, one for sliding layers (identical dense masks are CSE'd).
-            full_mask = MaskSpec(q_slots, kv_valid, NO_WINDOW, ring)
-            sliding_mask = MaskSpec(q_slots, kv_valid, cfg.sliding_window or NO_WINDOW, ring)
+            full_mask = MaskSpec(mask_slots, mask_valid, NO_WINDOW, ring, self_only)
+            sliding_mask = MaskSpec(mask_slots, mask_valid, cfg.sliding_window or NO_WINDOW, ring, self_only)
             layer_kv, layer_rows = [], []
             for i, block in enumerate(self.layers):
                 graphdef, state = nnx.split(block)

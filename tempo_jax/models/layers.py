@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tempo_jax.models import attention_kernels as kernels
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.rope import apply_rope
 
@@ -77,6 +78,9 @@ class MaskSpec:
     kv_valid: jax.Array
     window: jax.Array | int
     ring: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    # the keys are the queries' own tokens (no cache read): training forwards and prefill into an
+    # empty cache; only then may attention take the model's fused kernel
+    self_only: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     def dense(self) -> jax.Array:
         return attention_mask(self.q_slots, self.kv_valid, self.window, self.ring)
@@ -157,18 +161,33 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         k, v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)  # [B, KVH, L, D]
+        self_only = isinstance(mask, MaskSpec) and mask.self_only
         if kv_cache is not None:
             k_cache, v_cache = kv_cache
             start = (0, 0, write_index, 0)
             k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
             v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             kv_cache = (k_cache, v_cache)
-            k, v = k_cache.astype(q.dtype), v_cache.astype(q.dtype)
-        if isinstance(mask, MaskSpec):
+            if not self_only:
+                k, v = k_cache.astype(q.dtype), v_cache.astype(q.dtype)
+        impl = kernels.resolve(cfg.attention_impl, cfg.dtype) if self_only else "xla"
+        if impl != "xla":
+            out = self._fused(q, k, v, mask, impl)
+        elif isinstance(mask, MaskSpec):
             out = attend_chunked(q, k, v, mask, cfg.attention_chunk)
         else:
             out = attend(q, k, v, mask)
         return self.o_proj(out), kv_cache
+
+    def _fused(self, q, k, v, mask: MaskSpec, impl: str):
+        """The fused kernel; a layer window traced by the layer scan picks one of the model's two."""
+        run = lambda window: kernels.self_attention(  # noqa: E731
+            q, k, v, mask.kv_valid, window, impl.removesuffix("_interpret"), interpret=impl.endswith("_interpret")
+        )
+        if isinstance(mask.window, int):
+            return run(mask.window)
+        sliding = self.cfg.sliding_window or NO_WINDOW
+        return jax.lax.cond(mask.window == NO_WINDOW, lambda: run(NO_WINDOW), lambda: run(sliding))
 
 
 class MLP(nnx.Module):

@@ -82,7 +82,8 @@ def ring_length(prompt_len: int, cap: int) -> int:
 
 def _empty_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, with_slp: bool, mesh) -> dict:
     cache = init_layer_cache(cfg, slots, ring_len, dtype)
-    cache = _constrain_cache(dataclasses.replace(cache, ring=True), mesh)
+    # a ring, and never "empty": a decode step always reads it (rows are inserted by scatter)
+    cache = _constrain_cache(dataclasses.replace(cache, ring=True, empty=False), mesh)
     state = dict(
         cache=cache,
         tok=jnp.full((slots,), pad_id, jnp.int32),

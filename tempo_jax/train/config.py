@@ -64,6 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.remat = False
     c.model.scan_layers = False
     c.model.attention_chunk = 0  # queries per attention block (0: all at once); bounds long-sequence memory
+    # whole-sequence attention kernel (training forwards, prefill): xla | cudnn (GPU) | splash (TPU) | auto
+    c.model.attention_impl = "xla"
     c.model.preset = (
         ""  # architecture preset (models/presets.py) or HF dir for `tempo-jax plan`; training reads actor_hf
     )
@@ -417,6 +419,7 @@ def model_overrides(cfg: ml_collections.ConfigDict) -> dict:
         remat=m.remat,
         scan_layers=m.scan_layers,
         attention_chunk=m.attention_chunk,
+        attention_impl=m.get("attention_impl", "xla"),
     )
 
 
