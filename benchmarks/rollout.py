@@ -324,7 +324,9 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--sigma", type=float, default=1.0, help="lognormal shape of the budgets")
     parser.add_argument("--seed", type=int, default=0, help="budgets and prompts")
     parser.add_argument("--model", choices=sorted(MODELS), default="small")
-    parser.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=["static", "continuous", "transformers"])
+    parser.add_argument(
+        "--engines", nargs="+", choices=sorted(ENGINES), default=["static", "continuous", "transformers"]
+    )
     parser.add_argument("--slots", type=int, default=0, help="continuous engine's decode slots (0: rows / 4)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--omp-wait-policy", default="PASSIVE", help="PASSIVE | ACTIVE | default (for torch)")

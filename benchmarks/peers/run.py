@@ -72,6 +72,7 @@ import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -494,6 +495,15 @@ def print_table(result: dict) -> None:
     print(f"\nfp32 matmul peak: {u['matmul_peak_gflops']} GFLOP/s; goals: " + json.dumps(result["goals"]))
 
 
+def git_state() -> dict:
+    """The project's commit and whether tracked files differ from it (the code both runs import)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    return dict(commit=git("rev-parse", "HEAD"), dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -522,6 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         host=host_info(),
+        git=git_state(),
         versions=dict(
             versions(),
             optax=importlib.metadata.version("optax"),

@@ -181,7 +181,7 @@ class Attention(nnx.Module):
 
     def _fused(self, q, k, v, mask: MaskSpec, impl: str):
         """The fused kernel; a layer window traced by the layer scan picks one of the model's two."""
-        run = lambda window: kernels.self_attention(  # noqa: E731
+        run = lambda window: kernels.self_attention(
             q, k, v, mask.kv_valid, window, impl.removesuffix("_interpret"), interpret=impl.endswith("_interpret")
         )
         if isinstance(mask.window, int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tempo_jax.models.attention_kernels import resolve as resolve_attention
 from tempo_jax.parallel.topology import parse_topology
 from tempo_jax.plan.estimates import HEADROOM, GiB, analytic_flops, model_config_for
 from tempo_jax.train import programs as builders
@@ -114,6 +115,8 @@ def finish_report(report: dict, cfg, config_path: str, command: str) -> dict:
         "dtype": mc.dtype,
         "remat": mc.remat,
         "scan_layers": mc.scan_layers,
+        # the whole-sequence attention the TPU programs were compiled with (auto -> splash)
+        "attention": resolve_attention(mc.attention_impl, mc.dtype, "tpu"),
     }
     report["capacity_bytes"] = cap
     report["peak_bytes"] = max((p["peak_bytes"] for p in report["programs"].values()), default=0)
@@ -143,7 +146,8 @@ def format_report(report: dict) -> str:
     lines = [
         f"plan: {report['model']['preset']} ({report['model']['params'] / 1e9:.2f}B params, "
         f"{report['model']['param_dtype']} params, {report['model']['dtype']} compute, remat="
-        f"{report['model']['remat']}, scan_layers={report['model']['scan_layers']})",
+        f"{report['model']['remat']}, scan_layers={report['model']['scan_layers']}, "
+        f"attention={report['model'].get('attention', 'xla')})",
         f"on {report['topology']} ({report['topology_name']}, {report['chips']} chips x "
         f"{report['chip']['hbm_gib']:.0f} GiB HBM, {report['hosts']} hosts); mesh {report['mesh']}, "
         f"rollout mesh {report['rollout_mesh']}",

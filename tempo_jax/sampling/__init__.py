@@ -1,3 +1,1 @@
-
-
 ENGINES = ("static", "continuous")  # generate(engine=...): kept here, free of jax, for the CLI

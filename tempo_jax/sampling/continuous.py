@@ -143,7 +143,7 @@ def insert(
 
     ring: LayerKVCache = state["cache"]
     at = (ring.index - plen + jnp.arange(plen, dtype=jnp.int32)) % ring.max_len  # the prompt ends before the index
-    put = lambda buf, new: buf.at[slots[:, None], :, at[None, :], :].set(  # noqa: E731
+    put = lambda buf, new: buf.at[slots[:, None], :, at[None, :], :].set(
         jnp.swapaxes(new, 1, 2).astype(buf.dtype), mode="drop"
     )
     row_valid = jnp.zeros((n_ins, ring.max_len), jnp.bool_).at[:, at].set(valid)
@@ -155,10 +155,10 @@ def insert(
         ring=True,
     )
     cap = state["tokens"].shape[1]
-    set_rows = lambda buf, first, fill: buf.at[slots].set(  # noqa: E731
+    set_rows = lambda buf, first, fill: buf.at[slots].set(
         jnp.full((n_ins, cap), fill, buf.dtype).at[:, 0].set(first), mode="drop"
     )
-    set_slots = lambda buf, new: buf.at[slots].set(new, mode="drop")  # noqa: E731
+    set_slots = lambda buf, new: buf.at[slots].set(new, mode="drop")
     out = dict(state)
     out["cache"] = _constrain_cache(cache, mesh)
     out["tok"] = set_slots(state["tok"], tok)
@@ -194,7 +194,7 @@ def decode(graphdef, params, state: dict, free_target: jax.Array, rng: jax.Array
         live = ~c["done"]
         tok = jnp.where(live, tok, pad_id)
         col = jnp.where(live, c["count"], cap)  # a done slot writes nowhere
-        write = lambda buf, x: buf.at[slot_ids, col].set(x, mode="drop")  # noqa: E731
+        write = lambda buf, x: buf.at[slot_ids, col].set(x, mode="drop")
         hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
         out = dict(c)
         out["cache"] = cache
