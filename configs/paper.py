@@ -119,6 +119,7 @@ def paper(model: str, method: str, suite: str = "aime", **changes):
         model__remat=True,
         model__scan_layers=True,
         model__attention_chunk=ATTENTION_CHUNK,
+        model__attention_impl="auto",  # splash attention on TPU, cuDNN on GPU (bf16), ours on CPU
         data__labeled="math_train",
         data__unlabeled="aime24",
         data__template=m["template"],

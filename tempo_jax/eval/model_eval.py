@@ -4,7 +4,7 @@
                              n=16, max_new_tokens=16384, critic=critic)   # {name: EvalResult}
 
 * :func:`make_sample_fn` -- ``sample_fn(prompts, n)`` for :func:`tempo_jax.eval.runner.evaluate`
-  on :func:`tempo_jax.sampling.generate.generate`. Prompts go through the sampler in groups of
+  on :func:`tempo_jax.sampling.engines.sample`. Prompts go through the sampler in groups of
   ``batch_prompts`` padded to one fixed width (the last group is filled with copies that are
   dropped), so a dataset compiles prefill/decode once. Row ``i * n + j`` is sample j of prompt i.
   Sampling keys are ``fold_in(key(seed), call_index)``: a run is reproducible for a given
@@ -57,7 +57,7 @@ from tempo_jax.parallel.mesh import batch_sharding, to_host
 from tempo_jax.rewards.grader import Grader
 from tempo_jax.rewards.tasks import get_task
 from tempo_jax.rl.advantages import value_at_last_token
-from tempo_jax.sampling.generate import generate
+from tempo_jax.sampling.engines import sample
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.sampling.padding import bucket_length, left_pad
 
@@ -175,7 +175,8 @@ def make_sample_fn(
     return_tokens: bool = False,
     stop_ids: Sequence[int] | None = None,
 ) -> Callable:
-    """The runner's ``sample_fn(prompts: list[str], n) -> [Q][n] sample dicts`` on :func:`generate`.
+    """The runner's ``sample_fn(prompts: list[str], n) -> [Q][n] sample dicts`` on the rollout
+    engine (:func:`~tempo_jax.sampling.engines.sample`).
 
     Each sample: ``text`` (decoded with ``skip_special_tokens=True``), ``length`` (response
     tokens, the stop token included), ``finish_reason`` (``"eos"``: a stop token, ``"length"``:
@@ -226,7 +227,7 @@ def make_sample_fn(
             tokens, valid = left_pad(group, pad, min_bucket, length=width)
             rng = jax.random.fold_in(base_key, calls[0])
             calls[0] += 1
-            out = generate(
+            out = sample(
                 (graphdef, state),
                 (tokens, valid),
                 n=n,
@@ -345,7 +346,7 @@ def evaluate_model(
       batch_prompts: prompts per sampler call (default ``min(8, len(dataset))``); rows = batch_prompts * n.
       greedy: argmax decoding instead of sampling (the reference never uses it; for debugging).
       engine, decode_slots: the rollout engine (``static`` or ``continuous`` with that many decode
-        slots, 0: its default) (:func:`~tempo_jax.sampling.generate.generate`).
+        slots, 0: its default) (:func:`~tempo_jax.sampling.engines.sample`).
     Writes ``<name>_samples.jsonl``, ``<name>_results.md``, ``<name>_summary.json``,
     ``<name>_pass_at_k.png`` per dataset, and ``results.md``, ``results.json``, ``pass_at_k.png``.
     Returns ``{name: EvalResult}`` in the order given.

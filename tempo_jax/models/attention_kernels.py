@@ -30,6 +30,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
 from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.config import ATTENTION_IMPLS
@@ -111,9 +113,6 @@ def _splash(q, k, v, local, interpret: bool):
     """q [B, L, H, D], k/v [B, L, KVH, D] (right-padded rows) -> [B, L, H, D]: the sequence padded
     up to the block size (pads at the end: causally invisible to real queries), one MQA kernel
     (H / KVH query heads sharing a KV head) vmapped over KV heads and rows."""
-    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
-    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
-
     b, length, h, d = q.shape
     kvh = k.shape[2]
     padded = -(-length // SPLASH_BLOCK) * SPLASH_BLOCK

@@ -290,96 +290,164 @@ def generate_continuous(
     )
     rng = jax.random.key(0) if rng is None else rng
     graphdef, params = _layers_unrolled(graphdef, params)
-    sync = jax.block_until_ready if mesh is not None else (lambda x: x)  # see generate(): fake-device collectives
-
-    state = sync(init_state(cfg, n_slots, ring_len, cap, kv_cache_dtype, pad, return_sampling_logprobs, mesh))
-    out_tokens = np.full((total_rows, cap), pad, np.int32)
-    out_lp = np.zeros((total_rows, cap), np.float32)
-    out_slp = np.zeros((total_rows, cap), np.float32) if return_sampling_logprobs else None
-    lengths = np.zeros((total_rows,), np.int32)
-    eos = np.zeros((total_rows,), bool)
-    slot_row = np.full((n_slots,), -1)  # host's view: the row each slot holds (-1: free)
-    next_row, steps = 0, 0
-    counts = dict(slot_steps=0, inserts=0, insert_rows=0, prefilled_prompts=0, shrinks=0)
-    while True:
-        free = np.flatnonzero(slot_row < 0)
-        if next_row < total_rows and len(free):
-            m = min(len(free), total_rows - next_row)
-            size = min(bucket_length(m, 1), bucket_length(n_slots, 1))
-            rows = np.arange(next_row, next_row + m)
-            pad_rows = np.concatenate([rows, np.full(size - m, rows[-1])])
-            to_slots = np.concatenate([free[:m], np.full(size - m, n_slots)])  # n_slots: dropped
-            prompts_in, source = np.unique(pad_rows // n, return_inverse=True)  # prefill each prompt once
-            prompts_in = np.concatenate([prompts_in, np.full(bucket_length(len(prompts_in), 1) - len(prompts_in), -1)])
-            state = sync(
-                insert(
-                    graphdef,
-                    params,
-                    state,
-                    _place(tokens[prompts_in], mesh),
-                    _place(valid[prompts_in], mesh),
-                    jnp.asarray(source, jnp.int32),
-                    jnp.asarray(to_slots, jnp.int32),
-                    jnp.asarray(pad_rows, jnp.int32),
-                    jnp.asarray(budgets[pad_rows], jnp.int32),
-                    method,
-                    stop,
-                    pad,
-                    kv_cache_dtype,
-                    mesh,
-                    rng,
-                )
-            )
-            slot_row[free[:m]] = rows
-            next_row += m
-            counts["inserts"] += 1
-            counts["insert_rows"] += size
-            counts["prefilled_prompts"] += len(prompts_in)
-        current = len(slot_row)
-        pending = total_rows - next_row
-        if pending:
-            target = min(refill_at, pending)
-        else:  # drain: stop when half the slots are free, to move the rest onto fewer slots
-            target = current - current // 2 if current > shards else current
-        state = sync(decode(graphdef, params, state, jnp.asarray(target, jnp.int32), rng, method, stop, pad))
-        done_steps = int(to_host(state["steps"]))
-        counts["slot_steps"] += current * (done_steps - steps)
-        steps = done_steps
-        done = np.asarray(to_host(state["done"]))
-        finished = np.flatnonzero(done & (slot_row >= 0))
-        if len(finished):
-            size = bucket_length(len(finished), 1)
-            idx = np.concatenate([finished, np.full(size - len(finished), finished[-1])])
-            got = to_host(take(state, jnp.asarray(idx, jnp.int32)))
-            rows = slot_row[finished]
-            k = len(finished)
-            out_tokens[rows] = np.asarray(got["tokens"])[:k]
-            out_lp[rows] = np.asarray(got["logprobs"])[:k]
-            if out_slp is not None:
-                out_slp[rows] = np.asarray(got["sampling_logprobs"])[:k]
-            lengths[rows] = np.asarray(got["count"])[:k]
-            eos[rows] = np.asarray(got["eos"])[:k]
-            slot_row[finished] = -1
-        live = np.flatnonzero(slot_row >= 0)
-        if next_row >= total_rows and not len(live):
-            break
-        if next_row >= total_rows and 2 * len(live) <= current and current > shards:
-            size = -(-bucket_length(len(live), 1) // shards) * shards
-            keep = np.concatenate([live, np.flatnonzero(slot_row < 0)[: size - len(live)]])
-            state = sync(shrink(state, jnp.asarray(keep, jnp.int32), mesh))
-            slot_row = slot_row[keep]
-            counts["shrinks"] += 1
-    stats = ContinuousStats(slots=n_slots, ring_len=ring_len, decode_steps=steps, **counts)
-    mask = np.arange(cap)[None, :] < lengths[:, None]
-    output = SampleOutput(
-        prompt_tokens=np.repeat(tokens, n, axis=0),
-        prompt_valid=np.repeat(valid, n, axis=0),
-        tokens=out_tokens,
-        mask=mask,
-        lengths=lengths,
-        eos=eos,
-        logprobs=out_lp,
-        sampling_logprobs=out_slp,
-        prompt_index=np.repeat(np.arange(batch), n),
+    run = _Run(
+        (graphdef, params),
+        tokens,
+        valid,
+        n,
+        budgets,
+        (method, stop, pad, kv_cache_dtype, mesh, rng),
+        shards,
+        return_sampling_logprobs,
     )
-    return output, stats
+    state = run.sync(init_state(cfg, n_slots, ring_len, cap, kv_cache_dtype, pad, return_sampling_logprobs, mesh))
+    while True:
+        state = run.insert_pending(state, n_slots)
+        state = run.decode_until_refill(state, refill_at)
+        run.collect_finished(state)
+        if run.finished():
+            break
+        state = run.maybe_shrink(state)
+    stats = ContinuousStats(slots=n_slots, ring_len=ring_len, decode_steps=run.steps, **run.counts)
+    return run.output(), stats
+
+
+class _Run:
+    """The host side of one :func:`generate_continuous` call: which row each slot holds, the
+    queue of pending rows, the finished rows' outputs, and the three device programs it drives."""
+
+    def __init__(self, model, tokens, valid, n, budgets, sampling, shards: int, with_slp: bool):
+        self.graphdef, self.params = model
+        self.tokens, self.valid, self.n, self.budgets = tokens, valid, n, budgets
+        self.method, self.stop, self.pad, self.cache_dtype, self.mesh, self.rng = sampling
+        self.shards = shards
+        rows, cap = len(budgets), int(budgets.max())
+        self.out = dict(
+            tokens=np.full((rows, cap), self.pad, np.int32),
+            logprobs=np.zeros((rows, cap), np.float32),
+            count=np.zeros((rows,), np.int32),
+            eos=np.zeros((rows,), bool),
+        )
+        if with_slp:
+            self.out["sampling_logprobs"] = np.zeros((rows, cap), np.float32)
+        self.slot_row = np.full((0,), -1)  # the row each slot holds (-1: free); sized by the first insert
+        self.next_row, self.steps = 0, 0
+        self.counts = dict(slot_steps=0, inserts=0, insert_rows=0, prefilled_prompts=0, shrinks=0)
+        # on fake CPU devices, sharded programs queued back to back can deadlock: wait for each one
+        self.sync = jax.block_until_ready if self.mesh is not None else (lambda x: x)
+
+    @property
+    def pending(self) -> int:
+        return len(self.budgets) - self.next_row
+
+    def insert_pending(self, state: dict, n_slots: int) -> dict:
+        """Prefill the next pending rows (each prompt once) into the free slots."""
+        if len(self.slot_row) != len(state["done"]):
+            self.slot_row = np.full((len(state["done"]),), -1)
+        free = np.flatnonzero(self.slot_row < 0)
+        if not self.pending or not len(free):
+            return state
+        m = min(len(free), self.pending)
+        size = min(bucket_length(m, 1), bucket_length(n_slots, 1))
+        rows = np.arange(self.next_row, self.next_row + m)
+        pad_rows = np.concatenate([rows, np.full(size - m, rows[-1])])
+        to_slots = np.concatenate([free[:m], np.full(size - m, n_slots)])  # n_slots: dropped
+        prompts_in, source = np.unique(pad_rows // self.n, return_inverse=True)
+        prompts_in = np.concatenate([prompts_in, np.full(bucket_length(len(prompts_in), 1) - len(prompts_in), -1)])
+        as_int = lambda x: jnp.asarray(x, jnp.int32)
+        state = self.sync(
+            insert(
+                self.graphdef,
+                self.params,
+                state,
+                _place(self.tokens[prompts_in], self.mesh),
+                _place(self.valid[prompts_in], self.mesh),
+                as_int(source),
+                as_int(to_slots),
+                as_int(pad_rows),
+                as_int(self.budgets[pad_rows]),
+                self.method,
+                self.stop,
+                self.pad,
+                self.cache_dtype,
+                self.mesh,
+                self.rng,
+            )
+        )
+        self.slot_row[free[:m]] = rows
+        self.next_row += m
+        self.counts["inserts"] += 1
+        self.counts["insert_rows"] += size
+        self.counts["prefilled_prompts"] += len(prompts_in)
+        return state
+
+    def decode_until_refill(self, state: dict, refill_at: int) -> dict:
+        """Decode until ``refill_at`` slots are free (or the pending rows fit); with nothing
+        pending, until half the slots are free (to move the rest onto fewer) or all are done."""
+        current = len(self.slot_row)
+        if self.pending:
+            target = min(refill_at, self.pending)
+        else:
+            target = current - current // 2 if current > self.shards else current
+        state = self.sync(
+            decode(
+                self.graphdef,
+                self.params,
+                state,
+                jnp.asarray(target, jnp.int32),
+                self.rng,
+                self.method,
+                self.stop,
+                self.pad,
+            )
+        )
+        steps = int(to_host(state["steps"]))
+        self.counts["slot_steps"] += current * (steps - self.steps)
+        self.steps = steps
+        return state
+
+    def collect_finished(self, state: dict) -> None:
+        """Copy the rows that stopped to the host outputs and free their slots."""
+        done = np.asarray(to_host(state["done"]))
+        finished = np.flatnonzero(done & (self.slot_row >= 0))
+        if not len(finished):
+            return
+        size = bucket_length(len(finished), 1)
+        idx = np.concatenate([finished, np.full(size - len(finished), finished[-1])])
+        got = to_host(take(state, jnp.asarray(idx, jnp.int32)))
+        rows = self.slot_row[finished]
+        for key, buf in self.out.items():
+            buf[rows] = np.asarray(got[key])[: len(finished)]
+        self.slot_row[finished] = -1
+
+    def finished(self) -> bool:
+        return not self.pending and bool((self.slot_row < 0).all())
+
+    def maybe_shrink(self, state: dict) -> dict:
+        """Once nothing is pending and at most half the slots hold rows, keep only as many slots
+        (a power of two, whole per batch shard) as the rows left need."""
+        live = np.flatnonzero(self.slot_row >= 0)
+        current = len(self.slot_row)
+        if self.pending or 2 * len(live) > current or current <= self.shards:
+            return state
+        size = -(-bucket_length(len(live), 1) // self.shards) * self.shards
+        keep = np.concatenate([live, np.flatnonzero(self.slot_row < 0)[: size - len(live)]])
+        state = self.sync(shrink(state, jnp.asarray(keep, jnp.int32), self.mesh))
+        self.slot_row = self.slot_row[keep]
+        self.counts["shrinks"] += 1
+        return state
+
+    def output(self) -> SampleOutput:
+        lengths = self.out["count"]
+        cap = self.out["tokens"].shape[1]
+        return SampleOutput(
+            prompt_tokens=np.repeat(self.tokens, self.n, axis=0),
+            prompt_valid=np.repeat(self.valid, self.n, axis=0),
+            tokens=self.out["tokens"],
+            mask=np.arange(cap)[None, :] < lengths[:, None],
+            lengths=lengths,
+            eos=self.out["eos"],
+            logprobs=self.out["logprobs"],
+            sampling_logprobs=self.out.get("sampling_logprobs"),
+            prompt_index=np.repeat(np.arange(len(self.tokens)), self.n),
+        )

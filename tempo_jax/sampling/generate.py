@@ -40,7 +40,6 @@ from tempo_jax.models.cache import LayerKVCache, init_layer_cache, resize
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.decoder import CausalLM, positions_from_valid
 from tempo_jax.parallel.mesh import batch_axes, batch_sharding, to_host
-from tempo_jax.sampling import ENGINES
 from tempo_jax.sampling.memory import check_cache_fits
 from tempo_jax.sampling.methods import Greedy, Sampling, row_keys
 from tempo_jax.sampling.padding import left_pad
@@ -306,8 +305,6 @@ def generate(
     memory_budget_bytes: int | None = None,
     return_sampling_logprobs: bool = False,
     min_window: int = 64,
-    engine: str = "static",
-    slots: int | None = None,
 ) -> SampleOutput:
     """Sample ``n`` responses for each prompt.
 
@@ -316,32 +313,9 @@ def generate(
     ``stop_ids`` default to the model config's EOS ids. ``min_window`` is the smallest cache
     window of the segmented decode (:func:`cache_windows`). ``max_new_tokens`` is one budget or
     one per prompt or per row (:func:`row_budgets`); the output is as wide as the largest.
-
-    ``engine``: ``static`` (this module: one batch, decoded until its longest row stops) or
-    ``continuous`` (:mod:`tempo_jax.sampling.continuous`: ``slots`` decode slots refilled as rows
-    stop; the same tokens from the same logits).
+    This is the static engine; :func:`tempo_jax.sampling.engines.sample` chooses between it and
+    continuous batching.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown rollout engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine == "continuous":
-        from tempo_jax.sampling.continuous import generate_continuous  # it builds on this module
-
-        return generate_continuous(
-            model,
-            prompts,
-            n=n,
-            max_new_tokens=max_new_tokens,
-            method=method,
-            stop_ids=stop_ids,
-            pad_id=pad_id,
-            rng=rng,
-            kv_cache_dtype=kv_cache_dtype,
-            mesh=mesh,
-            min_bucket=min_bucket,
-            memory_budget_bytes=memory_budget_bytes,
-            return_sampling_logprobs=return_sampling_logprobs,
-            slots=slots,
-        )[0]
     graphdef, state = nnx.split(model) if isinstance(model, nnx.Module) else model
     cfg = graphdef_cfg(graphdef, state)
     stop = tuple(int(s) for s in (stop_ids if stop_ids is not None else cfg.eos_ids))

@@ -423,6 +423,22 @@ def model_overrides(cfg: ml_collections.ConfigDict) -> dict:
     )
 
 
+def rollout_engine_errors(cfg: ml_collections.ConfigDict) -> list[str]:
+    """The sampler settings that cannot work: engine, decode slots, prompts per call."""
+    r, errors = cfg.rollout, []
+    ppg = r.get("prompts_per_generate", 0)
+    if ppg < 0 or (ppg and cfg.train.train_batch_size % ppg):
+        errors.append(
+            f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
+            f"train.train_batch_size={cfg.train.train_batch_size}"
+        )
+    if r.get("engine", "static") not in ENGINES:
+        errors.append(f"rollout.engine={r.engine!r} must be one of {', '.join(ENGINES)}")
+    if r.get("decode_slots", 0) < 0:
+        errors.append(f"rollout.decode_slots={r.decode_slots} must be >= 0 (0 = a quarter of the rows)")
+    return errors
+
+
 def uses_critic(cfg: ml_collections.ConfigDict) -> bool:
     return cfg.algo.adv_estimator in CRITIC_ESTIMATORS
 
@@ -534,16 +550,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         errors.append(f"algo.loss_weighting={cfg.algo.loss_weighting!r} must be 'exact' or 'verl'")
     if cfg.data.prompt_policy not in ("filter", "left_truncate"):
         errors.append("data.prompt_policy must be 'filter' or 'left_truncate'")
-    ppg = cfg.rollout.get("prompts_per_generate", 0)
-    if ppg < 0 or (ppg and t.train_batch_size % ppg):
-        errors.append(
-            f"rollout.prompts_per_generate={ppg} must be 0 (whole batch) or divide "
-            f"train.train_batch_size={t.train_batch_size}"
-        )
-    if cfg.rollout.get("engine", "static") not in ENGINES:
-        errors.append(f"rollout.engine={cfg.rollout.engine!r} must be one of {', '.join(ENGINES)}")
-    if cfg.rollout.get("decode_slots", 0) < 0:
-        errors.append(f"rollout.decode_slots={cfg.rollout.decode_slots} must be >= 0 (0 = a quarter of the rows)")
+    errors.extend(rollout_engine_errors(cfg))
     if "mesh" in cfg:
         errors.extend(validate_mesh_config(cfg))
     if "log" in cfg:

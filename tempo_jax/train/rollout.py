@@ -20,7 +20,7 @@ from tempo_jax.rewards.entropy import empo_rewards
 from tempo_jax.rewards.tasks import DEFAULT_TASK, get_task
 from tempo_jax.rewards.voting import ttrl_rewards
 from tempo_jax.rl.filters import GroupAccumulator, confidence_filter, constant_labeled_groups
-from tempo_jax.sampling.generate import generate
+from tempo_jax.sampling.engines import sample
 from tempo_jax.sampling.methods import Sampling
 
 
@@ -41,7 +41,7 @@ class RolloutSettings:
     confidence_upper: float = 1.0
     kv_cache_dtype: str | None = None
     prompts_per_generate: int = 0  # 0 = all prompts of a batch in one sampler call (static engine)
-    engine: str = "static"  # static | continuous (generate's engine)
+    engine: str = "static"  # static | continuous (:func:`~tempo_jax.sampling.engines.sample`)
     decode_slots: int = 0  # the continuous engine's slots (0: its default)
 
 
@@ -92,14 +92,14 @@ def _where(column: list, keep: np.ndarray) -> list:
 
 
 def _generate_chunks(actor_split, tokens: np.ndarray, valid: np.ndarray, s: RolloutSettings, rng: jax.Array, mesh):
-    """``generate`` over chunks of ``s.prompts_per_generate`` prompts (the KV cache holds one chunk),
+    """The rollout engine over chunks of ``s.prompts_per_generate`` prompts (the KV cache holds one chunk),
     joined as one output; a single call when the setting is 0 or covers the batch, or for the
     continuous engine (its ``decode_slots`` bound the cache)."""
     chunk = (s.engine == "static" and s.prompts_per_generate) or len(tokens)
     outs = []
     for i, start in enumerate(range(0, len(tokens), chunk)):
         key = rng if chunk >= len(tokens) else jax.random.fold_in(rng, i)
-        out = generate(
+        out = sample(
             actor_split,
             (tokens[start : start + chunk], valid[start : start + chunk]),
             n=s.n,

@@ -21,6 +21,7 @@ from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.parallel.mesh import make_mesh
 from tempo_jax.sampling.continuous import default_slots, generate_continuous, ring_length
+from tempo_jax.sampling.engines import sample
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy, Sampling
 from tempo_jax.train.tiny import tiny_model_config
@@ -190,11 +191,12 @@ def test_mesh_equals_one_device(checkpoints, prompts):
 
 def test_engine_switch_and_bad_input(qwen3, prompts):
     args = dict(n=2, max_new_tokens=5, method=Greedy(), stop_ids=(), pad_id=PAD)
-    via_switch = generate(qwen3, list(prompts), engine="continuous", slots=2, **args)
-    static = generate(qwen3, list(prompts), **args)
+    via_switch = sample(qwen3, list(prompts), engine="continuous", slots=2, **args)
+    static = sample(qwen3, list(prompts), engine="static", **args)
     np.testing.assert_array_equal(via_switch.tokens, static.tokens)
+    np.testing.assert_array_equal(static.tokens, generate(qwen3, list(prompts), **args).tokens)
     with pytest.raises(ValueError, match="unknown rollout engine 'paged'"):
-        generate(qwen3, list(prompts), engine="paged", **args)
+        sample(qwen3, list(prompts), engine="paged", **args)
     with pytest.raises(ValueError, match="at least one decode slot"):
         generate_continuous(qwen3, list(prompts), slots=-2, **args)
     assert default_slots(256) == 64 and default_slots(3) == 1
