@@ -171,9 +171,13 @@ def place(x, sharding: jax.sharding.Sharding):
 
 
 def shard_train_state(state, mesh: Mesh | None, stacked: bool):
-    """``state`` placed on ``mesh`` (unchanged without one)."""
+    """``state`` placed on ``mesh``; without one, every leaf committed to the default device.
+
+    Committing matters: parameters loaded from a checkpoint are committed, fresh scalars (step,
+    optimizer counts) are not, and a jitted update's outputs all are, so the second update would
+    see other argument placements than the first and compile again (minutes at paper scale)."""
     if mesh is None:
-        return state
+        return jax.device_put(state, jax.devices()[0])
     shardings = train_state_shardings(state, mesh, stacked)
     return jax.block_until_ready(jax.tree.map(place, state, shardings))
 

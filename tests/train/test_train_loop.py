@@ -59,6 +59,10 @@ def test_each_method_runs_three_steps_with_finite_metrics(method, tiny_config):
     signal = any(r.get("advantages/std", 0.0) > 0 for r in rows)
     assert moved == signal, f"{method}: actor moved={moved} but advantage signal={signal}"
     assert (trainer.critic is None) == (method in ("ttrl", "empo"))
+    # one compile per update: the state's placement does not change after the first step
+    for role in (trainer.actor, trainer.critic):
+        if role is not None:
+            assert role.update._cache_size() == 1
 
 
 def test_tempo_batch_mixes_labeled_and_unlabeled(tiny_config):
