@@ -25,6 +25,7 @@ masks, GQA layout and mesh (splash is a Mosaic custom call, so on a mesh it runs
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.config import ATTENTION_IMPLS
@@ -92,6 +94,13 @@ def self_attention(
     else:
         raise ValueError(f"self_attention: no fused kernel {impl!r}")
     return roll_rows(out, -pads).reshape(b, length, h * d)
+
+
+def on_mesh(mesh: Mesh | None) -> contextlib.AbstractContextManager:
+    """Trace a model call with ``mesh`` as the context mesh (a no-op without one): programs that
+    take their mesh as an argument (the sampler's prefill) wrap the call so that a splash kernel
+    inside it can run per shard (:func:`_splash_on_mesh` reads the context mesh)."""
+    return contextlib.nullcontext() if mesh is None else jax.sharding.use_abstract_mesh(mesh.abstract_mesh)
 
 
 def _splash_on_mesh(q, k, v, local, interpret: bool):

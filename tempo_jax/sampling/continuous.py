@@ -36,6 +36,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from tempo_jax.models import attention_kernels as kernels
 from tempo_jax.models.cache import LayerKVCache, init_layer_cache
 from tempo_jax.models.decoder import CausalLM, positions_from_valid
 from tempo_jax.parallel.mesh import to_host
@@ -133,7 +134,8 @@ def insert(
     model: CausalLM = nnx.merge(graphdef, params)
     n_ins, plen = len(rows), tokens.shape[1]
     scratch = init_layer_cache(model.cfg, tokens.shape[0], plen, cache_dtype)
-    hidden, filled = model.model(tokens, positions_from_valid(valid), valid, scratch)
+    with kernels.on_mesh(mesh):  # a fused attention kernel then runs per shard
+        hidden, filled = model.model(tokens, positions_from_valid(valid), valid, scratch)
     assert isinstance(filled, LayerKVCache)
     logits = model.logits_from_hidden(hidden[:, -1])[source]
     filled = jax.tree.map(lambda x: x[source] if x.ndim else x, filled)  # the n samples of a prompt share its KV

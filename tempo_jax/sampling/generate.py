@@ -36,6 +36,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from tempo_jax.models import attention_kernels as kernels
 from tempo_jax.models.cache import LayerKVCache, init_layer_cache, resize
 from tempo_jax.models.config import ModelConfig
 from tempo_jax.models.decoder import CausalLM, positions_from_valid
@@ -157,7 +158,8 @@ def prefill(
     model: CausalLM = nnx.merge(graphdef, state)
     positions = positions_from_valid(valid)
     cache = _constrain_cache(init_layer_cache(model.cfg, tokens.shape[0], cache_len, cache_dtype), mesh)
-    hidden, filled = model.model(tokens, positions, valid, cache)
+    with kernels.on_mesh(mesh):  # a fused attention kernel then runs per shard
+        hidden, filled = model.model(tokens, positions, valid, cache)
     assert isinstance(filled, LayerKVCache)  # the decoder returns the cache in the layout it was given
     cache = filled
     logits = model.logits_from_hidden(hidden[:, -1])

@@ -10,12 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.attention_kernels import resolve, roll_rows, self_attention
 from tempo_jax.models.config import FULL, SLIDING, ConfigError
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.layers import NO_WINDOW, attend, attention_mask
 from tempo_jax.parallel.mesh import make_mesh
+from tempo_jax.sampling.engines import sample
 from tempo_jax.sampling.generate import generate
 from tempo_jax.sampling.methods import Greedy
 from tempo_jax.train.tiny import tiny_model_config
@@ -115,6 +118,22 @@ def test_splash_on_a_mesh_runs_per_shard():
     with jax.set_mesh(mesh):
         got, _ = jax.jit(lambda t, v: model(t, None, v))(tokens, valid)
     np.testing.assert_allclose(np.asarray(got)[np.asarray(valid)], np.asarray(want)[np.asarray(valid)], atol=2e-4)
+
+
+@pytest.mark.parametrize("engine", ["static", "continuous"])
+def test_splash_prefill_on_a_mesh(engine):
+    """The sampler's prefill takes its mesh as an argument: the kernel still runs per shard."""
+    if len(jax.devices()) < 8:
+        pytest.skip("needs 8 (fake) devices")
+    prompts = [[5, 17, 42], [9, 3, 27, 14, 21, 8, 13, 40, 41, 50]] * 2
+    args = dict(n=2, max_new_tokens=6, method=Greedy(), stop_ids=(), pad_id=0, engine=engine)
+    want = sample(_model("xla"), prompts, **args)
+    mesh = make_mesh((2, 2, 2))
+    model = _model("splash_interpret")
+    graphdef, state = nnx.split(model)
+    state = jax.device_put(state, NamedSharding(mesh, P()))
+    got = sample((graphdef, state), prompts, mesh=mesh, slots=4, **args)
+    np.testing.assert_array_equal(got.tokens, want.tokens)
 
 
 def test_resolve_picks_the_backends_kernel():
