@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import math
 import os
 import pathlib
@@ -68,7 +67,7 @@ import numpy as np
 import torch
 import transformers
 
-from benchmarks.sampler import HF_CONFIG, host_info, load, versions
+from benchmarks.sampler import HF_CONFIG, host_info, load, versions, write_result
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.sampling import continuous
 from tempo_jax.sampling import generate as gen
@@ -154,11 +153,11 @@ def build_models(workdir: str, hf_config: dict) -> Models:
     return Models(hf=hf_model, ours=from_hf(workdir))
 
 
-def run_static(models: Models, work: Workload, seed: int) -> EngineRun:
-    t0 = time.perf_counter()
-    out = gen.generate(
-        models.ours,
-        work.prompts.tolist(),
+def ours_args(models: Models, work: Workload, seed: int) -> dict:
+    """The workload as our engines' arguments: budgets per row, T = 1, no stop ids."""
+    return dict(
+        model=models.ours,
+        prompts=work.prompts.tolist(),
         n=work.n,
         max_new_tokens=work.budgets,
         method=Sampling(temperature=1.0),
@@ -166,6 +165,11 @@ def run_static(models: Models, work: Workload, seed: int) -> EngineRun:
         pad_id=0,
         rng=jax.random.key(seed),
     )
+
+
+def run_static(models: Models, work: Workload, seed: int) -> EngineRun:
+    t0 = time.perf_counter()
+    out = gen.generate(**ours_args(models, work, seed))
     dt = time.perf_counter() - t0
     np.testing.assert_array_equal(out.lengths, work.budgets)
     # the decode loop runs until the longest row is done (no EOS here): its length is the step count
@@ -177,17 +181,7 @@ def run_continuous(models: Models, work: Workload, seed: int) -> EngineRun:
     """Continuous batching over ``work.slots`` slots: slot-steps are the decode loop's steps x
     slots plus one per prefilled row (inserts padded to a power of two included)."""
     t0 = time.perf_counter()
-    out, stats = continuous.generate_continuous(
-        models.ours,
-        work.prompts.tolist(),
-        n=work.n,
-        max_new_tokens=work.budgets,
-        method=Sampling(temperature=1.0),
-        stop_ids=(),
-        pad_id=0,
-        rng=jax.random.key(seed),
-        slots=work.slots or None,
-    )
+    out, stats = continuous.generate_continuous(**ours_args(models, work, seed), slots=work.slots or None)
     dt = time.perf_counter() - t0
     np.testing.assert_array_equal(out.lengths, work.budgets)
     return EngineRun(
@@ -383,10 +377,7 @@ def main(argv=None) -> dict:
         for name, r in result.get("ratio_vs_" + baseline, {}).items():
             print(f"  {name} / {baseline}: {r}", flush=True)
     result["loadavg_end"] = load()
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=2)
-    print(f"wrote {out_path}")
+    write_result(result, out_path)
     return result
 
 

@@ -131,6 +131,14 @@ def run_hf(hf_model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
     return dt
 
 
+def write_result(result: dict, path: str) -> None:
+    """Save a benchmark's result as indented JSON (its folder created) and say where."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+    print(f"wrote {path}")
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 

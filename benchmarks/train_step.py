@@ -47,6 +47,30 @@ MODEL = dict(
 )
 
 
+def make_batch(rows: int, plen: int, tlen: int, vocab: int, low: int = 0) -> dict:
+    """Random rollouts (token ids in [low, vocab)) with old log-probs, values, and the EM advantages
+    and returns of half labeled rows: the batch an update consumes."""
+    rng = np.random.default_rng(0)
+    batch = dict(
+        prompt_tokens=jnp.asarray(rng.integers(low, vocab, (rows, plen)), jnp.int32),
+        prompt_valid=jnp.ones((rows, plen), bool),
+        response_tokens=jnp.asarray(rng.integers(low, vocab, (rows, tlen)), jnp.int32),
+        response_mask=jnp.ones((rows, tlen), bool),
+    )
+    values = jnp.asarray(rng.normal(size=(rows, tlen)) * 0.1, jnp.float32)
+    labeled = jnp.asarray(np.arange(rows) % 2 == 0)
+    scores = jnp.asarray(rng.choice([-1.0, 1.0], rows), jnp.float32)
+    adv = em_token(scores, values, batch["response_mask"], labeled)
+    batch.update(
+        old_logprobs=jnp.full((rows, tlen), -10.0),
+        advantages=adv.advantages,
+        values=values,
+        returns=adv.returns,
+        is_labeled=labeled,
+    )
+    return batch
+
+
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     a = jnp.ones((size, size), jnp.float32)
     f = jax.jit(lambda x: x @ x)
@@ -81,24 +105,7 @@ def main() -> None:
     actor = CausalLM(cfg, nnx.Rngs(0))
     critic = critic_from_actor(actor)
     rows, plen, tlen = args.rows, args.prompt, args.response
-    rng = np.random.default_rng(0)
-    batch = dict(
-        prompt_tokens=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, plen)), jnp.int32),
-        prompt_valid=jnp.ones((rows, plen), bool),
-        response_tokens=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, tlen)), jnp.int32),
-        response_mask=jnp.ones((rows, tlen), bool),
-    )
-    values = jnp.asarray(rng.normal(size=(rows, tlen)) * 0.1, jnp.float32)
-    labeled = jnp.asarray(np.arange(rows) % 2 == 0)
-    scores = jnp.asarray(rng.choice([-1.0, 1.0], rows), jnp.float32)
-    adv = em_token(scores, values, batch["response_mask"], labeled)
-    batch.update(
-        old_logprobs=jnp.full((rows, tlen), -10.0),
-        advantages=adv.advantages,
-        values=values,
-        returns=adv.returns,
-        is_labeled=labeled,
-    )
+    batch = make_batch(rows, plen, tlen, cfg.vocab_size)
     micro = max(1, min(rows, args.micro_tokens // (plen + tlen)))
     while rows % micro:
         micro -= 1

@@ -35,3 +35,19 @@ def data_dir() -> pathlib.Path:
     if not DATA_DIR.exists():
         pytest.skip(f"shared data not found at {DATA_DIR}; set TEMPO_JAX_DATA_DIR")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def olmo3_overrides() -> dict:
+    """``tiny_model_config`` overrides for an OLMo 3-style model: post-norm, full q/k norm, a
+    4-token sliding window on the first of its two layers, no EOS (rows run to their budget)."""
+    from tempo_jax.models.config import FULL, SLIDING
+
+    return dict(
+        model_type="olmo3",
+        norm_placement="post",
+        qk_norm="full",
+        layer_types=(SLIDING, FULL),
+        sliding_window=4,
+        eos_token_id=None,
+    )

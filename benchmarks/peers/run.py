@@ -95,12 +95,12 @@ from tunix.rl import utils as tunix_rl_utils
 from tunix.rl.ppo import ppo_learner
 from tunix.sft import peft_trainer
 
+from benchmarks import train_step
 from benchmarks.rollout import MODELS, build_models
-from benchmarks.sampler import HF_CONFIG, PROMPT_LEN, host_info, load, run_ours, versions
+from benchmarks.sampler import HF_CONFIG, PROMPT_LEN, host_info, load, run_ours, versions, write_result
 from benchmarks.train_step import matmul_peak, useful_flops
 from tempo_jax.models.critic import critic_from_actor
 from tempo_jax.models.decoder import CausalLM
-from tempo_jax.rl.advantages import em_token
 from tempo_jax.train.optim import make_optimizer
 from tempo_jax.train.state import create_train_state
 from tempo_jax.train.updates import ACTOR_KEYS, CRITIC_KEYS, UpdateSpec, make_e_step, make_m_step
@@ -300,26 +300,8 @@ def sampler_section(
 
 
 def make_batch(rows: int, plen: int, tlen: int, vocab: int) -> dict[str, jax.Array]:
-    """Rollouts and their old log-probs / values / EM advantages and returns (as train_step.py)."""
-    rng = np.random.default_rng(0)
-    batch = dict(
-        prompt_tokens=jnp.asarray(rng.integers(1, vocab, (rows, plen)), jnp.int32),
-        prompt_valid=jnp.ones((rows, plen), bool),
-        response_tokens=jnp.asarray(rng.integers(1, vocab, (rows, tlen)), jnp.int32),
-        response_mask=jnp.ones((rows, tlen), bool),
-    )
-    values = jnp.asarray(rng.normal(size=(rows, tlen)) * 0.1, jnp.float32)
-    labeled = jnp.asarray(np.arange(rows) % 2 == 0)
-    scores = jnp.asarray(rng.choice([-1.0, 1.0], rows), jnp.float32)
-    adv = em_token(scores, values, batch["response_mask"], labeled)
-    batch.update(
-        old_logprobs=jnp.full((rows, tlen), -10.0),
-        advantages=adv.advantages,
-        values=values,
-        returns=adv.returns,
-        is_labeled=labeled,
-    )
-    return batch
+    """train_step.py's batch with token ids from 1 (Tunix masks id 0, its pad id, as padding)."""
+    return train_step.make_batch(rows, plen, tlen, vocab, low=1)
 
 
 def tunix_example(batch: dict[str, jax.Array]) -> ppo_learner.TrainExample:
@@ -563,10 +545,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["goals"] = goals(result)
     result["loadavg_end"] = load()
     print_table(result)
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=2)
-    print(f"wrote {out_path}")
+    write_result(result, out_path)
     return result
 
 

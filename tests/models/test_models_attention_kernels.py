@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from tempo_jax.models.attention_kernels import resolve, roll_rows, self_attention
-from tempo_jax.models.config import FULL, SLIDING, ConfigError
+from tempo_jax.models.config import ConfigError
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.layers import NO_WINDOW, attend, attention_mask
 from tempo_jax.parallel.mesh import make_mesh
@@ -64,21 +64,11 @@ def _batch(length=24):
     return jnp.asarray(tokens), jnp.asarray(valid)
 
 
-OLMO3 = dict(
-    model_type="olmo3",
-    norm_placement="post",
-    qk_norm="full",
-    layer_types=(SLIDING, FULL),
-    sliding_window=4,
-    eos_token_id=None,
-)
-
-
 @pytest.mark.parametrize("impl", KERNELS)
 @pytest.mark.parametrize("arch", ["qwen3", "olmo3_scan"])
-def test_model_logits_and_gradients_match_xla(impl, arch):
+def test_model_logits_and_gradients_match_xla(impl, arch, olmo3_overrides):
     """Same parameters, each path: logits and parameter gradients on the valid tokens."""
-    overrides = dict(OLMO3, scan_layers=True) if arch == "olmo3_scan" else {}
+    overrides = dict(olmo3_overrides, scan_layers=True) if arch == "olmo3_scan" else {}
     tokens, valid = _batch()
     mask = valid.astype(jnp.float32)[..., None]
 

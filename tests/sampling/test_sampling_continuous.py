@@ -16,7 +16,6 @@ import pytest
 from flax import nnx
 from scipy import special, stats
 
-from tempo_jax.models.config import FULL, SLIDING
 from tempo_jax.models.decoder import CausalLM
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.parallel.mesh import make_mesh
@@ -85,17 +84,9 @@ def test_padded_vocabulary_model(checkpoints, prompts):
     _assert_same(static, cont)
 
 
-def test_sliding_window_layers():
+def test_sliding_window_layers(olmo3_overrides):
     """OLMo 3-style sliding-window layers: the ring orders keys by age, so the window holds."""
-    cfg = tiny_model_config(
-        64,
-        model_type="olmo3",
-        norm_placement="post",
-        qk_norm="full",
-        layer_types=(SLIDING, FULL),
-        sliding_window=4,
-        eos_token_id=None,
-    )
+    cfg = tiny_model_config(64, **olmo3_overrides)
     model = CausalLM(cfg, nnx.Rngs(1))
     prompts = ([5, 17, 42], [9, 3, 27, 14, 21, 8, 13, 40, 41, 50])
     static, cont, _ = _both(model, prompts, Sampling(), slots=3, budgets=np.array([9, 30]), stop_ids=())
