@@ -67,7 +67,7 @@ import numpy as np
 import torch
 import transformers
 
-from benchmarks.sampler import HF_CONFIG, host_info, load, versions, write_result
+from benchmarks.sampler import HF_CONFIG, hf_sample, host_info, load, versions, write_result
 from tempo_jax.models.hf_io import from_hf
 from tempo_jax.sampling import continuous
 from tempo_jax.sampling import generate as gen
@@ -204,25 +204,16 @@ class RowBudgets(transformers.StoppingCriteria):
 
 
 def run_transformers(models: Models, work: Workload, seed: int) -> EngineRun:
-    ids = torch.from_numpy(work.prompts.astype(np.int64))
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = models.hf.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            num_return_sequences=work.n,
-            max_new_tokens=work.cap,
-            stopping_criteria=transformers.StoppingCriteriaList([RowBudgets(ids.shape[1], work.budgets)]),
-            eos_token_id=None,
-            pad_token_id=0,
-        )
-    dt = time.perf_counter() - t0
-    steps = out.shape[1] - ids.shape[1]
+    plen = work.prompts.shape[1]
+    out, dt = hf_sample(
+        models.hf,
+        work.prompts,
+        work.cap,
+        seed,
+        num_return_sequences=work.n,
+        stopping_criteria=transformers.StoppingCriteriaList([RowBudgets(plen, work.budgets)]),
+    )
+    steps = out.shape[1] - plen
     assert out.shape[0] == work.rows and steps == work.cap, (out.shape, work.cap)
     return EngineRun(seconds=dt, decode_steps=steps, slot_steps=work.rows * steps)
 

@@ -110,7 +110,9 @@ def run_ours(model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
     return dt
 
 
-def run_hf(hf_model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
+def hf_sample(hf_model, prompts: np.ndarray, new_tokens: int, seed: int, **extra):
+    """transformers ``generate`` as our side samples: T = 1, no top-k/top-p, EOS off, pad 0;
+    ``extra`` adds arguments (samples per prompt, stopping criteria). Returns (output ids, seconds)."""
     ids = torch.from_numpy(prompts.astype(np.int64))
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -125,8 +127,13 @@ def run_hf(hf_model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
             max_new_tokens=new_tokens,
             eos_token_id=None,
             pad_token_id=0,
+            **extra,
         )
-    dt = time.perf_counter() - t0
+    return out, time.perf_counter() - t0
+
+
+def run_hf(hf_model, prompts: np.ndarray, new_tokens: int, seed: int) -> float:
+    out, dt = hf_sample(hf_model, prompts, new_tokens, seed)
     assert out.shape == (len(prompts), prompts.shape[1] + new_tokens), out.shape
     return dt
 

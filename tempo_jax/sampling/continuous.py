@@ -47,12 +47,12 @@ from tempo_jax.sampling.generate import (
     _layers_unrolled,
     _place,
     _stop_array,
-    graphdef_cfg,
-    row_budgets,
+    advance,
+    prepare,
 )
 from tempo_jax.sampling.memory import check_cache_fits
 from tempo_jax.sampling.methods import Greedy, Sampling, row_keys
-from tempo_jax.sampling.padding import bucket_length, left_pad
+from tempo_jax.sampling.padding import bucket_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,9 @@ def ring_length(prompt_len: int, cap: int) -> int:
     return -(-(prompt_len + cap - 1) // SLOT_TILE) * SLOT_TILE
 
 
-def _empty_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, with_slp: bool, mesh) -> dict:
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
+def init_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, with_slp: bool, mesh) -> dict:
+    """All slots empty (done); the ring cache placed by the batch rule on a mesh."""
     cache = init_layer_cache(cfg, slots, ring_len, dtype)
     # a ring, and never "empty": a decode step always reads it (rows are inserted by scatter)
     cache = _constrain_cache(dataclasses.replace(cache, ring=True, empty=False), mesh)
@@ -101,12 +103,6 @@ def _empty_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, w
     if with_slp:
         state["sampling_logprobs"] = jnp.zeros((slots, cap), jnp.float32)
     return state
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
-def init_state(cfg, slots: int, ring_len: int, cap: int, dtype, pad_id: int, with_slp: bool, mesh) -> dict:
-    """All slots empty (done); the ring cache placed by the batch rule on a mesh."""
-    return _empty_state(cfg, slots, ring_len, cap, dtype, pad_id, with_slp, mesh)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 9, 10, 11, 12, 13), donate_argnums=(2,))
@@ -141,7 +137,8 @@ def insert(
     filled = jax.tree.map(lambda x: x[source] if x.ndim else x, filled)  # the n samples of a prompt share its KV
     valid = valid[source]
     tok, lp, slp = method.sample_with_logprobs(row_keys(rng, rows, jnp.zeros_like(rows)), logits)
-    hit = jnp.any(tok[:, None] == _stop_array(stop_ids)[None, :], axis=-1)
+    none = jnp.zeros_like(rows, dtype=jnp.bool_)  # a new row: live, nothing generated yet
+    tok, _, count, eos, done = advance(tok, none, jnp.zeros_like(rows), budgets, none, _stop_array(stop_ids), pad_id)
 
     ring: LayerKVCache = state["cache"]
     at = (ring.index - plen + jnp.arange(plen, dtype=jnp.int32)) % ring.max_len  # the prompt ends before the index
@@ -166,10 +163,10 @@ def insert(
     out["tok"] = set_slots(state["tok"], tok)
     out["pos"] = set_slots(state["pos"], jnp.sum(valid, axis=-1).astype(jnp.int32))
     out["row"] = set_slots(state["row"], rows)
-    out["count"] = set_slots(state["count"], jnp.ones_like(rows))
+    out["count"] = set_slots(state["count"], count)
     out["budget"] = set_slots(state["budget"], budgets)
-    out["eos"] = set_slots(state["eos"], hit)
-    out["done"] = set_slots(state["done"], hit | (budgets <= 1))
+    out["eos"] = set_slots(state["eos"], eos)
+    out["done"] = set_slots(state["done"], done)
     out["tokens"] = set_rows(state["tokens"], tok, pad_id)
     out["logprobs"] = set_rows(state["logprobs"], lp, 0.0)
     if "sampling_logprobs" in state:
@@ -193,11 +190,9 @@ def decode(graphdef, params, state: dict, free_target: jax.Array, rng: jax.Array
     def body(c):
         logits, cache = model(c["tok"][:, None], c["pos"][:, None], ones, c["cache"])
         tok, lp, slp = method.sample_with_logprobs(row_keys(rng, c["row"], c["count"]), logits[:, 0])
-        live = ~c["done"]
-        tok = jnp.where(live, tok, pad_id)
+        tok, live, count, eos, done = advance(tok, c["done"], c["count"], c["budget"], c["eos"], stop, pad_id)
         col = jnp.where(live, c["count"], cap)  # a done slot writes nowhere
         write = lambda buf, x: buf.at[slot_ids, col].set(x, mode="drop")
-        hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
         out = dict(c)
         out["cache"] = cache
         out["tok"] = tok
@@ -206,9 +201,7 @@ def decode(graphdef, params, state: dict, free_target: jax.Array, rng: jax.Array
         out["logprobs"] = write(c["logprobs"], lp)
         if "sampling_logprobs" in c:
             out["sampling_logprobs"] = write(c["sampling_logprobs"], slp)
-        out["count"] = c["count"] + live.astype(jnp.int32)
-        out["eos"] = c["eos"] | hit
-        out["done"] = c["done"] | hit | (out["count"] >= c["budget"])
+        out["count"], out["eos"], out["done"] = count, eos, done
         out["steps"] = c["steps"] + 1
         return out
 
@@ -261,16 +254,9 @@ def generate_continuous(
     at least one); fewer means fuller slots but more, smaller prefills and host round trips.
     Returns the output and what the engine did (:class:`ContinuousStats`).
     """
-    graphdef, params = nnx.split(model) if isinstance(model, nnx.Module) else model
-    cfg = graphdef_cfg(graphdef, params)
-    stop = tuple(int(s) for s in (stop_ids if stop_ids is not None else cfg.eos_ids))
-    pad = int(pad_id if pad_id is not None else (cfg.pad_token_id if cfg.pad_token_id is not None else 0))
-    if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], np.ndarray):
-        tokens, valid = prompts
-    else:
-        tokens, valid = left_pad(prompts, pad, min_bucket)
-    batch, plen = tokens.shape
-    budgets = row_budgets(max_new_tokens, batch, n)
+    req = prepare(model, prompts, n, max_new_tokens, stop_ids, pad_id, min_bucket)
+    cfg, stop, pad, budgets = req.cfg, req.stop, req.pad, req.budgets
+    plen = req.tokens.shape[1]
     total_rows, cap = len(budgets), int(budgets.max())
     n_slots = min(int(slots) if slots else default_slots(total_rows), total_rows)
     if n_slots < 1:
@@ -291,20 +277,20 @@ def generate_continuous(
         samples_per_prompt=1,
     )
     rng = jax.random.key(0) if rng is None else rng
-    graphdef, params = _layers_unrolled(graphdef, params)
     run = _Run(
-        (graphdef, params),
-        tokens,
-        valid,
+        _layers_unrolled(req.graphdef, req.params),
+        req.tokens,
+        req.valid,
         n,
         budgets,
         (method, stop, pad, kv_cache_dtype, mesh, rng),
+        n_slots,
         shards,
         return_sampling_logprobs,
     )
     state = run.sync(init_state(cfg, n_slots, ring_len, cap, kv_cache_dtype, pad, return_sampling_logprobs, mesh))
     while True:
-        state = run.insert_pending(state, n_slots)
+        state = run.insert_pending(state)
         state = run.decode_until_refill(state, refill_at)
         run.collect_finished(state)
         if run.finished():
@@ -318,7 +304,7 @@ class _Run:
     """The host side of one :func:`generate_continuous` call: which row each slot holds, the
     queue of pending rows, the finished rows' outputs, and the three device programs it drives."""
 
-    def __init__(self, model, tokens, valid, n, budgets, sampling, shards: int, with_slp: bool):
+    def __init__(self, model, tokens, valid, n, budgets, sampling, slots: int, shards: int, with_slp: bool):
         self.graphdef, self.params = model
         self.tokens, self.valid, self.n, self.budgets = tokens, valid, n, budgets
         self.method, self.stop, self.pad, self.cache_dtype, self.mesh, self.rng = sampling
@@ -332,7 +318,8 @@ class _Run:
         )
         if with_slp:
             self.out["sampling_logprobs"] = np.zeros((rows, cap), np.float32)
-        self.slot_row = np.full((0,), -1)  # the row each slot holds (-1: free); sized by the first insert
+        self.n_slots = slots  # at the start; the slots shrink as the last rows drain
+        self.slot_row = np.full((slots,), -1)  # the row each slot holds (-1: free)
         self.next_row, self.steps = 0, 0
         self.counts = dict(slot_steps=0, inserts=0, insert_rows=0, prefilled_prompts=0, shrinks=0)
         # on fake CPU devices, sharded programs queued back to back can deadlock: wait for each one
@@ -342,10 +329,9 @@ class _Run:
     def pending(self) -> int:
         return len(self.budgets) - self.next_row
 
-    def insert_pending(self, state: dict, n_slots: int) -> dict:
+    def insert_pending(self, state: dict) -> dict:
         """Prefill the next pending rows (each prompt once) into the free slots."""
-        if len(self.slot_row) != len(state["done"]):
-            self.slot_row = np.full((len(state["done"]),), -1)
+        n_slots = self.n_slots
         free = np.flatnonzero(self.slot_row < 0)
         if not self.pending or not len(free):
             return state

@@ -109,12 +109,21 @@ def _constrain_cache(cache: LayerKVCache, mesh: Mesh | None) -> LayerKVCache:
     return cache if mesh is None else jax.lax.with_sharding_constraint(cache, cache_shardings(mesh, cache))
 
 
+def advance(tok, done, length, budget, eos, stop: jax.Array, pad_id: int):
+    """The stop rule of both engines, for one sampled token per row: a row already done emits
+    pad; a live row grows by one, hits eos on a stop token and is done on eos or at its budget.
+    Returns (token, live, new length, new eos, new done)."""
+    live = ~done
+    tok = jnp.where(live, tok, pad_id)
+    hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
+    length = length + live.astype(jnp.int32)
+    return tok, live, length, eos | hit, done | hit | (length >= budget)
+
+
 def _record(c: dict, tok, lp, slp, stop: jax.Array, pad_id: int) -> dict:
     """Write the token sampled at step ``c['step']`` (pad once a row is done) and update the flags."""
-    live = ~c["done"]
-    tok = jnp.where(live, tok, pad_id)
+    tok, live, lengths, eos, done = advance(tok, c["done"], c["lengths"], c["budget"], c["eos"], stop, pad_id)
     col = (0, c["step"])
-    hit = live & jnp.any(tok[:, None] == stop[None, :], axis=-1)
     out = dict(c)
     out["tok"] = tok
     out["tokens"] = jax.lax.dynamic_update_slice(c["tokens"], tok[:, None], col)
@@ -123,9 +132,7 @@ def _record(c: dict, tok, lp, slp, stop: jax.Array, pad_id: int) -> dict:
         out["sampling_logprobs"] = jax.lax.dynamic_update_slice(
             c["sampling_logprobs"], jnp.where(live, slp, 0.0)[:, None], col
         )
-    out["lengths"] = c["lengths"] + live.astype(jnp.int32)
-    out["eos"] = c["eos"] | hit
-    out["done"] = c["done"] | hit | (out["lengths"] >= c["budget"])
+    out["lengths"], out["eos"], out["done"] = lengths, eos, done
     out["step"] = c["step"] + 1
     return out
 
@@ -291,6 +298,35 @@ def _place(x: np.ndarray, mesh: Mesh | None) -> jax.Array:
     return jnp.asarray(x) if mesh is None else jax.device_put(x, batch_sharding(mesh, x.shape))
 
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A sampling call's inputs as both engines use them: the split model and its config, the
+    stop and pad ids (defaults from the config), left-padded prompts and every row's budget."""
+
+    graphdef: Any
+    params: Any
+    cfg: ModelConfig
+    stop: tuple[int, ...]
+    pad: int
+    tokens: np.ndarray  # [B, P]
+    valid: np.ndarray  # [B, P]
+    budgets: np.ndarray  # [B * n]
+
+
+def prepare(model, prompts, n: int, max_new_tokens, stop_ids, pad_id, min_bucket: int) -> Request:
+    """:class:`Request` from :func:`generate`'s arguments (see there)."""
+    graphdef, params = nnx.split(model) if isinstance(model, nnx.Module) else model
+    cfg = graphdef_cfg(graphdef, params)
+    stop = tuple(int(s) for s in (stop_ids if stop_ids is not None else cfg.eos_ids))
+    pad = int(pad_id if pad_id is not None else (cfg.pad_token_id if cfg.pad_token_id is not None else 0))
+    if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], np.ndarray):
+        tokens, valid = prompts
+    else:
+        tokens, valid = left_pad(prompts, pad, min_bucket)
+    budgets = row_budgets(max_new_tokens, tokens.shape[0], n)
+    return Request(graphdef, params, cfg, stop, pad, tokens, valid, budgets)
+
+
 def generate(
     model: CausalLM | tuple,
     prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
@@ -318,16 +354,10 @@ def generate(
     This is the static engine; :func:`tempo_jax.sampling.engines.sample` chooses between it and
     continuous batching.
     """
-    graphdef, state = nnx.split(model) if isinstance(model, nnx.Module) else model
-    cfg = graphdef_cfg(graphdef, state)
-    stop = tuple(int(s) for s in (stop_ids if stop_ids is not None else cfg.eos_ids))
-    pad = int(pad_id if pad_id is not None else (cfg.pad_token_id if cfg.pad_token_id is not None else 0))
-    if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], np.ndarray):
-        tokens, valid = prompts
-    else:
-        tokens, valid = left_pad(prompts, pad, min_bucket)
+    req = prepare(model, prompts, n, max_new_tokens, stop_ids, pad_id, min_bucket)
+    graphdef, state, cfg, stop, pad = req.graphdef, req.params, req.cfg, req.stop, req.pad
+    tokens, valid, budgets = req.tokens, req.valid, req.budgets
     batch, plen = tokens.shape
-    budgets = row_budgets(max_new_tokens, batch, n)
     cap = int(budgets.max())
     windows = cache_windows(plen, cap, min_window)
     _check_memory(cfg, windows, batch, n, kv_cache_dtype, memory_budget_bytes, mesh)
